@@ -1,0 +1,11 @@
+/* hearth bench: placeholder until its issue lands; says so and fails. */
+#include <stdio.h>
+
+#include "cli/cli.h"
+
+int cli_bench(int argc, char **argv) {
+  (void)argc;
+  (void)argv;
+  fprintf(stderr, "hearth bench: not built yet\n");
+  return 1;
+}

@@ -1,0 +1,11 @@
+/* hearth generate: placeholder until its issue lands; says so and fails. */
+#include <stdio.h>
+
+#include "cli/cli.h"
+
+int cli_generate(int argc, char **argv) {
+  (void)argc;
+  (void)argv;
+  fprintf(stderr, "hearth generate: not built yet\n");
+  return 1;
+}

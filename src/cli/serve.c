@@ -1,0 +1,11 @@
+/* hearth serve: placeholder until its issue lands; says so and fails. */
+#include <stdio.h>
+
+#include "cli/cli.h"
+
+int cli_serve(int argc, char **argv) {
+  (void)argc;
+  (void)argv;
+  fprintf(stderr, "hearth serve: not built yet\n");
+  return 1;
+}
