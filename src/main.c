@@ -14,6 +14,7 @@ static const struct command {
     {"keys", cli_keys, "manage API keys (keys create [--project NAME] [--admin])"},
     {"generate", cli_generate, "generate text from a GGUF model"},
     {"bench", cli_bench, "measure a GGUF model's prefill and decode speed"},
+    {"fixture", cli_fixture, "write a random-weight GGUF model (tests, benchmarks)"},
 };
 
 static void usage(FILE *f) {
