@@ -1,0 +1,124 @@
+/* Compute kernels of the engine: quantized dot products per tensor type,
+ * activation quantizers, matrix multiplication over the thread pool, and the
+ * f32 helpers the forward pass needs (rmsnorm, softmax, silu*mul, rope,
+ * attention over an f16 KV cache). Each kernel has a scalar reference path and
+ * AVX2 / AVX-512 paths chosen once at run time (k_init); they agree within
+ * float tolerance (quantizers: bit for bit). Tensor type ids and block
+ * layouts are those of quant.h (ggml's). Knows nothing about models, files,
+ * tokenizers or the server. */
+#ifndef HEARTH_ENGINE_KERNELS_H
+#define HEARTH_ENGINE_KERNELS_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/threadpool.h"
+
+/* ---- dispatch ------------------------------------------------------------ */
+
+enum { K_SIMD_SCALAR = 0, K_SIMD_AVX2 = 1, K_SIMD_AVX512 = 2 };
+
+/* Detects the CPU once and picks the best path; env HEARTH_SIMD=scalar|avx2|
+ * avx512 forces one (falling back to the best available below it). Cheap and
+ * idempotent; every k_* function calls it implicitly on first use. */
+void k_init(void);
+
+/* The path in use (K_SIMD_*), and its name ("scalar", "avx2", "avx512"). */
+int k_simd(void);
+const char *k_simd_name(int level);
+
+/* Forces a path for tests/benchmarks. Returns 0, or -1 when this CPU (or
+ * build) cannot run it (the current path is then unchanged). Not thread-safe:
+ * call it while no kernel runs. */
+int k_set_simd(int level);
+
+/* 1 when the type has a vec_dot/matmul kernel (every type quant.h marks
+ * supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K,
+ * IQ4_NL, IQ4_XS). */
+int k_type_supported(int type);
+
+/* ---- quantized dot products ------------------------------------------------ */
+
+/* *s = dot(x, y) over n elements (n a multiple of the type's block size):
+ * x is one row of `type`, y is the activation already quantized to
+ * qtype(type)->vec_dot_type (k_quantize_act). Same contract as
+ * q_vec_dot_ref. */
+void k_vec_dot(int type, int n, float *s, const void *x, const void *y);
+
+/* Quantizes n floats (a multiple of the block size) into the activation
+ * type vdt (Q8_0, Q8_1, Q8_K; also F32 = copy, F16, BF16): bit-identical to
+ * q_quant_row. */
+void k_quantize_act(int vdt, const float *x, void *y, int64_t n);
+
+/* Bytes of one activation row of n elements for weight type wtype (i.e. in
+ * its vec_dot_type). */
+size_t k_act_row_size(int wtype, int64_t n);
+
+/* ---- matrix multiplication -------------------------------------------------- */
+
+/* Y[t*rows + r] = dot(W row r, X row t) for t < n_tok, r < rows.
+ * W: rows x cols of wtype, rows contiguous (row r at r * row_size).
+ * X: n_tok x cols f32. Y: n_tok x rows f32.
+ * X is quantized once to the vec_dot_type (into the pool's scratch), rows are
+ * split over the pool's threads; with n_tok > 1 it works in tiles of several
+ * rows x several tokens so each weight block loaded serves several tokens.
+ * pool may be NULL (single thread). cols must be a multiple of the block
+ * size. Returns 0, or -1 for an unsupported type / bad size / no memory. */
+int k_matmul(tpool *pool, int wtype, const void *W, int64_t rows, int64_t cols,
+             const float *X, int64_t n_tok, float *Y);
+
+/* As k_matmul with X already quantized (Xq: n_tok rows of
+ * k_act_row_size(wtype, cols) bytes each, e.g. when several matrices share
+ * one input: Q, K and V). Never allocates. */
+int k_matmul_q(tpool *pool, int wtype, const void *W, int64_t rows,
+               int64_t cols, const void *Xq, int64_t n_tok, float *Y);
+
+/* Quantizes n_tok rows of X (cols each) for wtype into Xq, split over the
+ * pool. Xq must hold n_tok * k_act_row_size(wtype, cols) bytes. */
+void k_quantize_rows(tpool *pool, int wtype, const float *X, int64_t n_tok,
+                     int64_t cols, void *Xq);
+
+/* ---- f32 helpers (n: any size) ----------------------------------------------- */
+
+/* y = x / sqrt(mean(x^2) + eps) * w   (w may be NULL: no weight). In place ok. */
+void k_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
+/* Stable softmax in place. */
+void k_softmax(float *x, int n);
+/* y = silu(a) * b = a / (1 + exp(-a)) * b. In place ok (y == a or y == b). */
+void k_silu_mul(float *y, const float *a, const float *b, int n);
+/* y = a + b. In place ok. */
+void k_add(float *y, const float *a, const float *b, int n);
+/* y *= s. */
+void k_scale(float *y, float s, int n);
+/* Returns sum x[i]*y[i]. */
+float k_dot_f32(const float *x, const float *y, int n);
+/* Index of the largest element (first on ties); -1 when n <= 0. */
+int k_argmax(const float *x, int n);
+
+/* f16 (IEEE half) conversions. */
+void k_f32_to_f16(uint16_t *y, const float *x, int n);
+void k_f16_to_f32(float *y, const uint16_t *x, int n);
+
+/* Attention over an f16 KV cache:
+ *   k_dot_f16:  returns sum q[i] * k[i]  (q f32, k f16)
+ *   k_axpy_f16: y[i] += a * v[i]        (v f16) */
+float k_dot_f16(const float *q, const uint16_t *k, int n);
+void k_axpy_f16(float *y, float a, const uint16_t *v, int n);
+
+/* Rotary position embedding, in place, over n_heads heads of head_dim floats
+ * (x[h*head_dim + i]) at position pos, rotating the first n_rot dims.
+ * theta_i = pos * freq_scale * freq_base^(-2i/n_rot) / freq_factors[i]
+ * (freq_factors may be NULL: llama3-style scaling passes rope_freqs here).
+ * neox=0: pairs (x[2i], x[2i+1]) (llama); neox=1: pairs (x[i], x[i+n_rot/2])
+ * (qwen2, NeoX). Computed like ggml (theta advanced by repeated
+ * multiplication). */
+typedef struct {
+  int n_rot;
+  float freq_base;
+  float freq_scale;
+  const float *freq_factors; /* n_rot/2 entries or NULL */
+  int neox;
+} k_rope_params;
+void k_rope(float *x, int n_heads, int head_dim, int pos,
+            const k_rope_params *p);
+
+#endif
