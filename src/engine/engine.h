@@ -90,8 +90,7 @@ int eng_model_meta_str(const eng_model *m, const char *key, char *buf,
  * Returns the number of ids written, or -(needed) when max_out is too small,
  * or ENG_ERR_INVALID on invalid input. */
 int eng_tokenize(const eng_model *m, const char *text, size_t len,
-                 int add_special, int parse_special, int32_t *out,
-                 int max_out);
+                 int add_special, int parse_special, int32_t *out, int max_out);
 /* The bytes of one token (special = 1 renders control tokens' text).
  * Returns the byte count, or -(needed) when buf is too small. */
 int eng_token_piece(const eng_model *m, int32_t tok, int special, char *buf,
