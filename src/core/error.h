@@ -16,8 +16,8 @@ typedef struct api_error {
 } api_error;
 
 /* Fills e (status, type, code, param may be NULL) with a printf message. */
-void api_error_set(api_error *e, int status, const char *type,
-                   const char *code, const char *param, const char *fmt, ...)
+void api_error_set(api_error *e, int status, const char *type, const char *code,
+                   const char *param, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
 
 /* Shared constructors for the common cases (Redis-style shared replies). */
