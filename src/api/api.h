@@ -1,0 +1,128 @@
+/* What an endpoint handler sees: a transport-neutral request (path params,
+ * query lookup, resolved project, raw body or parsed multipart form) and a
+ * response to fill (JSON, pre-rendered bytes, a file to stream, or an
+ * api_error). http/ builds the request from libmicrohttpd and renders the
+ * response; handlers in api/ never see libmicrohttpd. Declares every
+ * handler the route table (http/routes.c) points at. */
+#ifndef HEARTH_API_API_H
+#define HEARTH_API_API_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "core/error.h"
+
+#define API_MAX_PARAMS 6
+#define API_PARAM_BUF 1024
+
+/* Path parameters of the matched route: NUL-terminated copies. */
+typedef struct api_params {
+  int n;
+  const char *name[API_MAX_PARAMS]; /* into the route template, not NUL-ended */
+  size_t name_len[API_MAX_PARAMS];
+  const char *value[API_MAX_PARAMS]; /* into buf */
+  char buf[API_PARAM_BUF];
+} api_params;
+
+/* One field of a multipart/form-data body. Text fields are held in memory
+ * (bounded); file fields (those with a filename) are spooled to a temp file
+ * under api_ctx.spool_dir while the body streams in, never held whole. */
+typedef struct api_form_field {
+  char name[128];
+  int is_file;
+  char *value; /* text: NUL-terminated, owned by the form */
+  size_t len;  /* text length, or file size in bytes */
+  char filename[256];
+  char content_type[128];
+  int fd;          /* file: open read/write, positioned anywhere; -1 if none */
+  char path[1024]; /* file: the spool file; a handler that keeps the bytes
+                      renames it away and clears path[0] */
+} api_form_field;
+
+typedef struct api_form {
+  api_form_field *fields;
+  int n, cap;
+} api_form;
+
+/* Configured model name aliases: NAME -> MODEL. */
+typedef struct api_alias {
+  char *name;
+  char *model;
+} api_alias;
+
+/* Long-lived context shared by every request; read-only once serving, except
+ * for members that say how they are guarded. */
+typedef struct api_ctx {
+  char data_dir[768];
+  char models_dir[800]; /* <data>/models */
+  char spool_dir[800];  /* <data>/tmp: multipart file parts */
+  api_alias *aliases;
+  size_t naliases;
+  long long max_upload;                  /* bytes of one multipart body */
+  struct store *store;                   /* the object store (store/store.h) */
+  struct api_models_cache *models_cache; /* api/models.c, has its own lock */
+} api_ctx;
+
+typedef struct api_req {
+  const api_ctx *ctx;
+  const char *method;
+  const char *url; /* as received, with /v1 */
+  const char *op;  /* operationId */
+  const api_params *params;
+  const char *(*query_fn)(void *q, const char *key);
+  void *query_ctx;
+  const char *project; /* resolved project id */
+  int admin;           /* key has admin scope */
+  const char *content_type;
+  const char *body; /* raw body (not multipart), may be NULL */
+  size_t body_len;
+  api_form *form; /* multipart body, or NULL */
+  const char *request_id;
+} api_req;
+
+typedef struct api_resp {
+  int status;      /* 200 unless set */
+  json_t *json;    /* body; the renderer takes the reference */
+  const char *raw; /* pre-rendered body bytes, or NULL */
+  size_t raw_len;
+  int raw_owned; /* raw is malloc'd and freed by the renderer */
+  int fd;        /* >= 0: stream this file's bytes (renderer closes it) */
+  long long fd_len;
+  char content_type[128]; /* "" = application/json */
+  char disposition[320];  /* Content-Disposition, "" = none */
+  api_error err;          /* err.status != 0: render this error instead */
+} api_resp;
+
+typedef void (*api_handler)(api_req *req, api_resp *resp);
+
+/* ---------------------------------------------------- helpers (api.c) */
+
+const char *api_param(const api_req *r, const char *name);
+const char *api_query(const api_req *r, const char *key);
+/* The form field named name, or NULL. */
+api_form_field *api_form_get(const api_req *r, const char *name);
+void api_form_free(api_form *f);
+/* Sets a 200 JSON body (takes the reference). */
+void api_ok(api_resp *resp, json_t *body);
+void api_resp_init(api_resp *resp);
+void api_resp_clear(api_resp *resp);
+
+/* --------------------------------------------------------- handlers */
+
+/* api/models.c */
+void api_models_list(api_req *req, api_resp *resp);
+void api_models_retrieve(api_req *req, api_resp *resp);
+void api_models_delete(api_req *req, api_resp *resp);
+/* api/files.c */
+void api_files_list(api_req *req, api_resp *resp);
+void api_files_create(api_req *req, api_resp *resp);
+void api_files_retrieve(api_req *req, api_resp *resp);
+void api_files_delete(api_req *req, api_resp *resp);
+void api_files_content(api_req *req, api_resp *resp);
+/* api/uploads.c */
+void api_uploads_create(api_req *req, api_resp *resp);
+void api_uploads_add_part(api_req *req, api_resp *resp);
+void api_uploads_complete(api_req *req, api_resp *resp);
+void api_uploads_cancel(api_req *req, api_resp *resp);
+
+#endif

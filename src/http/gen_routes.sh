@@ -1,0 +1,50 @@
+#!/bin/sh
+# Generates src/http/routes.c from ../shared/openapi/operations.tsv: one entry
+# per operation. Run once to bootstrap; the committed routes.c is then the
+# table that people edit (add a handler name where an operation gets one).
+# usage: src/http/gen_routes.sh ../shared/openapi/operations.tsv > src/http/routes.c
+set -e
+TSV=${1:-../shared/openapi/operations.tsv}
+cat <<'HDR'
+/* THE route table: every operation of the platform API (operations.tsv, paths
+ * without /v1; served under /v1). Reading it tells what the server does: an
+ * entry with a handler is implemented, NULL answers 501 not_implemented.
+ * Admin scope (paths under /organization and /projects) needs an admin key.
+ * Bootstrapped by src/http/gen_routes.sh; edit by hand since. */
+#include "api/api.h"
+#include "http/router.h"
+
+#define NI NULL /* not implemented yet */
+#define U SCOPE_USER
+#define A SCOPE_ADMIN
+
+const route routes[] = {
+HDR
+awk -F'\t' '
+function handler(op) {
+  if (op in impl) return impl[op]
+  return "NI"
+}
+BEGIN {
+  impl["listModels"] = "api_models_list"
+  impl["retrieveModel"] = "api_models_retrieve"
+  impl["deleteModel"] = "api_models_delete"
+  impl["listFiles"] = "api_files_list"
+  impl["createFile"] = "api_files_create"
+  impl["retrieveFile"] = "api_files_retrieve"
+  impl["deleteFile"] = "api_files_delete"
+  impl["downloadFile"] = "api_files_content"
+  impl["createUpload"] = "api_uploads_create"
+  impl["addUploadPart"] = "api_uploads_add_part"
+  impl["completeUpload"] = "api_uploads_complete"
+  impl["cancelUpload"] = "api_uploads_cancel"
+}
+{
+  scope = ($2 ~ /^\/(organization|projects)\//) ? "A" : "U"
+  printf "    {M_%s, \"%s\", \"%s\", %s, %s},\n", $1, $2, $3, handler($3), scope
+}' "$TSV"
+cat <<'FTR'
+};
+
+const size_t routes_count = sizeof routes / sizeof routes[0];
+FTR
