@@ -1,0 +1,760 @@
+/* engine.c: the public engine API (engine.h) over the internal pieces: model
+ * loading (model.c), the f16 KV cache (kvcache.c), kernels and thread pool
+ * (kernels.c, threadpool.c), tokenizer (tokenizer.c). Holds the forward pass
+ * of the decoder-only transformer (llama / qwen2 / qwen3), batched over
+ * several sequences. Knows nothing about HTTP, JSON or the server. */
+#include "engine/engine.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "engine/kernels.h"
+#include "engine/kvcache.h"
+#include "engine/model.h"
+#include "engine/quant.h"
+#include "engine/threadpool.h"
+#include "engine/tokenizer.h"
+
+const char *eng_status_str(int status) {
+  switch (status) {
+  case ENG_OK:
+    return "ok";
+  case ENG_ERR_IO:
+    return "i/o error";
+  case ENG_ERR_FORMAT:
+    return "invalid model file";
+  case ENG_ERR_UNSUPPORTED:
+    return "unsupported";
+  case ENG_ERR_NOMEM:
+    return "out of memory";
+  case ENG_ERR_INVALID:
+    return "invalid argument";
+  case ENG_ERR_KV_FULL:
+    return "kv cache full";
+  }
+  return "unknown error";
+}
+
+/* ======================================================================== */
+/* Model                                                                    */
+/* ======================================================================== */
+
+eng_model_params eng_model_default_params(void) {
+  eng_model_params p = {0};
+  return p;
+}
+
+int eng_model_load(const char *path, const eng_model_params *params,
+                   eng_model **out, char *err, size_t errlen) {
+  eng_model_params p = params ? *params : eng_model_default_params();
+  if (!path || !out) {
+    snprintf(err, errlen, "no model path");
+    return ENG_ERR_INVALID;
+  }
+  int rc = model_load(path, p.prefault, out, err, errlen);
+  if (rc == ENG_OK && p.prefault) {
+    /* Ask the kernel to read the whole mapping ahead. */
+    const gguf_file *g = (*out)->gguf;
+    uintptr_t base = (uintptr_t)gguf_image(g) & ~(uintptr_t)4095;
+    size_t len = gguf_file_size(g) + ((uintptr_t)gguf_image(g) - base);
+    madvise((void *)base, len, MADV_WILLNEED);
+  }
+  return rc;
+}
+
+void eng_model_free(eng_model *m) {
+  model_free(m);
+}
+
+const char *eng_model_arch(const eng_model *m) {
+  return m->arch_name;
+}
+const char *eng_model_name(const eng_model *m) {
+  return m->name;
+}
+int eng_model_n_vocab(const eng_model *m) {
+  return m->n_vocab;
+}
+int eng_model_n_ctx_train(const eng_model *m) {
+  return m->n_ctx_train;
+}
+int eng_model_n_embd(const eng_model *m) {
+  return m->n_embd;
+}
+int eng_model_n_layer(const eng_model *m) {
+  return m->n_layer;
+}
+int eng_model_n_head(const eng_model *m) {
+  return m->n_head;
+}
+int eng_model_n_head_kv(const eng_model *m) {
+  return m->n_head_kv;
+}
+uint64_t eng_model_weight_bytes(const eng_model *m) {
+  return m->weight_bytes;
+}
+uint64_t eng_model_file_bytes(const eng_model *m) {
+  return gguf_file_size(m->gguf);
+}
+const char *eng_model_chat_template(const eng_model *m) {
+  return m->chat_template;
+}
+
+int eng_model_meta_str(const eng_model *m, const char *key, char *buf,
+                       size_t buflen) {
+  int i = gguf_find_key(m->gguf, key);
+  if (i < 0)
+    return -1;
+  int t = gguf_key_type(m->gguf, i);
+  char tmp[64];
+  const char *s = tmp;
+  size_t n;
+  int64_t iv;
+  double dv;
+  if (t == GGUF_TYPE_STRING) {
+    s = gguf_get_str(m->gguf, key, &n);
+    if (!s)
+      return -1;
+  } else if (t == GGUF_TYPE_BOOL) {
+    int b = 0;
+    gguf_get_bool(m->gguf, key, &b);
+    n = (size_t)snprintf(tmp, sizeof tmp, "%s", b ? "true" : "false");
+  } else if (t == GGUF_TYPE_FLOAT32 || t == GGUF_TYPE_FLOAT64) {
+    if (gguf_get_float(m->gguf, key, &dv) != GGUF_OK)
+      return -1;
+    n = (size_t)snprintf(tmp, sizeof tmp, "%.9g", dv);
+  } else if (t != GGUF_TYPE_ARRAY &&
+             gguf_get_int(m->gguf, key, &iv) == GGUF_OK) {
+    n = (size_t)snprintf(tmp, sizeof tmp, "%lld", (long long)iv);
+  } else {
+    return -1;
+  }
+  if (buf && buflen) {
+    size_t c = n < buflen - 1 ? n : buflen - 1;
+    memcpy(buf, s, c);
+    buf[c] = 0;
+  }
+  return (int)n;
+}
+
+/* ======================================================================== */
+/* Tokenizer passthrough                                                    */
+/* ======================================================================== */
+
+int eng_tokenize(const eng_model *m, const char *text, size_t len,
+                 int add_special, int parse_special, int32_t *out,
+                 int max_out) {
+  int n =
+      tok_encode(m->vocab, text, len, add_special, parse_special, out, max_out);
+  if (n < 0 && max_out < -n)
+    return n; /* -(needed) */
+  return n < 0 ? ENG_ERR_INVALID : n;
+}
+
+int eng_token_piece(const eng_model *m, int32_t tok, int special, char *buf,
+                    int len) {
+  int n = tok_piece(m->vocab, tok, special, 0, buf, len);
+  if (n == TOK_ERR_INVALID)
+    return ENG_ERR_INVALID;
+  return n;
+}
+
+int32_t eng_token_bos(const eng_model *m) {
+  return tok_bos(m->vocab);
+}
+int32_t eng_token_eos(const eng_model *m) {
+  return tok_eos(m->vocab);
+}
+int eng_token_is_eog(const eng_model *m, int32_t tok) {
+  return tok_is_eog(m->vocab, tok);
+}
+
+struct eng_detok {
+  tok_detok d;
+};
+
+eng_detok *eng_detok_new(const eng_model *m, int special) {
+  eng_detok *d = malloc(sizeof *d);
+  if (d)
+    tok_detok_init(&d->d, m->vocab, special, 0);
+  return d;
+}
+int eng_detok_push(eng_detok *d, int32_t tok, char *buf, int len) {
+  return tok_detok_push(&d->d, tok, buf, len);
+}
+int eng_detok_flush(eng_detok *d, char *buf, int len) {
+  return tok_detok_flush(&d->d, buf, len);
+}
+void eng_detok_free(eng_detok *d) {
+  free(d);
+}
+
+/* ======================================================================== */
+/* Batch                                                                    */
+/* ======================================================================== */
+
+eng_batch eng_batch_init(int capacity) {
+  eng_batch b = {0, 0, NULL};
+  if (capacity > 0)
+    b.tok = calloc((size_t)capacity, sizeof *b.tok);
+  if (b.tok)
+    b.capacity = capacity;
+  return b;
+}
+void eng_batch_free(eng_batch *b) {
+  free(b->tok);
+  b->tok = NULL;
+  b->n_tokens = b->capacity = 0;
+}
+void eng_batch_clear(eng_batch *b) {
+  b->n_tokens = 0;
+}
+int eng_batch_add(eng_batch *b, int32_t token, int32_t pos, int32_t seq_id,
+                  int logits) {
+  if (b->n_tokens >= b->capacity)
+    return ENG_ERR_INVALID;
+  eng_batch_tok *t = &b->tok[b->n_tokens++];
+  t->token = token;
+  t->pos = pos;
+  t->seq_id = seq_id;
+  t->logits = logits ? 1 : 0;
+  return ENG_OK;
+}
+
+/* ======================================================================== */
+/* Context                                                                  */
+/* ======================================================================== */
+
+struct eng_ctx {
+  eng_model *m;
+  int n_ctx, n_seq, n_batch, n_threads;
+  tpool *pool;
+  kv_cache kv;
+
+  /* Scratch for one chunk of at most n_batch tokens (allocated once). */
+  float *x;   /* (n_batch, n_embd) residual stream */
+  float *xb;  /* (n_batch, n_embd) normalized input of a block */
+  float *q;   /* (n_batch, n_head*head_dim) queries */
+  float *k;   /* (n_batch, n_head_kv*head_dim) keys of the chunk */
+  float *v;   /* (n_batch, n_head_kv*head_dim) values of the chunk */
+  float *att; /* (n_batch, n_head*head_dim) attention output */
+  float *hb;  /* (n_batch, n_ff) gate, then silu(gate)*up */
+  float *hb2; /* (n_batch, n_ff) up */
+  void *xq;   /* quantized activations, (n_batch, act row of widest) */
+  size_t xq_bytes;
+  float *scores;      /* (n_threads, n_ctx) attention scores per thread */
+  float *qtmp;        /* (n_threads, head_dim) */
+  int32_t *cell_of;   /* (n_batch) KV cell of each chunk token */
+  int32_t *seq_cells; /* (n_seq, n_ctx) cells of each sequence by position */
+  int32_t *seq_ncell; /* (n_seq) count in seq_cells, -1 = not built */
+
+  /* Whole-batch state. */
+  int32_t *all_cells; /* (capacity) cells claimed for the batch */
+  int all_cap;
+  float *logits;     /* (n_out, n_vocab) */
+  size_t logits_cap; /* rows */
+  int32_t *out_row;  /* (batch tokens) row in logits or -1 */
+  int out_cap;
+  int n_batch_last;
+
+  char err[256];
+};
+
+eng_ctx_params eng_ctx_default_params(void) {
+  eng_ctx_params p = {
+      .n_ctx = 4096, .n_seq_max = 1, .n_batch = 512, .n_threads = 0};
+  return p;
+}
+
+static void *xcalloc(size_t n, size_t sz, int *bad) {
+  void *p = calloc(n ? n : 1, sz);
+  if (!p)
+    *bad = 1;
+  return p;
+}
+
+static int ctx_alloc(eng_ctx *c) {
+  const eng_model *m = c->m;
+  size_t B = (size_t)c->n_batch, E = (size_t)m->n_embd;
+  size_t Q = (size_t)m->n_head * m->head_dim;
+  size_t KV = (size_t)m->n_head_kv * m->head_dim, F = (size_t)m->n_ff;
+  size_t widest = E > F ? E : F;
+  if (Q > widest)
+    widest = Q;
+  int bad = 0;
+  c->x = xcalloc(B * E, sizeof(float), &bad);
+  c->xb = xcalloc(B * E, sizeof(float), &bad);
+  c->q = xcalloc(B * Q, sizeof(float), &bad);
+  c->k = xcalloc(B * KV, sizeof(float), &bad);
+  c->v = xcalloc(B * KV, sizeof(float), &bad);
+  c->att = xcalloc(B * Q, sizeof(float), &bad);
+  c->hb = xcalloc(B * F, sizeof(float), &bad);
+  c->hb2 = xcalloc(B * F, sizeof(float), &bad);
+  c->xq_bytes = B * (widest * 4 + 512);
+  c->xq = xcalloc(c->xq_bytes, 1, &bad);
+  c->scores = xcalloc((size_t)c->n_threads * c->n_ctx, sizeof(float), &bad);
+  c->qtmp = xcalloc((size_t)c->n_threads * m->head_dim, sizeof(float), &bad);
+  c->cell_of = xcalloc(B, sizeof(int32_t), &bad);
+  c->seq_cells = xcalloc((size_t)c->n_seq * c->n_ctx, sizeof(int32_t), &bad);
+  c->seq_ncell = xcalloc((size_t)c->n_seq, sizeof(int32_t), &bad);
+  if (bad)
+    return ENG_ERR_NOMEM;
+  if (kv_init(&c->kv, c->n_ctx, m->n_layer, (int)KV, c->n_seq))
+    return ENG_ERR_NOMEM;
+  return ENG_OK;
+}
+
+int eng_ctx_new(eng_model *m, const eng_ctx_params *params, eng_ctx **out,
+                char *err, size_t errlen) {
+  eng_ctx_params p = params ? *params : eng_ctx_default_params();
+  *out = NULL;
+  if (p.n_ctx <= 0)
+    p.n_ctx = m->n_ctx_train;
+  if (p.n_batch <= 0)
+    p.n_batch = 512;
+  if (p.n_batch > p.n_ctx)
+    p.n_batch = p.n_ctx;
+  if (p.n_seq_max < 1 || p.n_seq_max > KV_MAX_SEQ) {
+    snprintf(err, errlen, "n_seq_max must be in 1..%d, got %d", KV_MAX_SEQ,
+             p.n_seq_max);
+    return ENG_ERR_INVALID;
+  }
+  eng_ctx *c = calloc(1, sizeof *c);
+  if (!c)
+    return ENG_ERR_NOMEM;
+  c->m = m;
+  c->n_ctx = p.n_ctx;
+  c->n_seq = p.n_seq_max;
+  c->n_batch = p.n_batch;
+  c->pool = tpool_create(p.n_threads);
+  c->n_threads = c->pool ? tpool_n_threads(c->pool) : 1;
+  int rc = c->pool ? ctx_alloc(c) : ENG_ERR_NOMEM;
+  if (rc) {
+    snprintf(err, errlen, "out of memory (context of %d cells)", p.n_ctx);
+    eng_ctx_free(c);
+    return rc;
+  }
+  *out = c;
+  return ENG_OK;
+}
+
+void eng_ctx_free(eng_ctx *c) {
+  if (!c)
+    return;
+  tpool_free(c->pool);
+  kv_free(&c->kv);
+  free(c->x);
+  free(c->xb);
+  free(c->q);
+  free(c->k);
+  free(c->v);
+  free(c->att);
+  free(c->hb);
+  free(c->hb2);
+  free(c->xq);
+  free(c->scores);
+  free(c->qtmp);
+  free(c->cell_of);
+  free(c->seq_cells);
+  free(c->seq_ncell);
+  free(c->all_cells);
+  free(c->logits);
+  free(c->out_row);
+  free(c);
+}
+
+int eng_ctx_n_ctx(const eng_ctx *c) {
+  return c->n_ctx;
+}
+int eng_ctx_n_seq_max(const eng_ctx *c) {
+  return c->n_seq;
+}
+const eng_model *eng_ctx_model(const eng_ctx *c) {
+  return c->m;
+}
+uint64_t eng_ctx_kv_bytes(const eng_ctx *c) {
+  return kv_bytes(&c->kv);
+}
+const char *eng_ctx_last_error(const eng_ctx *c) {
+  return c->err;
+}
+
+/* ======================================================================== */
+/* Forward pass                                                             */
+/* ======================================================================== */
+
+/* One matrix of a group multiplied by the same input. */
+typedef struct {
+  const mtensor *w;
+  float *y;
+} mm_job;
+
+/* Y_i = X @ W_i^T for each job, quantizing X (n rows of cols) once per
+ * distinct activation type. Returns 0 or -1. */
+static int matmul_group(eng_ctx *c, const float *X, int n, int64_t cols,
+                        const mm_job *jobs, int n_jobs) {
+  int have_vdt = -2;
+  for (int j = 0; j < n_jobs; j++) {
+    const mtensor *w = jobs[j].w;
+    int vdt = qtype(w->type)->vec_dot_type;
+    if (vdt != have_vdt) {
+      k_quantize_rows(c->pool, w->type, X, n, cols, c->xq);
+      have_vdt = vdt;
+    }
+    if (k_matmul_q(c->pool, w->type, w->data, w->rows, cols, c->xq, n,
+                   jobs[j].y))
+      return -1;
+  }
+  return 0;
+}
+
+/* Arguments of the attention task over (token, head) pairs. */
+typedef struct {
+  eng_ctx *c;
+  int il; /* layer */
+  int n;  /* tokens in the chunk */
+  const eng_batch_tok *tok;
+} attn_args;
+
+/* Causal attention of one chunk over the f16 cache, parallel over
+ * (token, head). Token t attends to the cells of its own sequence with
+ * position <= its own. */
+static void attn_task(void *arg, int ith, int nth) {
+  const attn_args *a = arg;
+  eng_ctx *c = a->c;
+  const eng_model *m = c->m;
+  const int hd = m->head_dim, nh = m->n_head, grp = m->n_head / m->n_head_kv;
+  const int row = c->kv.row;
+  const float scale = 1.0f / sqrtf((float)hd);
+  const uint16_t *K = c->kv.k[a->il], *V = c->kv.v[a->il];
+  float *sc = c->scores + (size_t)ith * c->n_ctx;
+  long long i0, i1;
+  tpool_split((long long)a->n * nh, ith, nth, 1, &i0, &i1);
+  for (long long it = i0; it < i1; it++) {
+    int t = (int)(it / nh), h = (int)(it % nh), kvh = h / grp;
+    const eng_batch_tok *bt = &a->tok[t];
+    const int32_t *cells = c->seq_cells + (size_t)bt->seq_id * c->n_ctx;
+    int nc = c->seq_ncell[bt->seq_id];
+    const float *q = c->q + (size_t)t * nh * hd + (size_t)h * hd;
+    float *out = c->att + (size_t)t * nh * hd + (size_t)h * hd;
+    /* scores = q . k / sqrt(hd) over visible cells (sorted by position) */
+    int nv = 0;
+    float mx = -INFINITY;
+    for (; nv < nc && c->kv.cells[cells[nv]].pos <= bt->pos; nv++) {
+      const uint16_t *kr = K + (size_t)cells[nv] * row + (size_t)kvh * hd;
+      sc[nv] = k_dot_f16(q, kr, hd) * scale;
+      if (sc[nv] > mx)
+        mx = sc[nv];
+    }
+    /* softmax */
+    float sum = 0;
+    for (int j = 0; j < nv; j++) {
+      sc[j] = expf(sc[j] - mx);
+      sum += sc[j];
+    }
+    /* out = sum_j p_j * v_j */
+    memset(out, 0, sizeof(float) * hd);
+    float inv = sum > 0 ? 1.0f / sum : 0;
+    for (int j = 0; j < nv; j++) {
+      const uint16_t *vr = V + (size_t)cells[j] * row + (size_t)kvh * hd;
+      k_axpy_f16(out, sc[j] * inv, vr, hd);
+    }
+  }
+}
+
+/* Builds the sorted cell list of every sequence present in the chunk. */
+static void build_seq_cells(eng_ctx *c, const eng_batch_tok *tok, int n) {
+  for (int s = 0; s < c->n_seq; s++)
+    c->seq_ncell[s] = -1;
+  for (int t = 0; t < n; t++) {
+    int s = tok[t].seq_id;
+    if (c->seq_ncell[s] >= 0)
+      continue;
+    c->seq_ncell[s] =
+        kv_seq_cells(&c->kv, s, c->seq_cells + (size_t)s * c->n_ctx, c->n_ctx);
+  }
+}
+
+static void add_bias(float *y, const float *b, int n_tok, int dim) {
+  if (!b)
+    return;
+  for (int t = 0; t < n_tok; t++)
+    k_add(y + (size_t)t * dim, y + (size_t)t * dim, b, dim);
+}
+
+/* One transformer block on the chunk (n tokens in c->x). */
+static int forward_layer(eng_ctx *c, int il, const eng_batch_tok *tok, int n) {
+  const eng_model *m = c->m;
+  const mlayer *L = &m->layers[il];
+  const int E = m->n_embd, hd = m->head_dim;
+  const int Q = m->n_head * hd, KV = m->n_head_kv * hd, F = m->n_ff;
+  const k_rope_params rp = {m->n_rot, m->rope_base, m->rope_scale,
+                            m->rope_freqs, m->rope_neox};
+
+  /* xb = rmsnorm(x) * attn_norm */
+  for (int t = 0; t < n; t++)
+    k_rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, L->attn_norm, E,
+              m->rms_eps);
+
+  /* q = xb @ wq^T (+bq), k = xb @ wk^T (+bk), v = xb @ wv^T (+bv) */
+  mm_job qkv[3] = {{&L->wq, c->q}, {&L->wk, c->k}, {&L->wv, c->v}};
+  if (matmul_group(c, c->xb, n, E, qkv, 3))
+    return -1;
+  add_bias(c->q, L->bq, n, Q);
+  add_bias(c->k, L->bk, n, KV);
+  add_bias(c->v, L->bv, n, KV);
+
+  for (int t = 0; t < n; t++) {
+    float *qt = c->q + (size_t)t * Q, *kt = c->k + (size_t)t * KV;
+    /* qwen3: per-head RMS norm of q and k */
+    if (L->q_norm)
+      for (int h = 0; h < m->n_head; h++)
+        k_rmsnorm(qt + h * hd, qt + h * hd, L->q_norm, hd, m->rms_eps);
+    if (L->k_norm)
+      for (int h = 0; h < m->n_head_kv; h++)
+        k_rmsnorm(kt + h * hd, kt + h * hd, L->k_norm, hd, m->rms_eps);
+    /* rotary position embedding of q and k at the token's position */
+    k_rope(qt, m->n_head, hd, tok[t].pos, &rp);
+    k_rope(kt, m->n_head_kv, hd, tok[t].pos, &rp);
+    /* store k and v (f16) in the token's cache cell */
+    size_t off = (size_t)c->cell_of[t] * KV;
+    k_f32_to_f16(c->kv.k[il] + off, kt, KV);
+    k_f32_to_f16(c->kv.v[il] + off, c->v + (size_t)t * KV, KV);
+  }
+
+  /* att = softmax(q k^T / sqrt(hd)) v, per sequence, causal */
+  attn_args aa = {c, il, n, tok};
+  tpool_run(c->pool, attn_task, &aa);
+
+  /* x += att @ wo^T  (xb reused as the projection output) */
+  mm_job o = {&L->wo, c->xb};
+  if (matmul_group(c, c->att, n, Q, &o, 1))
+    return -1;
+  k_add(c->x, c->x, c->xb, n * E);
+
+  /* xb = rmsnorm(x) * ffn_norm */
+  for (int t = 0; t < n; t++)
+    k_rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, L->ffn_norm, E,
+              m->rms_eps);
+  /* hb = xb @ gate^T, hb2 = xb @ up^T, hb = silu(hb) * hb2 */
+  mm_job gu[2] = {{&L->ffn_gate, c->hb}, {&L->ffn_up, c->hb2}};
+  if (matmul_group(c, c->xb, n, E, gu, 2))
+    return -1;
+  k_silu_mul(c->hb, c->hb, c->hb2, n * F);
+  /* x += hb @ down^T */
+  mm_job d = {&L->ffn_down, c->xb};
+  if (matmul_group(c, c->hb, n, F, &d, 1))
+    return -1;
+  k_add(c->x, c->x, c->xb, n * E);
+  return 0;
+}
+
+/* THE HOT PATH: the forward pass over one chunk of n <= n_batch tokens whose
+ * KV cells are already claimed (cells[t]); writes the logits of tokens that
+ * asked for them to the rows out_row[t] of c->logits. */
+static int forward_chunk(eng_ctx *c, const eng_batch_tok *tok, int n,
+                         const int32_t *cells, const int32_t *out_row) {
+  const eng_model *m = c->m;
+  const int E = m->n_embd;
+  memcpy(c->cell_of, cells, sizeof(int32_t) * n);
+  build_seq_cells(c, tok, n);
+
+  /* x = token_embd[token] */
+  for (int t = 0; t < n; t++)
+    model_embed_row(m, tok[t].token, c->x + (size_t)t * E);
+
+  /* the transformer blocks */
+  for (int il = 0; il < m->n_layer; il++)
+    if (forward_layer(c, il, tok, n))
+      return -1;
+
+  /* xb = rmsnorm(x) * output_norm for the tokens that want logits */
+  int n_out = 0, first_row = -1;
+  for (int t = 0; t < n; t++) {
+    if (out_row[t] < 0)
+      continue;
+    if (first_row < 0)
+      first_row = out_row[t];
+    k_rmsnorm(c->xb + (size_t)n_out * E, c->x + (size_t)t * E, m->output_norm,
+              E, m->rms_eps);
+    n_out++;
+  }
+  if (!n_out)
+    return 0;
+  /* logits = xb @ output^T (rows of this chunk are consecutive) */
+  mm_job lo = {&m->output, c->logits + (size_t)first_row * m->n_vocab};
+  return matmul_group(c, c->xb, n_out, E, &lo, 1);
+}
+
+/* Checks the batch against the rules of eng_decode (see engine.h). */
+static int validate(eng_ctx *c, const eng_batch *b) {
+  int32_t last[KV_MAX_SEQ];
+  for (int s = 0; s < c->n_seq; s++)
+    last[s] = -2;
+  for (int i = 0; i < b->n_tokens; i++) {
+    const eng_batch_tok *t = &b->tok[i];
+    if (t->token < 0 || t->token >= c->m->n_vocab) {
+      snprintf(c->err, sizeof c->err, "token %d: id %d out of range [0, %d)", i,
+               t->token, c->m->n_vocab);
+      return ENG_ERR_INVALID;
+    }
+    if (t->seq_id < 0 || t->seq_id >= c->n_seq) {
+      snprintf(c->err, sizeof c->err,
+               "token %d: seq_id %d out of range [0, %d)", i, t->seq_id,
+               c->n_seq);
+      return ENG_ERR_INVALID;
+    }
+    int s = t->seq_id;
+    if (last[s] == -2)
+      last[s] = kv_seq_pos_max(&c->kv, s);
+    if (t->pos <= last[s]) {
+      snprintf(c->err, sizeof c->err,
+               "token %d: position %d of sequence %d is not after its last "
+               "position %d",
+               i, t->pos, s, last[s]);
+      return ENG_ERR_INVALID;
+    }
+    last[s] = t->pos;
+  }
+  return ENG_OK;
+}
+
+/* Grows the per-batch arrays to hold n tokens and n_out logits rows. */
+static int reserve(eng_ctx *c, int n, int n_out) {
+  if (n > c->all_cap) {
+    int32_t *a = realloc(c->all_cells, sizeof(int32_t) * n);
+    if (!a)
+      return -1;
+    c->all_cells = a;
+    int32_t *o = realloc(c->out_row, sizeof(int32_t) * n);
+    if (!o)
+      return -1;
+    c->out_row = o;
+    c->all_cap = n;
+  }
+  if ((size_t)n_out > c->logits_cap) {
+    float *l =
+        realloc(c->logits, sizeof(float) * (size_t)n_out * c->m->n_vocab);
+    if (!l)
+      return -1;
+    c->logits = l;
+    c->logits_cap = (size_t)n_out;
+  }
+  return 0;
+}
+
+int eng_decode(eng_ctx *c, const eng_batch *b) {
+  c->err[0] = 0;
+  c->n_batch_last = 0;
+  if (!b || b->n_tokens <= 0) {
+    snprintf(c->err, sizeof c->err, "empty batch");
+    return ENG_ERR_INVALID;
+  }
+  int rc = validate(c, b);
+  if (rc)
+    return rc;
+  int n = b->n_tokens, n_out = 0;
+  for (int i = 0; i < n; i++)
+    n_out += b->tok[i].logits != 0;
+  if (reserve(c, n, n_out)) {
+    snprintf(c->err, sizeof c->err, "out of memory");
+    return ENG_ERR_NOMEM;
+  }
+  /* claim a cache cell for every token up front: all or nothing */
+  if (kv_find_free(&c->kv, n, c->all_cells)) {
+    snprintf(c->err, sizeof c->err,
+             "kv cache full: %d tokens need cells, %d of %d free", n,
+             c->kv.n_cells - c->kv.n_used, c->kv.n_cells);
+    return ENG_ERR_KV_FULL;
+  }
+  for (int i = 0, r = 0; i < n; i++) {
+    const eng_batch_tok *t = &b->tok[i];
+    kv_claim(&c->kv, c->all_cells[i], t->seq_id, t->pos, t->token);
+    c->out_row[i] = t->logits ? r++ : -1;
+  }
+  /* run the forward pass in chunks of n_batch tokens */
+  for (int i0 = 0; i0 < n; i0 += c->n_batch) {
+    int cn = n - i0 < c->n_batch ? n - i0 : c->n_batch;
+    if (forward_chunk(c, b->tok + i0, cn, c->all_cells + i0, c->out_row + i0)) {
+      for (int i = 0; i < n; i++) /* give the cells back */
+        kv_seq_rm(&c->kv, b->tok[i].seq_id, b->tok[i].pos, b->tok[i].pos + 1);
+      snprintf(c->err, sizeof c->err, "matrix multiplication failed");
+      return ENG_ERR_NOMEM;
+    }
+  }
+  c->n_batch_last = n;
+  return ENG_OK;
+}
+
+const float *eng_get_logits(eng_ctx *c, int i) {
+  if (i < 0 || i >= c->n_batch_last || c->out_row[i] < 0)
+    return NULL;
+  return c->logits + (size_t)c->out_row[i] * c->m->n_vocab;
+}
+
+/* ======================================================================== */
+/* KV cache operations                                                      */
+/* ======================================================================== */
+
+void eng_kv_seq_rm(eng_ctx *c, int seq, int32_t p0, int32_t p1) {
+  if (seq >= c->n_seq)
+    return;
+  kv_seq_rm(&c->kv, seq, p0, p1);
+}
+
+int eng_kv_seq_cp(eng_ctx *c, int src, int dst, int32_t p0, int32_t p1) {
+  if (src < 0 || dst < 0 || src >= c->n_seq || dst >= c->n_seq || src == dst)
+    return ENG_ERR_INVALID;
+  return kv_seq_cp(&c->kv, src, dst, p0, p1) ? ENG_ERR_INVALID : ENG_OK;
+}
+
+int32_t eng_kv_seq_pos_max(const eng_ctx *c, int seq) {
+  if (seq < 0 || seq >= c->n_seq)
+    return -1;
+  return kv_seq_pos_max(&c->kv, seq);
+}
+
+int eng_kv_used(const eng_ctx *c) {
+  return c->kv.n_used;
+}
+void eng_kv_clear(eng_ctx *c) {
+  kv_clear(&c->kv);
+}
+
+/* Length of the prefix of tokens[0..n) that seq holds at positions 0.. */
+static int common_prefix(eng_ctx *c, int seq, const int32_t *tokens, int n) {
+  int32_t *cells = c->seq_cells + (size_t)seq * c->n_ctx;
+  int nc = kv_seq_cells(&c->kv, seq, cells, c->n_ctx);
+  int k = 0;
+  while (k < nc && k < n && c->kv.cells[cells[k]].pos == k &&
+         c->kv.cells[cells[k]].token == tokens[k])
+    k++;
+  return k;
+}
+
+int eng_kv_reuse_prefix(eng_ctx *c, int dst, const int32_t *tokens, int n) {
+  if (dst < 0 || dst >= c->n_seq || n <= 0)
+    return ENG_ERR_INVALID;
+  if (kv_seq_pos_max(&c->kv, dst) >= 0)
+    return ENG_ERR_INVALID;
+  int best = 0, best_seq = -1;
+  for (int s = 0; s < c->n_seq; s++) {
+    if (s == dst)
+      continue;
+    int k = common_prefix(c, s, tokens, n);
+    if (k > best) {
+      best = k;
+      best_seq = s;
+    }
+  }
+  if (best > n - 1)
+    best = n - 1;
+  if (best <= 0)
+    return 0;
+  kv_seq_cp(&c->kv, best_seq, dst, 0, best);
+  return best;
+}
