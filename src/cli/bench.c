@@ -1,11 +1,261 @@
-/* hearth bench: placeholder until its issue lands; says so and fails. */
+/* hearth bench: measures a GGUF model's prefill and decode speed with the
+ * engine (engine.h), the machine's memory read bandwidth (engine/cpu.h) and
+ * the share of it that decode uses (bytes of weights read per token x tokens
+ * per second / bandwidth), and the process RSS. Prompt tokens are seeded
+ * pseudo-random ids, decode is greedy. Knows nothing about the server.
+ * Every flag also reads HEARTH_<FLAG>. */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
+#include "engine/cpu.h"
+#include "engine/engine.h"
+
+typedef struct {
+  const char *model;
+  int threads, prompt_tokens, gen_tokens, reps, json, no_bw;
+} bench_opts;
+
+static void bench_usage(FILE *f) {
+  fprintf(f, "usage: hearth bench --model F.gguf [options]\n"
+             "\n"
+             "Measures prefill and decode tokens/s, memory read bandwidth and "
+             "the share of it decode uses, and RSS.\n"
+             "\n"
+             "  --model F.gguf       GGUF model file (HEARTH_MODEL)\n"
+             "  --threads N          threads (default: all cores)\n"
+             "  --prompt-tokens N    prompt length for prefill (default 512)\n"
+             "  --gen-tokens N       tokens decoded one by one (default 128)\n"
+             "  --reps N             repetitions; the best of each is reported "
+             "(default 1)\n"
+             "  --no-bandwidth       skip the bandwidth measurement\n"
+             "  --json               print one JSON object: prefill_tok_s, "
+             "decode_tok_s,\n"
+             "                       read_bandwidth_gb_s, "
+             "decode_bandwidth_share, rss_mb\n"
+             "  --help               this text\n");
+}
+
+static const char *env_of(const char *flag) {
+  char name[64] = "HEARTH_";
+  size_t k = strlen(name);
+  for (const char *p = flag + 2; *p && k < sizeof name - 1; p++)
+    name[k++] = *p == '-' ? '_' : (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+  name[k] = 0;
+  return getenv(name);
+}
+
+static int to_int(const char *flag, const char *v, int lo, int hi, int *out) {
+  char *end;
+  errno = 0;
+  long x = strtol(v, &end, 10);
+  if (errno || end == v || *end || x < lo || x > hi) {
+    fprintf(stderr,
+            "hearth bench: %s must be an integer in [%d, %d], got "
+            "'%s'\n",
+            flag, lo, hi, v);
+    return -1;
+  }
+  *out = (int)x;
+  return 0;
+}
+
+static int bench_parse(int argc, char **argv, bench_opts *o) {
+  static const char *flags[] = {"--model", "--threads", "--prompt-tokens",
+                                "--gen-tokens", "--reps"};
+  const char *val[5];
+  for (int f = 0; f < 5; f++)
+    val[f] = env_of(flags[f]);
+  o->json = getenv("HEARTH_JSON") != NULL;
+  o->no_bw = getenv("HEARTH_NO_BANDWIDTH") != NULL;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      bench_usage(stdout);
+      return 1;
+    }
+    if (!strcmp(argv[i], "--json")) {
+      o->json = 1;
+      continue;
+    }
+    if (!strcmp(argv[i], "--no-bandwidth")) {
+      o->no_bw = 1;
+      continue;
+    }
+    int f = 0;
+    while (f < 5 && strcmp(argv[i], flags[f]))
+      f++;
+    if (f == 5 || i + 1 >= argc) {
+      fprintf(stderr, "hearth bench: %s '%s' (see --help)\n",
+              f == 5 ? "unknown option" : "missing value for", argv[i]);
+      return -1;
+    }
+    val[f] = argv[++i];
+  }
+  o->model = val[0];
+  o->threads = 0;
+  o->prompt_tokens = 512;
+  o->gen_tokens = 128;
+  o->reps = 1;
+  if ((val[1] && to_int(flags[1], val[1], 1, 1024, &o->threads)) ||
+      (val[2] && to_int(flags[2], val[2], 1, 1 << 20, &o->prompt_tokens)) ||
+      (val[3] && to_int(flags[3], val[3], 0, 1 << 20, &o->gen_tokens)) ||
+      (val[4] && to_int(flags[4], val[4], 1, 100, &o->reps)))
+    return -1;
+  if (!o->model) {
+    fprintf(stderr, "hearth bench: --model is required (see --help)\n");
+    return -1;
+  }
+  return 0;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Resident set size in MB from /proc/self/status (VmRSS), -1 if unknown. */
+static double rss_mb(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  double mb = -1;
+  while (f && fgets(line, sizeof line, f))
+    if (!strncmp(line, "VmRSS:", 6))
+      mb = strtod(line + 6, NULL) / 1024.0;
+  if (f)
+    fclose(f);
+  return mb;
+}
+
+/* Index of the largest logit. */
+static int32_t argmax(const float *x, int n) {
+  int32_t best = 0;
+  for (int i = 1; i < n; i++)
+    if (x[i] > x[best])
+      best = i;
+  return best;
+}
+
+typedef struct {
+  double prefill_s, decode_s;
+} bench_times;
+
+/* One measurement: prefill of the prompt, then greedy decode. */
+static int bench_once(eng_ctx *ctx, int n_vocab, const int32_t *prompt,
+                      const bench_opts *o, bench_times *t) {
+  eng_batch b = eng_batch_init(o->prompt_tokens);
+  if (!b.tok)
+    return -1;
+  eng_kv_clear(ctx);
+  for (int i = 0; i < o->prompt_tokens; i++)
+    eng_batch_add(&b, prompt[i], i, 0, i == o->prompt_tokens - 1);
+  double t0 = now_s();
+  int rc = eng_decode(ctx, &b);
+  double t1 = now_s();
+  int32_t tok =
+      rc ? 0 : argmax(eng_get_logits(ctx, o->prompt_tokens - 1), n_vocab);
+  for (int g = 0; !rc && g < o->gen_tokens; g++) {
+    eng_batch_clear(&b);
+    eng_batch_add(&b, tok, o->prompt_tokens + g, 0, 1);
+    rc = eng_decode(ctx, &b);
+    if (!rc)
+      tok = argmax(eng_get_logits(ctx, 0), n_vocab);
+  }
+  double t2 = now_s();
+  eng_batch_free(&b);
+  if (rc) {
+    fprintf(stderr, "hearth bench: %s\n", eng_ctx_last_error(ctx));
+    return -1;
+  }
+  t->prefill_s = t1 - t0;
+  t->decode_s = t2 - t1;
+  return 0;
+}
+
+static void report(const bench_opts *o, const eng_model *m, int threads,
+                   const bench_times *best, double bw) {
+  double pf = o->prompt_tokens / best->prefill_s;
+  double dc = o->gen_tokens > 0 ? o->gen_tokens / best->decode_s : 0;
+  double bytes = (double)eng_model_decode_bytes(m);
+  double share = bw > 0 ? bytes * dc / (bw * 1e9) : 0;
+  double rss = rss_mb();
+  if (o->json) {
+    printf("{\"model\":\"%s\",\"threads\":%d,\"prompt_tokens\":%d,"
+           "\"gen_tokens\":%d,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,"
+           "\"read_bandwidth_gb_s\":%.2f,\"decode_bytes_per_token\":%.0f,"
+           "\"decode_bandwidth_share\":%.4f,\"rss_mb\":%.1f,"
+           "\"file_mb\":%.1f}\n",
+           eng_model_name(m), threads, o->prompt_tokens, o->gen_tokens, pf, dc,
+           bw, bytes, share, rss, eng_model_file_bytes(m) / 1048576.0);
+    return;
+  }
+  printf("model            %s (%s, %.1f MB file)\n", eng_model_name(m),
+         eng_model_arch(m), eng_model_file_bytes(m) / 1048576.0);
+  printf("threads          %d\n", threads);
+  printf("prefill          %.1f tok/s (%d tokens)\n", pf, o->prompt_tokens);
+  printf("decode           %.1f tok/s (%d tokens)\n", dc, o->gen_tokens);
+  printf("read bandwidth   %.1f GB/s\n", bw);
+  printf("decode bw share  %.1f%% (%.1f MB read per token)\n", share * 100,
+         bytes / 1e6);
+  printf("rss              %.1f MB\n", rss);
+}
 
 int cli_bench(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  fprintf(stderr, "hearth bench: not built yet\n");
-  return 1;
+  bench_opts o = {0};
+  int pr = bench_parse(argc, argv, &o);
+  if (pr)
+    return pr > 0 ? 0 : 2;
+  char err[512];
+  eng_model *m = NULL;
+  eng_model_params mp = eng_model_default_params();
+  mp.prefault = 1;
+  if (eng_model_load(o.model, &mp, &m, err, sizeof err)) {
+    fprintf(stderr, "hearth bench: %s\n", err);
+    return 1;
+  }
+  eng_ctx_params cp = eng_ctx_default_params();
+  cp.n_threads = o.threads;
+  cp.n_ctx = o.prompt_tokens + o.gen_tokens + 1;
+  cp.n_batch = o.prompt_tokens < 512 ? o.prompt_tokens : 512;
+  eng_ctx *ctx = NULL;
+  int32_t *prompt = malloc(sizeof(int32_t) * (size_t)o.prompt_tokens);
+  int rc = 1, n_vocab = eng_model_n_vocab(m);
+  if (!prompt || eng_ctx_new(m, &cp, &ctx, err, sizeof err)) {
+    fprintf(stderr, "hearth bench: %s\n", prompt ? err : "out of memory");
+    goto out;
+  }
+  /* seeded pseudo-random prompt (xorshift), BOS first when there is one */
+  uint64_t x = 0x9E3779B97F4A7C15ull;
+  for (int i = 0; i < o.prompt_tokens; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    prompt[i] = (int32_t)(x % (uint64_t)n_vocab);
+  }
+  if (eng_token_bos(m) >= 0)
+    prompt[0] = eng_token_bos(m);
+  bench_times best = {1e30, 1e30}, t;
+  bench_opts warm = o; /* warm-up: touch the weights and caches once */
+  warm.prompt_tokens = o.prompt_tokens < 16 ? o.prompt_tokens : 16;
+  warm.gen_tokens = 2;
+  if (bench_once(ctx, n_vocab, prompt, &warm, &t))
+    goto out;
+  for (int r = 0; r < o.reps; r++) {
+    if (bench_once(ctx, n_vocab, prompt, &o, &t))
+      goto out;
+    if (t.prefill_s < best.prefill_s)
+      best.prefill_s = t.prefill_s;
+    if (t.decode_s < best.decode_s)
+      best.decode_s = t.decode_s;
+  }
+  int threads = o.threads ? o.threads : cpu_n_cpus();
+  double bw = o.no_bw ? 0 : cpu_measure_read_bandwidth_gbs();
+  report(&o, m, threads, &best, bw);
+  rc = 0;
+out:
+  free(prompt);
+  eng_ctx_free(ctx);
+  eng_model_free(m);
+  return rc;
 }

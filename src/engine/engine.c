@@ -97,6 +97,11 @@ int eng_model_n_head_kv(const eng_model *m) {
 uint64_t eng_model_weight_bytes(const eng_model *m) {
   return m->weight_bytes;
 }
+uint64_t eng_model_decode_bytes(const eng_model *m) {
+  uint64_t emb = (uint64_t)m->tok_embd.rows * m->tok_embd.row_bytes;
+  int tied = m->output.data == m->tok_embd.data;
+  return m->weight_bytes - (tied ? 0 : emb);
+}
 uint64_t eng_model_file_bytes(const eng_model *m) {
   return gguf_file_size(m->gguf);
 }

@@ -72,6 +72,10 @@ int eng_model_n_head(const eng_model *m);
 int eng_model_n_head_kv(const eng_model *m);
 /* Bytes of all weight tensors (what one decode step reads). */
 uint64_t eng_model_weight_bytes(const eng_model *m);
+/* Bytes of weights one decode step reads: every weight except the token
+ * embedding table (only one row of it is read) unless it doubles as the
+ * output matrix (tied). The numerator of decode bandwidth use. */
+uint64_t eng_model_decode_bytes(const eng_model *m);
 /* Size of the GGUF file in bytes. */
 uint64_t eng_model_file_bytes(const eng_model *m);
 /* tokenizer.chat_template, or NULL when the file has none. */
