@@ -1,0 +1,234 @@
+// Platform conventions over raw HTTP: /health, the x-request-id /
+// openai-processing-ms / openai-version headers, CORS, unknown paths and
+// methods, malformed and mistyped bodies, missing multipart parts, truncated
+// multipart, oversized bodies, the route table answering every operation of
+// operations.tsv, and refusing to listen off loopback without keys.
+import fs from 'node:fs';
+import path from 'node:path';
+import { suite } from './lib/harness.mjs';
+import { Server, tempDir, freePort } from './lib/server.mjs';
+import { sharedDir } from './lib/spec.mjs';
+import { REPO } from './lib/server.mjs';
+import { assert, expectErrorBody, multipart, rawRequest, rawJson, toFile } from './lib/util.mjs';
+
+function checkStdHeaders(h, what) {
+  const get = (k) => (typeof h.get === 'function' ? h.get(k) : h[k]);
+  assert.ok(get('x-request-id'), `${what}: x-request-id`);
+  assert.match(String(get('openai-processing-ms')), /^\d+(\.\d+)?$/, `${what}: openai-processing-ms`);
+  assert.ok(get('openai-version'), `${what}: openai-version`);
+}
+
+suite('conventions', {}, (test) => {
+  test('GET /health answers 200 without a key', async (t) => {
+    const r = await t.fetch('/health', { key: false });
+    assert.equal(r.status, 200);
+    await r.arrayBuffer();
+  });
+
+  test('every response carries x-request-id, openai-processing-ms, openai-version', async (t) => {
+    const cases = [
+      ['/v1/models', {}],
+      ['/v1/files/file-nope', {}],
+      ['/v1/nonexistent', {}],
+      ['/v1/uploads', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{' }],
+      ['/health', { key: false }],
+    ];
+    for (const [p, init] of cases) {
+      const r = await t.fetch(p, init);
+      await r.arrayBuffer();
+      checkStdHeaders(r.headers, `${init.method || 'GET'} ${p} (${r.status})`);
+    }
+  });
+
+  test('x-request-id is echoed when the client sends one, unique otherwise', async (t) => {
+    const mine = 'req_e2e_' + Date.now();
+    const r = await t.fetch('/v1/models', { headers: { 'x-request-id': mine } });
+    await r.arrayBuffer();
+    assert.equal(r.headers.get('x-request-id'), mine);
+    const a = await t.fetch('/v1/models');
+    const b = await t.fetch('/v1/models');
+    await a.arrayBuffer();
+    await b.arrayBuffer();
+    assert.notEqual(a.headers.get('x-request-id'), b.headers.get('x-request-id'));
+    // The SDK sees it too.
+    const { response } = await t.client.models.list().withResponse();
+    assert.ok(response.headers.get('x-request-id'));
+  });
+
+  test('CORS preflight and simple requests', async (t) => {
+    const origin = 'http://example.test';
+    const r = await t.fetch('/v1/files', {
+      method: 'OPTIONS',
+      key: false,
+      headers: {
+        origin,
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'authorization, content-type, x-stainless-os',
+      },
+    });
+    await r.arrayBuffer();
+    assert.ok(r.status === 200 || r.status === 204, `preflight status ${r.status}`);
+    const allowOrigin = r.headers.get('access-control-allow-origin');
+    assert.ok(allowOrigin === '*' || allowOrigin === origin, `allow-origin ${allowOrigin}`);
+    const methods = (r.headers.get('access-control-allow-methods') || '').toUpperCase();
+    assert.ok(methods.includes('POST') || methods === '*', `allow-methods ${methods}`);
+    const hdrs = (r.headers.get('access-control-allow-headers') || '').toLowerCase();
+    assert.ok(hdrs === '*' || (hdrs.includes('authorization') && hdrs.includes('content-type')), `allow-headers ${hdrs}`);
+    const g = await t.fetch('/v1/models', { headers: { origin } });
+    await g.arrayBuffer();
+    const ao = g.headers.get('access-control-allow-origin');
+    assert.ok(ao === '*' || ao === origin, `simple request allow-origin ${ao}`);
+    // Browsers must be able to read the request id.
+    const expose = (g.headers.get('access-control-expose-headers') || '').toLowerCase();
+    assert.ok(expose === '*' || expose.includes('x-request-id'), `expose-headers ${expose}`);
+  });
+
+  test('unknown path is a 404 in the error format', async (t) => {
+    for (const p of ['/v1/nonexistent', '/v1/files/a/b/c/d', '/nonexistent']) {
+      const r = await t.json(p);
+      expectErrorBody(r, { status: 404, type: 'invalid_request_error' });
+    }
+  });
+
+  test('wrong method on a known path answers like the platform (404/405, error format)', async (t) => {
+    const r = await t.json('/v1/files', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{}' });
+    assert.ok(r.status === 404 || r.status === 405, `status ${r.status}`);
+    expectErrorBody(r, { type: 'invalid_request_error' });
+  });
+
+  test('malformed JSON is a 400 invalid_request_error', async (t) => {
+    for (const body of ['{"filename":', '{"a":1,}', 'null', '[1,2]', '"str"', '\u0000']) {
+      const r = await t.json('/v1/uploads', { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      expectErrorBody(r, { status: 400, type: 'invalid_request_error' });
+    }
+  });
+
+  test('wrong JSON types are 400s naming the parameter', async (t) => {
+    const base = { filename: 'a.jsonl', purpose: 'batch', bytes: 10, mime_type: 'text/jsonl' };
+    for (const [k, v] of [['bytes', '10'], ['bytes', 1.5], ['filename', null], ['purpose', 3], ['mime_type', ['x']], ['expires_after', 'soon']]) {
+      const r = await t.json('/v1/uploads', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ ...base, [k]: v }),
+      });
+      expectErrorBody(r, { status: 400, type: 'invalid_request_error', param: k });
+    }
+  });
+
+  test('a JSON route refuses a non-JSON content type', async (t) => {
+    const r = await t.json('/v1/uploads', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'hello' });
+    assert.ok(r.status === 400 || r.status === 415, `status ${r.status}`);
+    expectErrorBody(r, { type: 'invalid_request_error' });
+  });
+
+  test('files create without a file part is a 400 naming file', async (t) => {
+    const m = multipart([{ name: 'purpose', value: 'assistants' }]);
+    const r = await t.json('/v1/files', { method: 'POST', headers: { 'content-type': m.contentType }, body: m.body });
+    expectErrorBody(r, { status: 400, type: 'invalid_request_error', param: 'file' });
+    const m2 = multipart([{ name: 'file', filename: 'a.txt', data: 'x' }]);
+    const r2 = await t.json('/v1/files', { method: 'POST', headers: { 'content-type': m2.contentType }, body: m2.body });
+    expectErrorBody(r2, { status: 400, type: 'invalid_request_error', param: 'purpose' });
+  });
+
+  test('files create with a JSON body instead of multipart is refused', async (t) => {
+    const r = await t.json('/v1/files', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"purpose":"batch"}' });
+    assert.ok(r.status === 400 || r.status === 415, `status ${r.status}`);
+    expectErrorBody(r, { type: 'invalid_request_error' });
+  });
+
+  test('truncated multipart is a 400 and stores nothing', async (t) => {
+    const before = (await t.client.files.list()).data.length;
+    const m = multipart([{ name: 'purpose', value: 'assistants' }, { name: 'file', filename: 'cut.txt', data: 'x'.repeat(5000) }]);
+    // (a) Complete HTTP body, multipart missing its closing boundary.
+    const cut = m.body.subarray(0, m.body.length - 200);
+    const r = await t.json('/v1/files', { method: 'POST', headers: { 'content-type': m.contentType }, body: cut });
+    expectErrorBody(r, { status: 400, type: 'invalid_request_error' });
+    // (b) Connection dropped mid-body (Content-Length promises more).
+    const head =
+      `POST /v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${t.key}\r\n` +
+      `Content-Type: ${m.contentType}\r\nContent-Length: ${m.body.length}\r\n\r\n`;
+    await rawRequest(t.server.port, { head, body: m.body.subarray(0, 3000), after: 'destroy' });
+    // (c) Garbage boundary.
+    const r3 = await t.json('/v1/files', { method: 'POST', headers: { 'content-type': 'multipart/form-data; boundary=zzz' }, body: m.body });
+    expectErrorBody(r3, { status: 400, type: 'invalid_request_error' });
+    const r4 = await t.json('/v1/files', { method: 'POST', headers: { 'content-type': 'multipart/form-data' }, body: m.body });
+    expectErrorBody(r4, { status: 400, type: 'invalid_request_error' });
+    await new Promise((res) => setTimeout(res, 200));
+    assert.equal((await t.client.files.list()).data.length, before, 'no file stored');
+    const h = await t.fetch('/health', { key: false });
+    assert.equal(h.status, 200, 'server still healthy');
+  });
+
+  test('an oversized body is a 413 in the error format', async (t) => {
+    // Content-Length far beyond any limit: answered without reading it.
+    const head =
+      `POST /v1/uploads HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${t.key}\r\n` +
+      `Content-Type: application/json\r\nContent-Length: ${64 * 1024 ** 3}\r\n\r\n`;
+    const r = await rawRequest(t.server.port, { head, body: Buffer.from('{"filename":"'), after: 'wait', timeoutMs: 5000 });
+    assert.equal(r.status, 413, `status; got ${r.raw.slice(0, 300)}`);
+    const b = rawJson(r);
+    assert.ok(b?.error?.message, `error body: ${r.body.slice(0, 200)}`);
+    if (t.spec) for (const v of t.spec.check('POST', '/v1/uploads', 413, true, b)) t.violations.push(v);
+    const f = await t.client.files.create({ file: await toFile(Buffer.from('after'), 'a.txt'), purpose: 'user_data' });
+    assert.equal(f.bytes, 5, 'server fine afterwards');
+  });
+
+  test('every operation in operations.tsv is routed: implemented or a clear not-supported error', async (t) => {
+    const dir = sharedDir(REPO);
+    if (!dir) t.skip('shared folder absent: operations.tsv unavailable');
+    const lines = fs.readFileSync(path.join(dir, 'openapi', 'operations.tsv'), 'utf8').split('\n').filter(Boolean);
+    const tally = {};
+    const bad = [];
+    for (const line of lines) {
+      const [method, tpl, opId] = line.split('\t');
+      if (!/^(GET|POST|DELETE)$/.test(method)) continue;
+      const p = '/v1' + tpl.replace(/\?.*$/, '').replace(/\{[^}]+\}/g, 'e2e_nonexistent');
+      const q = tpl.includes('?') ? '?' + tpl.split('?')[1] : '';
+      const init = { method, signal: AbortSignal.timeout(10000) };
+      if (method === 'POST') {
+        init.headers = { 'content-type': 'application/json' };
+        init.body = '{}';
+      }
+      let r;
+      try {
+        r = await t.json(p + q, init);
+      } catch (e) {
+        bad.push(`${method} ${tpl} (${opId}): ${e.message}`);
+        continue;
+      }
+      tally[r.status] = (tally[r.status] || 0) + 1;
+      if (r.status >= 500 && r.status !== 501) bad.push(`${method} ${tpl} (${opId}): ${r.status} ${JSON.stringify(r.body).slice(0, 160)}`);
+      if (r.status === 501 && !/not (yet )?(supported|implemented)/i.test(r.body?.error?.message || ''))
+        bad.push(`${method} ${tpl} (${opId}): 501 without a clear message: ${JSON.stringify(r.body).slice(0, 160)}`);
+      if (r.status === 404 && /invalid url|unknown (path|route)|no such route/i.test(r.body?.error?.message || ''))
+        bad.push(`${method} ${tpl} (${opId}): answered as an unknown path: ${r.body.error.message}`);
+    }
+    t.note(`statuses over ${lines.length} operations: ${JSON.stringify(tally)}`);
+    assert.deepEqual(bad, []);
+  }, { timeoutMs: 120000 });
+
+  test('an unimplemented operation answers 501 in the error format, never 200', async (t) => {
+    // Containers are not part of any current milestone.
+    const r = await t.json('/v1/containers');
+    if (r.status === 200) t.skip('GET /v1/containers is implemented now');
+    expectErrorBody(r, { status: 501 });
+    assert.match(r.body.error.message, /not (yet )?(supported|implemented)/i);
+  });
+});
+
+suite('startup', {}, (test) => {
+  test('listening off loopback without keys refuses to start with a clear message', async () => {
+    const dir = tempDir('offloop');
+    const s = new Server(dir, { host: '0.0.0.0' });
+    try {
+      await assert.rejects(s.start({ port: await freePort() }), (e) => {
+        assert.match(e.message, /exited \(code [1-9]/, 'exits non-zero');
+        assert.match(s.tail(), /key/i, 'message mentions keys');
+        return true;
+      });
+    } finally {
+      await s.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
