@@ -1,4 +1,4 @@
-/* API keys and request authentication. A key is "sk-hearth-" + 43 base62
+/* API keys and request authentication. A key is "sk-hearth-" + 48 base62
  * characters; only its SHA-256 (hex) is stored, with its project, an admin
  * flag and a redacted display value. auth_resolve turns the Authorization
  * and OpenAI-Project header values of a request into a principal or the
