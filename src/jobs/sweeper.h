@@ -3,8 +3,14 @@
  *  - marks uploads past their expiry (1 hour after creation, unless
  *    completed/cancelled) "expired" and deletes their parts' blobs,
  *  - removes temp blobs left by a crash (older than a day).
- * It relies on the per-kind conventions documented in store/store.h
- * ("file", "upload", "upload_part"). Knows nothing about HTTP. */
+ * It relies on the per-kind conventions documented in store/store.h:
+ *  - "file": store_obj.expires_at = when it expires (0 = never),
+ *    internal.blob = its bytes;
+ *  - "upload": store_obj.expires_at = created_at + 3600 (may stay set after
+ *    completion/cancel: only a "pending" upload becomes "expired"; any parts
+ *    left over are deleted either way, and the column is then reset to 0);
+ *  - "upload_part": filter = upload id, internal.blob = its bytes.
+ * Knows nothing about HTTP. */
 #ifndef HEARTH_JOBS_SWEEPER_H
 #define HEARTH_JOBS_SWEEPER_H
 
