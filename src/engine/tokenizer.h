@@ -49,6 +49,7 @@ enum {
 typedef struct {
   const char *model; /* "llama", "gpt2", "bert" */
   const char *pre;   /* tokenizer.ggml.pre or NULL ("default") */
+  const char *name;  /* general.name or NULL (llama.cpp keys quirks on it) */
   int n_tokens;
   const char *const *text; /* [n_tokens] */
   const size_t *text_len;  /* [n_tokens] */
@@ -97,17 +98,18 @@ int32_t tok_find(const tok_vocab *v, const char *text, size_t len);
 
 /* Text to ids. add_special: BOS/EOS as the vocabulary asks; parse_special:
  * control/user-defined token texts in the input become those tokens.
- * Returns the number of ids written, -(needed) when max_out is too small
- * (out then holds the first max_out ids), or TOK_ERR_* (< -needed never
- * collides: needed >= 1 and errors are checked first) -- callers test
- * `n < 0 && max_out < -n` for "too small". */
+ * Returns the number of ids written; -(needed) when max_out is too small
+ * (out then holds the first max_out ids); TOK_ERR_INVALID for bad arguments
+ * (NULL text with len > 0, ...), checked before anything else; INT_MIN when
+ * memory ran out. Invalid UTF-8 is not an error: it is tokenized as
+ * llama.cpp does (BPE: as U+FFFD; SPM: byte fallback). */
 int tok_encode(const tok_vocab *v, const char *text, size_t len,
                int add_special, int parse_special, int32_t *out, int max_out);
 
 /* The bytes of one token: byte tokens give their byte, "▁" becomes a space
  * (SPM), byte-level symbols are mapped back (BPE); control tokens give ""
- * unless special = 1. lstrip = 1 drops leading spaces (llama.cpp's lstrip).
- * Returns the byte count, -(needed) when len is too small, or
+ * unless special = 1. lstrip = k drops up to k leading spaces (llama.cpp's
+ * lstrip). Returns the byte count, -(needed) when len is too small, or
  * TOK_ERR_INVALID for a bad id. */
 int tok_piece(const tok_vocab *v, int32_t id, int special, int lstrip,
               char *buf, int len);
