@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Engine benchmark, side by side in one run: `hearth bench` against llama.cpp
+# (node-llama-cpp 3.21.1, bench/engine/llamacpp.mjs) on the same GGUF files
+# and thread counts, alternating the two engines round by round (the machine
+# is shared and noisy). Models are random-weight fixtures of real shapes made
+# by `hearth fixture` into a cache directory (never committed):
+#   smollm2-135m-q8_0    SmolLM2-135M shape (llama), Q8_0
+#   qwen2.5-0.5b-q8_0    Qwen2.5-0.5B shape (qwen2), Q8_0
+#   qwen2.5-0.5b-q4_k_m  Qwen2.5-0.5B shape (qwen2), Q4_K_M mix
+# Writes the raw JSON lines to bench/out/engine-results.jsonl and the table
+# to bench/engine/RESULTS.md (bench/engine/report.mjs).
+#
+# Usage: bench/engine/run.sh [--rounds 3] [--threads "1 2"]
+#          [--models "smollm2-135m-q8_0 qwen2.5-0.5b-q8_0 qwen2.5-0.5b-q4_k_m"]
+#          [--engines "hearth llama.cpp"] [--fa "off on"]
+#          [--prompt-tokens 512] [--gen-tokens 128]
+#          [--cache DIR] [--out bench/engine/RESULTS.md]
+#          [--quick]   (64-token prompt, 16 generated, 1 round, SmolLM2 only,
+#                       results to bench/out/RESULTS-quick.md: a smoke test)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+rounds=3
+threads="1 2"
+models="smollm2-135m-q8_0 qwen2.5-0.5b-q8_0 qwen2.5-0.5b-q4_k_m"
+engines="hearth llama.cpp"
+fas="off on"
+ptok=512
+gtok=128
+cache="${HEARTH_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth-bench}"
+out=bench/engine/RESULTS.md
+cmdline="bench/engine/run.sh $*"
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+  --rounds) rounds=$2; shift 2 ;;
+  --threads) threads=$2; shift 2 ;;
+  --models) models=$2; shift 2 ;;
+  --engines) engines=$2; shift 2 ;;
+  --fa) fas=$2; shift 2 ;;
+  --prompt-tokens) ptok=$2; shift 2 ;;
+  --gen-tokens) gtok=$2; shift 2 ;;
+  --cache) cache=$2; shift 2 ;;
+  --out) out=$2; shift 2 ;;
+  --quick)
+    rounds=1 ptok=64 gtok=16 models=smollm2-135m-q8_0
+    out=bench/out/RESULTS-quick.md
+    shift ;;
+  -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+  *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+# Fixture command line of each benchmark model (hearth fixture's shapes and
+# types); the seed is fixed so every run measures the same file.
+fixture_args() {
+  case "$1" in
+  smollm2-135m-q8_0) echo "--shape smollm2-135m --type q8_0 --seed 1" ;;
+  qwen2.5-0.5b-q8_0) echo "--shape qwen2.5-0.5b --type q8_0 --seed 1" ;;
+  qwen2.5-0.5b-q4_k_m) echo "--shape qwen2.5-0.5b --type q4_k_m --seed 1" ;;
+  *) echo "run.sh: unknown model $1" >&2; return 1 ;;
+  esac
+}
+
+want() { case " $engines " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+mkdir -p "$cache" bench/out
+jsonl=bench/out/engine-results.jsonl
+: >"$jsonl"
+
+if want hearth; then make -s hearth; fi
+if want llama.cpp && [ ! -d scripts/reference/node_modules/node-llama-cpp ]; then
+  (cd scripts/reference && npm ci --no-audit --no-fund >/dev/null)
+fi
+[ -x ./hearth ] || make -s hearth # the fixture maker
+
+for m in $models; do
+  f="$cache/$m.gguf"
+  args=$(fixture_args "$m")
+  if [ ! -s "$f" ] || [ "$(cat "$f.cmd" 2>/dev/null)" != "$args" ]; then
+    echo "making $f: hearth fixture $args" >&2
+    # shellcheck disable=SC2086
+    ./hearth fixture $args --out "$f.tmp"
+    mv "$f.tmp" "$f"
+    echo "$args" >"$f.cmd"
+  fi
+done
+
+# One JSON line per measurement, tagged with what was measured.
+emit() { # key file threads engine fa round json
+  printf '{"key":"%s","file":"%s","threads":%s,"engine":"%s","fa":%s,"round":%s,"result":%s}\n' \
+    "$1" "$2" "$3" "$4" "$5" "$6" "$7" >>"$jsonl"
+}
+
+for m in $models; do
+  f="$cache/$m.gguf"
+  for t in $threads; do
+    for r in $(seq 1 "$rounds"); do
+      if want hearth; then
+        echo "[$m t=$t round $r] hearth" >&2
+        j=$(./hearth bench --model "$f" --threads "$t" --prompt-tokens "$ptok" \
+          --gen-tokens "$gtok" --json | tail -n 1)
+        emit "$m" "$f" "$t" hearth null "$r" "$j"
+      fi
+      if want llama.cpp; then
+        for fa in $fas; do
+          echo "[$m t=$t round $r] llama.cpp fa=$fa" >&2
+          j=$(node bench/engine/llamacpp.mjs --model "$f" --threads "$t" \
+            --prompt-tokens "$ptok" --gen-tokens "$gtok" --flash-attention "$fa" |
+            tail -n 1)
+          emit "$m" "$f" "$t" llama.cpp "\"$fa\"" "$r" "$j"
+        done
+      fi
+    done
+  done
+done
+
+node bench/engine/report.mjs "$jsonl" "$cmdline" >"$out"
+cat "$out"
