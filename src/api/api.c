@@ -3,8 +3,12 @@
  * the request's query_fn). */
 #include "api/api.h"
 
+#include "core/jsonbody.h"
+#include "store/blob.h"
+
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 const char *api_param(const api_req *r, const char *name) {
@@ -33,10 +37,7 @@ void api_form_free(api_form *f) {
   for (int i = 0; i < f->n; i++) {
     api_form_field *x = &f->fields[i];
     free(x->value);
-    if (x->fd >= 0)
-      close(x->fd);
-    if (x->path[0])
-      unlink(x->path);
+    blob_abort(x->blob);
   }
   free(f->fields);
   memset(f, 0, sizeof *f);
@@ -51,8 +52,8 @@ void api_resp_init(api_resp *resp) {
 void api_resp_clear(api_resp *resp) {
   if (resp->json)
     json_decref(resp->json);
-  if (resp->raw_owned)
-    free((void *)resp->raw);
+  if (resp->raw_free)
+    resp->raw_free(resp->raw_cls);
   if (resp->fd >= 0)
     close(resp->fd);
   api_resp_init(resp);
@@ -63,4 +64,21 @@ void api_ok(api_resp *resp, json_t *body) {
   if (resp->json)
     json_decref(resp->json);
   resp->json = body;
+}
+
+json_t *api_json_body(const api_req *r, api_error *e) {
+  const char *ct = r->content_type;
+  if (r->form || (ct && strncasecmp(ct, "application/json", 16) != 0)) {
+    err_invalid(e, NULL,
+                "Invalid Content-Type header (%s): %s %s expects a JSON body "
+                "(application/json).",
+                ct ? ct : "none", r->method, r->url);
+    return NULL;
+  }
+  return jsonbody_parse(r->body ? r->body : "", r->body_len, e);
+}
+
+const char *api_form_text(const api_req *r, const char *name) {
+  api_form_field *f = api_form_get(r, name);
+  return f && !f->is_file ? f->value : NULL;
 }

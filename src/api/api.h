@@ -25,8 +25,8 @@ typedef struct api_params {
 } api_params;
 
 /* One field of a multipart/form-data body. Text fields are held in memory
- * (bounded); file fields (those with a filename) are spooled to a temp file
- * under api_ctx.spool_dir while the body streams in, never held whole. */
+ * (bounded); file fields (those with a filename) stream into a blob writer
+ * (store/blob.h) while the body arrives, never held whole. */
 typedef struct api_form_field {
   char name[128];
   int is_file;
@@ -34,9 +34,9 @@ typedef struct api_form_field {
   size_t len;  /* text length, or file size in bytes */
   char filename[256];
   char content_type[128];
-  int fd;          /* file: open read/write, positioned anywhere; -1 if none */
-  char path[1024]; /* file: the spool file; a handler that keeps the bytes
-                      renames it away and clears path[0] */
+  struct blob_writer *blob; /* file: uncommitted; a handler that keeps the
+                               bytes commits it and sets blob = NULL; the
+                               form aborts what is left */
 } api_form_field;
 
 typedef struct api_form {
@@ -55,7 +55,6 @@ typedef struct api_alias {
 typedef struct api_ctx {
   char data_dir[768];
   char models_dir[800]; /* <data>/models */
-  char spool_dir[800];  /* <data>/tmp: multipart file parts */
   api_alias *aliases;
   size_t naliases;
   long long max_upload;                  /* bytes of one multipart body */
@@ -85,8 +84,10 @@ typedef struct api_resp {
   json_t *json;    /* body; the renderer takes the reference */
   const char *raw; /* pre-rendered body bytes, or NULL */
   size_t raw_len;
-  int raw_owned; /* raw is malloc'd and freed by the renderer */
-  int fd;        /* >= 0: stream this file's bytes (renderer closes it) */
+  void (*raw_free)(void *cls); /* called once the bytes are sent (or the
+                                  response dropped); NULL: raw is static */
+  void *raw_cls;
+  int fd; /* >= 0: stream this file's bytes (renderer closes it) */
   long long fd_len;
   char content_type[128]; /* "" = application/json */
   char disposition[320];  /* Content-Disposition, "" = none */
@@ -102,10 +103,32 @@ const char *api_query(const api_req *r, const char *key);
 /* The form field named name, or NULL. */
 api_form_field *api_form_get(const api_req *r, const char *name);
 void api_form_free(api_form *f);
+/* A text field's value, or NULL when absent (or a file). */
+const char *api_form_text(const api_req *r, const char *name);
+/* The request's JSON object body: refuses a non-JSON Content-Type or a
+ * multipart body, then parses (core/jsonbody.h). NULL with e set (400). */
+json_t *api_json_body(const api_req *r, api_error *e);
 /* Sets a 200 JSON body (takes the reference). */
 void api_ok(api_resp *resp, json_t *body);
 void api_resp_init(api_resp *resp);
 void api_resp_clear(api_resp *resp);
+
+/* --------------------------------------------- models (api/models.c) */
+
+typedef struct api_models_cache api_models_cache;
+api_models_cache *api_models_cache_new(void);
+void api_models_cache_free(api_models_cache *c);
+/* Adds alias name -> model (a later one for the same name wins). 0 / -1. */
+int api_alias_add(api_ctx *ctx, const char *name, const char *model);
+/* Loads {"name": "model", ...} from path; a missing file is fine. 0, or -1
+ * with a message. */
+int api_aliases_load(api_ctx *ctx, const char *path, char *err, size_t errlen);
+void api_aliases_free(api_ctx *ctx);
+/* Resolves a request's model name (a models/NAME.gguf or an alias of one):
+ * returns the model file's name and its path in path, or NULL when there is
+ * no such model (answer 404 model_not_found). */
+const char *api_model_resolve(const api_ctx *ctx, const char *name, char *path,
+                              size_t pathlen);
 
 /* --------------------------------------------------------- handlers */
 
