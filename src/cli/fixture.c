@@ -1,11 +1,183 @@
-/* hearth fixture: placeholder until its issue lands; says so and fails. */
+/* hearth fixture: writes a seeded random-weight GGUF model (engine/fixture.h)
+ * for tests and benchmarks. A thin command-line front end; knows nothing
+ * about the server. Every flag also reads HEARTH_FIXTURE_<FLAG>. */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
+#include "engine/fixture.h"
+#include "engine/quant.h"
+
+static void fx_usage(FILE *f) {
+  fprintf(f,
+          "usage: hearth fixture --out F.gguf [--preset P] [options]\n"
+          "\n"
+          "Writes a GGUF model with seeded random weights and a valid "
+          "vocabulary.\n"
+          "\n"
+          "  --out F.gguf        output file (required)\n"
+          "  --preset P          smollm2-135m | qwen2.5-0.5b | tiny-llama |\n"
+          "                      tiny-llama-bpe | tiny-qwen2 | tiny-qwen3 "
+          "(default tiny-llama)\n"
+          "  --arch A            llama | qwen2 | qwen3 (overrides the preset)\n"
+          "  --type T            f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_K "
+          "q3_K q4_K\n"
+          "                      q5_K q6_K iq4_nl iq4_xs, or Q3_K_M Q4_K_M "
+          "Q5_K_M (default q8_0)\n"
+          "  --embd-type T       type of token_embd/output (default: as "
+          "--type)\n"
+          "  --seed S            random seed (default 1)\n"
+          "  --tokenizer K       spm | bpe\n"
+          "  --bpe-pre P         llama-bpe | qwen2 | smollm\n"
+          "  --tied 0|1          output shares token_embd\n"
+          "  --n-embd N --n-layer N --n-head N --n-head-kv N --n-ff N\n"
+          "  --n-vocab N --ctx N --head-dim N --rope-theta X --norm-eps X\n"
+          "  --help              this text\n");
+}
+
+/* Flag value: HEARTH_FIXTURE_<NAME> from the environment. */
+static const char *fx_env(const char *flag) {
+  char name[64] = "HEARTH_FIXTURE_";
+  size_t k = strlen(name);
+  for (const char *p = flag + 2; *p && k < sizeof name - 1; p++)
+    name[k++] = *p == '-' ? '_' : (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+  name[k] = 0;
+  return getenv(name);
+}
+
+static int fx_num(const char *flag, const char *v, double lo, double hi,
+                  double *out) {
+  char *end;
+  errno = 0;
+  double d = strtod(v, &end);
+  if (errno || end == v || *end || d < lo || d > hi) {
+    fprintf(stderr,
+            "hearth fixture: %s must be a number in [%g, %g], got '%s'\n", flag,
+            lo, hi, v);
+    return -1;
+  }
+  *out = d;
+  return 0;
+}
+
+static const char *const FLAGS[] = {
+    "--out",     "--preset",    "--arch",       "--type",    "--embd-type",
+    "--seed",    "--tokenizer", "--bpe-pre",    "--tied",    "--n-embd",
+    "--n-layer", "--n-head",    "--n-head-kv",  "--n-ff",    "--n-vocab",
+    "--ctx",     "--head-dim",  "--rope-theta", "--norm-eps"};
+enum { NF = sizeof FLAGS / sizeof *FLAGS };
+
+/* Applies the numeric shape flags (indices 9..18) to p. */
+static int fx_apply_nums(const char *const *val, fixture_params *p) {
+  int *ints[] = {&p->n_embd, &p->n_layer, &p->n_head,     &p->n_head_kv,
+                 &p->n_ff,   &p->n_vocab, &p->ctx_length, &p->head_dim};
+  for (int f = 9; f < 17; f++) {
+    double d;
+    if (!val[f])
+      continue;
+    if (fx_num(FLAGS[f], val[f], f == 16 ? 0 : 1, 1e7, &d))
+      return -1;
+    *ints[f - 9] = (int)d;
+  }
+  double d;
+  if (val[17]) {
+    if (fx_num(FLAGS[17], val[17], 1e-3, 1e12, &d))
+      return -1;
+    p->rope_theta = (float)d;
+  }
+  if (val[18]) {
+    if (fx_num(FLAGS[18], val[18], 1e-12, 1, &d))
+      return -1;
+    p->norm_eps = (float)d;
+  }
+  return 0;
+}
+
+static int fx_apply(const char *const *val, fixture_params *p) {
+  if (val[1] && fixture_preset(val[1], p)) {
+    fprintf(stderr, "hearth fixture: unknown preset '%s'\n", val[1]);
+    return -1;
+  }
+  if (val[2])
+    snprintf(p->arch, sizeof p->arch, "%s", val[2]);
+  if (val[3] && fixture_set_type(p, val[3])) {
+    fprintf(stderr, "hearth fixture: --type '%s' is not a weight type\n",
+            val[3]);
+    return -1;
+  }
+  if (val[4] && ((p->embd_type = qtype_from_name(val[4])) < 0)) {
+    fprintf(stderr, "hearth fixture: unknown --embd-type '%s'\n", val[4]);
+    return -1;
+  }
+  double d;
+  if (val[5]) {
+    if (fx_num("--seed", val[5], 0, 1.8e19, &d))
+      return -1;
+    p->seed = strtoull(val[5], NULL, 10);
+  }
+  if (val[6]) {
+    if (strcmp(val[6], "spm") && strcmp(val[6], "bpe")) {
+      fprintf(stderr, "hearth fixture: --tokenizer must be spm or bpe\n");
+      return -1;
+    }
+    p->tokenizer = strcmp(val[6], "spm") ? FIXTURE_TOK_BPE : FIXTURE_TOK_SPM;
+    if (p->tokenizer == FIXTURE_TOK_BPE && !p->bpe_pre[0])
+      snprintf(p->bpe_pre, sizeof p->bpe_pre, "llama-bpe");
+  }
+  if (val[7])
+    snprintf(p->bpe_pre, sizeof p->bpe_pre, "%s", val[7]);
+  if (val[8]) {
+    if (fx_num("--tied", val[8], 0, 1, &d))
+      return -1;
+    p->tied = (int)d;
+  }
+  return fx_apply_nums(val, p);
+}
 
 int cli_fixture(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  fprintf(stderr, "hearth fixture: not built yet\n");
-  return 1;
+  const char *val[NF];
+  for (int f = 0; f < NF; f++)
+    val[f] = fx_env(FLAGS[f]);
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      fx_usage(stdout);
+      return 0;
+    }
+    int f = 0;
+    while (f < NF && strcmp(argv[i], FLAGS[f]))
+      f++;
+    if (f == NF || i + 1 >= argc) {
+      fprintf(stderr, "hearth fixture: %s '%s'\n",
+              f == NF ? "unknown option" : "missing value for", argv[i]);
+      fx_usage(stderr);
+      return 2;
+    }
+    val[f] = argv[++i];
+  }
+  if (!val[0]) {
+    fprintf(stderr, "hearth fixture: --out is required\n");
+    fx_usage(stderr);
+    return 2;
+  }
+  fixture_params p;
+  fixture_default_params(&p);
+  if (fx_apply(val, &p))
+    return 2;
+  char err[256];
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  if (fixture_write(&p, val[0], err, sizeof err)) {
+    fprintf(stderr, "hearth fixture: %s\n", err);
+    return 1;
+  }
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  fprintf(stderr,
+          "hearth fixture: wrote %s (%s, %d layers, n_embd %d, vocab %d) in "
+          "%.2f s\n",
+          val[0], p.arch, p.n_layer, p.n_embd, p.n_vocab,
+          (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9);
+  return 0;
 }
