@@ -371,7 +371,7 @@ static void setup(reqstate *st, const char *method, const char *url) {
   }
   if (!st->rt->handler) {
     api_error_set(&st->err, 501, "invalid_request_error", "not_implemented",
-                  NULL, "hearth does not implement %s %s (%s) yet.", method,
+                  NULL, "%s %s (%s) is not implemented in hearth yet.", method,
                   url, st->rt->op);
     return;
   }
