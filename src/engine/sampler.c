@@ -72,7 +72,8 @@ static uint64_t os_seed(void) {
 
 typedef struct {
   int32_t id;
-  float logit;
+  float logit; /* (adjusted logit - max) / temperature: <= 0 */
+  float p;     /* exp(logit): unnormalized probability */
 } cand;
 
 struct sampler {
@@ -199,6 +200,48 @@ void sampler_reset(sampler *s) {
   s->n_seen = 0;
   if (s->p.seed != SAMPLER_SEED_RANDOM)
     rng_seed(&s->rng, s->p.seed);
+}
+
+/* ==== fast exp =========================================================== */
+
+/* e^x for x <= 0 (the only inputs here: logits minus their max), relative
+ * error < 2e-7, 0 below -87 (and for -inf). Branch-free so loops over it
+ * vectorize: x = n ln2 + r, |r| <= ln2/2, e^r by its Taylor series to r^6
+ * (truncation < 1.2e-7), 2^n put in the exponent bits. */
+static inline float fast_expf(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  float t = x * 1.4426950408889634f;
+  float fn = (t + 12582912.0f) - 12582912.0f; /* round to nearest */
+  float r = (t - fn) * 0.6931471805599453f;
+  float e =
+      1.0f +
+      r * (1.0f + r * (0.5f + r * (1.0f / 6 +
+                                   r * (1.0f / 24 +
+                                        r * (1.0f / 120 + r * (1.0f / 720))))));
+  union {
+    uint32_t u;
+    float f;
+  } sc = {.u = (uint32_t)((int32_t)fn + 127) << 23};
+  return x <= -87.0f ? 0.0f : e * sc.f;
+}
+
+/* Sum of exp(x[i] - mx) over finite-or-(-inf) x (NaN must not occur), in
+ * blocks of float lanes summed in double: fast and accurate to ~1e-6. */
+static double sum_exp(const float *x, int n, float mx) {
+  double total = 0;
+  int i = 0;
+  while (i < n) {
+    int end = n - i > 4096 ? i + 4096 : n;
+    float acc[8] = {0};
+    for (; i + 8 <= end; i += 8)
+      for (int l = 0; l < 8; l++)
+        acc[l] += fast_expf(x[i + l] - mx);
+    for (; i < end; i++)
+      acc[0] += fast_expf(x[i] - mx);
+    for (int l = 0; l < 8; l++)
+      total += acc[l];
+  }
+  return total;
 }
 
 /* ==== history ============================================================= */
@@ -343,24 +386,28 @@ static int top_n_raw(const float *x, int n, int k, sampler_logprob *top) {
   return m;
 }
 
-/* log(sum(exp(x - max))) + max over the raw logits: the log-normalizer. */
-static double log_normalizer(const float *x, int n) {
+/* log(sum(exp(x - max))) + max over the raw logits: the log-normalizer.
+ * NaN logits count as absent (-inf). */
+static double log_normalizer(const float *x, int n, float *tmp) {
   float mx = -INFINITY;
-  for (int i = 0; i < n; i++)
-    if (x[i] > mx)
-      mx = x[i];
+  int has_nan = 0;
+  for (int i = 0; i < n; i++) {
+    mx = x[i] > mx ? x[i] : mx;
+    has_nan |= isnan(x[i]);
+  }
   if (mx == -INFINITY)
     return -INFINITY;
-  double sum = 0;
-  for (int i = 0; i < n; i++)
-    if (!isnan(x[i]))
-      sum += exp((double)x[i] - mx);
-  return mx + log(sum);
+  if (has_nan) {
+    for (int i = 0; i < n; i++)
+      tmp[i] = isnan(x[i]) ? -INFINITY : x[i];
+    x = tmp;
+  }
+  return mx + log(sum_exp(x, n, mx));
 }
 
-static void fill_info(const sampler *s, const float *logits, int n_vocab,
-                      int32_t tok, sample_info *info) {
-  double lz = log_normalizer(logits, n_vocab);
+static void fill_info(sampler *s, const float *logits, int n_vocab, int32_t tok,
+                      sample_info *info) {
+  double lz = log_normalizer(logits, n_vocab, s->work);
   int k = s->p.n_logprobs < n_vocab ? s->p.n_logprobs : n_vocab;
   info->token = tok;
   info->logprob = (float)((double)logits[tok] - lz);
@@ -420,37 +467,27 @@ static void select_top(cand *c, int n, int k) {
   }
 }
 
-/* Softmax weights exp(logit - mx) of c[0..n) into p[]; returns their sum. */
-static double weights(const cand *c, int n, float mx, float *p) {
-  double sum = 0;
-  for (int i = 0; i < n; i++) {
-    p[i] = expf(c[i].logit - mx);
-    sum += p[i];
-  }
-  return sum;
-}
-
 /* Top-p over c[0..n) (any order): moves to the front the smallest set of
  * best candidates whose mass reaches top_p of the total, and returns its
  * size. Weighted quickselect, O(n) expected: partition around a pivot; if
  * the better side already holds the mass still needed, recurse into it,
  * else keep all of it and look for the rest in the worse side. The kept
  * set is left unordered (the draw does not need order). */
-static int apply_top_p(cand *c, int n, float top_p, float mx) {
+static int apply_top_p(cand *c, int n, float top_p) {
   double total = 0;
   for (int i = 0; i < n; i++)
-    total += expf(c[i].logit - mx);
+    total += c[i].p;
   double need = (double)top_p * total;
   int lo = 0, hi = n - 1; /* c[0..lo) kept; search in c[lo..hi] */
   while (lo < hi) {
     int i = partition(c, lo, hi); /* c[lo..i) > c[i] >= c(i..hi] */
     double mass = 0;
     for (int j = lo; j <= i; j++)
-      mass += expf(c[j].logit - mx);
+      mass += c[j].p;
     if (mass >= need) {
       /* the set ends at or before the pivot; it is the pivot when the
        * better side alone falls short */
-      if (mass - expf(c[i].logit - mx) < need)
+      if (mass - c[i].p < need)
         return i + 1;
       hi = i - 1;
     } else {
@@ -476,13 +513,15 @@ static int32_t argmax(const float *w, int n) {
   return best;
 }
 
-/* Draws from c[0..n) proportionally to exp(logit - mx). */
-static int32_t draw(sampler *s, const cand *c, int n, float mx, float *p) {
-  double sum = weights(c, n, mx, p);
+/* Draws from c[0..n) proportionally to c[].p. */
+static int32_t draw(sampler *s, const cand *c, int n) {
+  double sum = 0;
+  for (int i = 0; i < n; i++)
+    sum += c[i].p;
   double u = rng_uniform(&s->rng) * sum;
   double cum = 0;
   for (int i = 0; i < n; i++) {
-    cum += p[i];
+    cum += c[i].p;
     if (u < cum)
       return c[i].id;
   }
@@ -490,16 +529,15 @@ static int32_t draw(sampler *s, const cand *c, int n, float mx, float *p) {
 }
 
 /* Temperature, top-k, top-p, min-p, then a draw, over the adjusted logits w.
- * Candidates start as every token with a finite logit; their logits are
+ * Candidates start as every token with a logit above -inf; their logits are
  * (w - max w) / temperature, so the best is 0 whatever the temperature. */
 static int32_t sample_stochastic(sampler *s, const float *w, int n_vocab) {
   cand *c = s->cands;
-  float *p = s->work; /* w lives in work: reused once candidates are built */
   float inv_t = 1.0f / s->p.temperature;
   int32_t best = argmax(w, n_vocab);
   if (best < 0 || !isfinite(w[best]))
-    return best < 0 ? -1 : best; /* +inf logit: forced */
-  float wmax = w[best], mx = 0.0f;
+    return best; /* -1: nothing finite; +inf logit: forced */
+  float wmax = w[best];
   int n = 0;
   for (int i = 0; i < n_vocab; i++) {
     if (w[i] > -INFINITY) { /* also skips NaN */
@@ -508,23 +546,23 @@ static int32_t sample_stochastic(sampler *s, const float *w, int n_vocab) {
       n++;
     }
   }
-  if (n == 0)
-    return -1;
   if (s->p.top_k > 0 && s->p.top_k < n) {
     select_top(c, n, s->p.top_k);
     n = s->p.top_k;
   }
+  for (int i = 0; i < n; i++)
+    c[i].p = fast_expf(c[i].logit);
   if (s->p.top_p < 1.0f)
-    n = apply_top_p(c, n, s->p.top_p, mx);
+    n = apply_top_p(c, n, s->p.top_p);
   if (s->p.min_p > 0) {
-    float floor_logit = mx + logf(s->p.min_p); /* p >= min_p * p_max */
+    float floor_logit = logf(s->p.min_p); /* p >= min_p * p_max */
     int m = 0;
     for (int i = 0; i < n; i++)
       if (c[i].logit >= floor_logit)
         c[m++] = c[i];
-    n = m; /* the max always survives: n >= 1 */
+    n = m; /* the max (logit 0) always survives: n >= 1 */
   }
-  return draw(s, c, n, mx, p);
+  return draw(s, c, n);
 }
 
 int32_t sampler_sample(sampler *s, const float *logits, int n_vocab,
