@@ -35,9 +35,9 @@ static void test_set_with_code_and_not_found(void) {
   api_error_set(&e, 401, "invalid_request_error", "invalid_api_key", NULL,
                 "nope");
   json_t *j = api_error_json(&e);
-  CHECK_STR(json_string_value(
-                json_object_get(json_object_get(j, "error"), "code")),
-            "invalid_api_key");
+  CHECK_STR(
+      json_string_value(json_object_get(json_object_get(j, "error"), "code")),
+      "invalid_api_key");
   json_decref(j);
   err_not_found(&e, "file_id", "No such File object: %s", "file-x");
   CHECK_INT(e.status, 404);

@@ -45,7 +45,8 @@ static void test_types(void) {
   json_t *n = json_null();
   CHECK_INT(metadata_validate(n, &e), 0);
   check_bad(json_string("x"), "expected an object, but got a string");
-  check_bad(json_pack("{s:i}", "a", 1), "expected a string, but got an integer");
+  check_bad(json_pack("{s:i}", "a", 1),
+            "expected a string, but got an integer");
   check_bad(json_pack("{s:{}}", "a"), "but got an object");
 }
 

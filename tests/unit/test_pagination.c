@@ -138,12 +138,14 @@ static void walk(store *s, page_order order, int use_before, int limit) {
     if (use_before) { /* prepend: pages come from the end backwards */
       memmove(seen[k], seen[0], sizeof seen[0] * (size_t)n);
       for (size_t i = 0; i < k; i++)
-        snprintf(seen[i], 64, "%s",
-                 json_string_value(json_object_get(json_array_get(d, i), "id")));
+        snprintf(
+            seen[i], 64, "%s",
+            json_string_value(json_object_get(json_array_get(d, i), "id")));
     } else {
       for (size_t i = 0; i < k; i++)
-        snprintf(seen[n + (int)i], 64, "%s",
-                 json_string_value(json_object_get(json_array_get(d, i), "id")));
+        snprintf(
+            seen[n + (int)i], 64, "%s",
+            json_string_value(json_object_get(json_array_get(d, i), "id")));
     }
     n += (int)k;
     int more = json_is_true(json_object_get(l, "has_more"));
