@@ -136,6 +136,7 @@ bar() { case $1 in 8) echo 0.90;; *) echo 1.00;; esac; }
   echo "# HTTP benchmark: hearth vs nginx, GET /v1/models"
   echo
   echo "Recorded $(date -u '+%Y-%m-%d %H:%M UTC') by \`bench/http/run.sh\` (DUR=$DUR ROUNDS=$ROUNDS)."
+  echo "hearth binary: $HEARTH, tree at commit $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (src/ had uncommitted changes)')."
   echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), shared with other"
   echo "workloads (load average before/after: $LOAD0 / $LOAD1), so absolute numbers are noisy; each"
   echo "server ran $ROUNDS times per concurrency, alternating hearth/nginx, and the table shows medians."
