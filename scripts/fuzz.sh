@@ -9,6 +9,7 @@
 #      CLANG (default clang).
 set -u
 cd "$(dirname "$0")/.."
+REPO=$(pwd)
 CLANG=${CLANG:-clang}
 SECS=${FUZZ_SECONDS:-60}
 JOBS=${FUZZ_JOBS:-1}
@@ -44,9 +45,10 @@ for t in "${targets[@]}"; do
   mkdir -p "fuzz/corpus-$t" "fuzz/corpus/$t"
   echo "== fuzz: running $t for ${SECS}s"
   log="$OUT/$t.log"
-  "$OUT/$t" -max_total_time="$SECS" -jobs="$JOBS" -workers="$JOBS" -print_final_stats=1 \
-    -artifact_prefix="$OUT/crash-$t-" -max_len=8192 -timeout=10 -rss_limit_mb=1024 \
-    "fuzz/corpus-$t" "fuzz/corpus/$t" >"$log" 2>&1
+  par=(); [ "$JOBS" -gt 1 ] && par=(-jobs="$JOBS" -workers="$JOBS")
+  (cd "$OUT" && exec "./$t" -max_total_time="$SECS" "${par[@]}" -print_final_stats=1 \
+    -artifact_prefix="crash-$t-" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
+    "$REPO/fuzz/corpus-$t" "$REPO/fuzz/corpus/$t") >"$log" 2>&1
   rc=$?
   grep -E '^(#[0-9]+.*(DONE|pulse)|stat::|==[0-9]+==ERROR|SUMMARY)' "$log" | tail -n 8
   if [ $rc -ne 0 ] || ls "$OUT"/crash-"$t"-* >/dev/null 2>&1; then
