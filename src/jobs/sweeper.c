@@ -98,10 +98,12 @@ struct sweeper {
   pthread_t thread;
 };
 
+/* Sweeps at once (so a stop right after start still saw one pass), then
+ * every interval until stopped. */
 static void *sweeper_main(void *arg) {
   sweeper *sw = arg;
   pthread_mutex_lock(&sw->mu);
-  while (!sw->stop) {
+  do {
     pthread_mutex_unlock(&sw->mu);
     sweeper_run_once(sw->s, (long long)time(NULL));
     pthread_mutex_lock(&sw->mu);
@@ -111,7 +113,7 @@ static void *sweeper_main(void *arg) {
     while (!sw->stop &&
            pthread_cond_timedwait(&sw->cv, &sw->mu, &until) != ETIMEDOUT)
       ;
-  }
+  } while (!sw->stop);
   pthread_mutex_unlock(&sw->mu);
   return NULL;
 }
