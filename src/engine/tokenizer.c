@@ -1292,13 +1292,13 @@ int tok_encode(const tok_vocab *v, const char *text, size_t len,
     return TOK_ERR_INVALID;
   fraglist fl = {0};
   if (partition(v, text ? text : "", len, parse_special, &fl))
-    return INT_MIN;
+    return TOK_ERR_NOMEM;
   idbuf ob = {out, max_out, 0};
   int rc = v->kind == TOK_KIND_SPM ? spm_encode(v, text, &fl, add_special, &ob)
                                    : bpe_encode(v, text, &fl, add_special, &ob);
   free(fl.f);
   if (rc)
-    return INT_MIN;
+    return TOK_ERR_NOMEM;
   return ob.n <= max_out ? ob.n : -ob.n;
 }
 

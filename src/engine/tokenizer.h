@@ -99,9 +99,9 @@ int32_t tok_find(const tok_vocab *v, const char *text, size_t len);
 /* Text to ids. add_special: BOS/EOS as the vocabulary asks; parse_special:
  * control/user-defined token texts in the input become those tokens.
  * Returns the number of ids written; -(needed) when max_out is too small
- * (out then holds the first max_out ids); TOK_ERR_INVALID for bad arguments
- * (NULL text with len > 0, ...), checked before anything else; INT_MIN when
- * memory ran out. Invalid UTF-8 is not an error: it is tokenized as
+ * (out then holds the first max_out ids; needed > max_out); or a TOK_ERR_*
+ * code (-n <= max_out tells it apart): TOK_ERR_INVALID for bad arguments,
+ * TOK_ERR_NOMEM. Invalid UTF-8 is not an error: it is tokenized as
  * llama.cpp does (BPE: as U+FFFD; SPM: byte fallback). */
 int tok_encode(const tok_vocab *v, const char *text, size_t len,
                int add_special, int parse_special, int32_t *out, int max_out);
@@ -115,9 +115,11 @@ int tok_piece(const tok_vocab *v, int32_t id, int special, int lstrip,
               char *buf, int len);
 
 /* Ids to text, as llama.cpp's llama_detokenize: remove_special drops a
- * leading BOS / trailing EOS the vocabulary adds and then the leading space
- * SPM's add_space_prefix put there; unparse_special renders control tokens.
- * Returns bytes written or -(needed). */
+ * leading BOS / trailing EOS when the vocabulary adds them; the first
+ * piece loses one leading space when add_space_prefix (SPM) and no BOS was
+ * dropped (llama.cpp's rule); unparse_special renders control tokens;
+ * clean-up of " ," " 's" etc. where the pre-tokenizer asks (as llama.cpp).
+ * Returns bytes written or -(needed), TOK_ERR_INVALID for a bad id. */
 int tok_decode(const tok_vocab *v, const int32_t *ids, int n,
                int remove_special, int unparse_special, char *buf, int len);
 

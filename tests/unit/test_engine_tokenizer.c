@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/fixture.h"
 #include "engine/gguf.h"
 #include "engine/tokenizer.h"
 #include "engine/unicode.h"
@@ -361,6 +362,106 @@ static void test_bad_vocab(void) {
   CHECK_INT(tok_build(&s, &v, err, sizeof err), TOK_ERR_FORMAT);
 }
 
+static tok_vocab *open_vocab(const char *path, char *why, size_t whylen);
+
+/* ---- fixture vocabularies (engine/fixture.h) ---- */
+
+static const char *const ROUND_TRIP[] = {
+    "Hello world",
+    " leading space and  two  spaces",
+    "new\nline\ttab\r\n",
+    "Numbers 3.14159 and 2048; symbols: @#$%^&*()",
+    "d\xc3\xa9j\xc3\xa0 vu, \xc3\x84pfel, "
+    "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e, "
+    "\xf0\x9f\x98\x80!",
+    "",
+};
+
+/* Writes a tiny fixture model with the given tokenizer, loads its vocab. */
+static tok_vocab *fixture_vocab(const char *preset, const char *pre) {
+  fixture_params p;
+  fixture_default_params(&p);
+  char err[256] = "", path[64];
+  if (fixture_preset(preset, &p) != 0) {
+    CHECKF(0, "unknown preset %s", preset);
+    return NULL;
+  }
+  if (pre)
+    snprintf(p.bpe_pre, sizeof p.bpe_pre, "%s", pre);
+  snprintf(path, sizeof path, "/tmp/hearth-tokfx-%d.gguf", (int)getpid());
+  int rc = fixture_write(&p, path, err, sizeof err);
+  CHECKF(rc == 0, "fixture_write %s: %s", preset, err);
+  tok_vocab *v = rc == 0 ? open_vocab(path, err, sizeof err) : NULL;
+  CHECKF(rc != 0 || v, "load %s: %s", preset, err);
+  unlink(path);
+  return v;
+}
+
+/* encode -> decode gives the text back; streaming gives the same bytes. */
+static void check_round_trip(const tok_vocab *v, const char *name) {
+  for (size_t k = 0; k < sizeof ROUND_TRIP / sizeof *ROUND_TRIP; k++) {
+    const char *t = ROUND_TRIP[k];
+    size_t tl = strlen(t);
+    int32_t ids[512];
+    char a[1024], b[1024];
+    int n = tok_encode(v, t, tl, 1, 0, ids, 512);
+    CHECKF(n >= 0, "%s: encode \"%s\" = %d", name, t, n);
+    if (n < 0)
+      continue;
+    /* llama.cpp strips SPM's leading space only when no BOS precedes. */
+    int skip = n > 0 && tok_add_bos(v) && ids[0] == tok_bos(v);
+    int dl = tok_decode(v, ids + skip, n - skip, 1, 0, a, sizeof a);
+    CHECKF(dl == (int)tl && memcmp(a, t, tl) == 0,
+           "%s: decode(encode(\"%s\")) = \"%.*s\"", name, t, dl < 0 ? 0 : dl,
+           a);
+    tok_detok d;
+    tok_detok_init(&d, v, 0, tok_kind_of(v) == TOK_KIND_SPM);
+    int o = 0;
+    for (int i = skip; i < n; i++) {
+      int r = tok_detok_push(&d, ids[i], b + o, (int)sizeof b - o);
+      CHECK(r >= 0);
+      if (r < 0)
+        break;
+      o += r;
+    }
+    o += tok_detok_flush(&d, b + o, (int)sizeof b - o);
+    CHECKF(o == (int)tl && memcmp(b, t, tl) == 0,
+           "%s: streamed \"%s\" = \"%.*s\"", name, t, o, b);
+  }
+}
+
+static void test_fixture_spm(void) {
+  tok_vocab *v = fixture_vocab("tiny-llama", NULL);
+  if (!v)
+    return;
+  CHECK_INT(tok_kind_of(v), TOK_KIND_SPM);
+  check_round_trip(v, "tiny-llama");
+  tok_free(v);
+}
+
+static void test_fixture_bpe(void) {
+  static const char *const pres[] = {"llama-bpe", "qwen2", "smollm"};
+  for (size_t i = 0; i < 3; i++) {
+    tok_vocab *v = fixture_vocab("tiny-qwen2", pres[i]);
+    if (!v)
+      continue;
+    CHECK_INT(tok_kind_of(v), TOK_KIND_BPE);
+    check_round_trip(v, pres[i]);
+    /* chat markers are control tokens that end generation where llama.cpp
+     * says so */
+    int32_t ids[8];
+    const char *t = "<|im_start|><|im_end|>";
+    int n = tok_encode(v, t, strlen(t), 0, 1, ids, 8);
+    if (tok_find(v, "<|im_end|>", 10) >= 0) {
+      CHECK_INT(n, 2);
+      CHECK(tok_is_eog(v, ids[1]));
+      CHECK(!tok_is_eog(v, ids[0]));
+      CHECK(tok_is_control(v, ids[0]));
+    }
+    tok_free(v);
+  }
+}
+
 /* ---- conformance with llama.cpp (../shared) ---- */
 
 static char *read_file(const char *path, size_t *len) {
@@ -596,6 +697,8 @@ int main(void) {
   RUN(test_bpe_ignore_merges);
   RUN(test_bpe_special_split);
   RUN(test_bad_vocab);
+  RUN(test_fixture_spm);
+  RUN(test_fixture_bpe);
   RUN(test_llamacpp_vectors);
   RUN(test_llamacpp_vectors_bert);
   RUN(test_model_goldens);
