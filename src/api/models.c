@@ -28,7 +28,8 @@ typedef struct models_buf {
 struct api_models_cache {
   pthread_mutex_t mu;
   struct timespec dir_mtime;
-  time_t built_at;
+  time_t built_at;   /* when cur was rendered */
+  time_t checked_at; /* when the directory was last stat'ed */
   models_buf *cur;
 };
 
@@ -132,27 +133,32 @@ static models_buf *buf_from_json(json_t *j) {
   return b;
 }
 
-/* The current list body, with a reference for the caller. Rebuilt when
- * the directory's mtime moved or the copy is older than a second (a file
- * replaced in place does not touch the directory). */
+/* The current list body, with a reference for the caller. Within a second
+ * of the last check it is served as is; after that the directory's mtime is
+ * looked at and the body rebuilt if it moved, or anyway every few seconds
+ * (a file replaced in place does not touch the directory). Deletes through
+ * the API drop it at once (models_invalidate). */
 static models_buf *models_current(const api_ctx *ctx) {
   api_models_cache *c = ctx->models_cache;
-  struct stat sb;
-  struct timespec mt = {0, 0};
   time_t now = time(NULL);
-  if (stat(ctx->models_dir, &sb) == 0)
-    mt = sb.st_mtim;
   pthread_mutex_lock(&c->mu);
-  if (!c->cur || c->built_at != now || mt.tv_sec != c->dir_mtime.tv_sec ||
-      mt.tv_nsec != c->dir_mtime.tv_nsec) {
-    json_t *j = models_render(ctx);
-    models_buf *b = j ? buf_from_json(j) : NULL;
-    json_decref(j);
-    if (b) {
-      buf_unref(c->cur);
-      c->cur = b;
-      c->dir_mtime = mt;
-      c->built_at = now;
+  if (!c->cur || now != c->checked_at) {
+    struct stat sb;
+    struct timespec mt = {0, 0};
+    if (stat(ctx->models_dir, &sb) == 0)
+      mt = sb.st_mtim;
+    c->checked_at = now;
+    if (!c->cur || now - c->built_at >= 5 || mt.tv_sec != c->dir_mtime.tv_sec ||
+        mt.tv_nsec != c->dir_mtime.tv_nsec) {
+      json_t *j = models_render(ctx);
+      models_buf *b = j ? buf_from_json(j) : NULL;
+      json_decref(j);
+      if (b) {
+        buf_unref(c->cur);
+        c->cur = b;
+        c->dir_mtime = mt;
+        c->built_at = now;
+      }
     }
   }
   models_buf *b = c->cur;
@@ -160,6 +166,14 @@ static models_buf *models_current(const api_ctx *ctx) {
     atomic_fetch_add(&b->refs, 1);
   pthread_mutex_unlock(&c->mu);
   return b;
+}
+
+static void models_invalidate(const api_ctx *ctx) {
+  api_models_cache *c = ctx->models_cache;
+  pthread_mutex_lock(&c->mu);
+  buf_unref(c->cur);
+  c->cur = NULL;
+  pthread_mutex_unlock(&c->mu);
 }
 
 /* ------------------------------------------------------------ aliases */
@@ -309,6 +323,7 @@ void api_models_delete(api_req *req, api_resp *resp) {
                strerror(errno));
     return;
   }
+  models_invalidate(req->ctx);
   api_ok(resp, json_pack("{s:s, s:s, s:b}", "id", name, "object", "model",
                          "deleted", 1));
 }

@@ -15,16 +15,17 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "core/auth.h"
-#include "core/ids.h"
 #include "http/multipart.h"
 #include "http/router.h"
 #include "store/blob.h"
@@ -46,29 +47,35 @@ struct http_server {
   int port;
 };
 
-/* One request's state; lives in the connection's socket context. */
+/* One request's state; lives in the connection's socket context and is
+ * reused by each request of a keep-alive connection. Members before `tail`
+ * are zeroed per request; those after are initialized where used. */
 typedef struct reqstate {
   http_server *srv;
   struct MHD_Connection *conn;
+  uint64_t rng[2]; /* request-id generator, seeded per connection */
+  char *body;      /* kept across requests (capacity body_cap) */
+  size_t body_cap;
+  /* ---- reset per request from here */
   struct timespec t0;
   int active;  /* between the first call and completion */
   int handled; /* the response is queued */
-  int discard; /* an error is pending: swallow the body */
   const route *rt;
-  api_params params;
   principal who;
-  api_error err; /* pending error (err.status != 0) */
   char allow[64];
-  char rid[136];
   const char *method;
   const char *url;
   int multipart;
-  mp_parser mp;
   api_form form;
   api_form_field *cur;
-  char *body;
-  size_t body_len, body_cap;
+  size_t body_len;
   long long received;
+  char tail[1];
+  /* ---- initialized where used */
+  char rid[136];
+  api_error err; /* pending error when err.status != 0 */
+  api_params params;
+  mp_parser mp;
 } reqstate;
 
 void http_config_default(http_config *c) {
@@ -102,17 +109,37 @@ static const char *query_lookup(void *q, const char *key) {
                                      MHD_GET_ARGUMENT_KIND, key);
 }
 
-/* Client-sent X-Request-Id when it is sane, else a new "req_" id. */
+/* xoshiro128+-style step over the connection's 128-bit state. */
+static uint64_t rng_next(uint64_t *s) {
+  uint64_t s0 = s[0], s1 = s[1], r = s0 + s1;
+  s1 ^= s0;
+  s[0] = ((s0 << 55) | (s0 >> 9)) ^ s1 ^ (s1 << 14);
+  s[1] = (s1 << 36) | (s1 >> 28);
+  return r;
+}
+
+/* Client-sent X-Request-Id when it is sane, else "req_" + 24 base62 chars
+ * from the connection's generator (seeded from the kernel's CSPRNG when the
+ * connection opened: unique, not a secret, no lock or syscall per request). */
 static void request_id(reqstate *st) {
+  static const char b62[] =
+      "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
   const char *c = header(st, "X-Request-Id");
   size_t n = c ? strlen(c) : 0;
   int ok = n > 0 && n < sizeof st->rid;
   for (size_t i = 0; ok && i < n; i++)
     ok = c[i] > 32 && c[i] < 127;
-  if (ok)
+  if (ok) {
     memcpy(st->rid, c, n + 1);
-  else
-    id_new("req_", st->rid, sizeof st->rid);
+    return;
+  }
+  memcpy(st->rid, "req_", 4);
+  for (int half = 0; half < 2; half++) {
+    uint64_t x = rng_next(st->rng);
+    for (int i = 0; i < 12; i++, x /= 62)
+      st->rid[4 + half * 12 + i] = b62[x % 62];
+  }
+  st->rid[28] = 0;
 }
 
 static void access_log(reqstate *st, int status) {
@@ -120,9 +147,10 @@ static void access_log(reqstate *st, int status) {
       !(st->srv->cfg.log >= HTTP_LOG_ERROR && status >= 500))
     return;
   char line[512];
-  int n = snprintf(line, sizeof line, "%s %s %s %s %d %.2fms\n", st->rid,
+  long us = (long)(ms_since(&st->t0) * 1000);
+  int n = snprintf(line, sizeof line, "%s %s %s %s %d %ld.%03ldms\n", st->rid,
                    st->method, st->url, st->rt ? st->rt->op : "-", status,
-                   ms_since(&st->t0));
+                   us / 1000, us % 1000);
   if (n > 0)
     (void)!write(2, line, (size_t)n < sizeof line ? (size_t)n : sizeof line);
 }
@@ -482,14 +510,17 @@ static enum MHD_Result health(reqstate *st) {
 
 /* ------------------------------------------------------ MHD callbacks */
 
+#define BODY_KEEP (64 << 10) /* body buffer kept for the next request */
+
 static void reqstate_reset(reqstate *st) {
   api_form_free(&st->form);
-  free(st->body);
-  http_server *srv = st->srv;
-  struct MHD_Connection *c = st->conn;
-  memset(st, 0, sizeof *st);
-  st->srv = srv;
-  st->conn = c;
+  if (st->body_cap > BODY_KEEP) {
+    free(st->body);
+    st->body = NULL;
+    st->body_cap = 0;
+  }
+  memset(&st->t0, 0, offsetof(reqstate, tail) - offsetof(reqstate, t0));
+  st->err.status = 0;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
@@ -571,7 +602,12 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
   (void)cls;
   (void)conn;
   if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-    *socket_context = calloc(1, sizeof(reqstate));
+    reqstate *st = calloc(1, sizeof(reqstate));
+    if (st && getrandom(st->rng, sizeof st->rng, 0) != sizeof st->rng)
+      st->rng[0] = (uint64_t)(uintptr_t)st ^ (uint64_t)time(NULL);
+    if (st)
+      st->rng[1] |= 1;
+    *socket_context = st;
   } else {
     reqstate *st = *socket_context;
     if (st) {
