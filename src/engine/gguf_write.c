@@ -42,7 +42,7 @@ struct gguf_writer {
 /* ==== byte buffer ======================================================= */
 
 static void put(buf *b, const void *d, size_t n) {
-  if (b->oom)
+  if (b->oom || n == 0)
     return;
   if (b->len + n > b->cap) {
     size_t cap = b->cap ? b->cap : 256;
