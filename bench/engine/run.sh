@@ -55,9 +55,9 @@ done
 # types); the seed is fixed so every run measures the same file.
 fixture_args() {
   case "$1" in
-  smollm2-135m-q8_0) echo "--shape smollm2-135m --type q8_0 --seed 1" ;;
-  qwen2.5-0.5b-q8_0) echo "--shape qwen2.5-0.5b --type q8_0 --seed 1" ;;
-  qwen2.5-0.5b-q4_k_m) echo "--shape qwen2.5-0.5b --type q4_k_m --seed 1" ;;
+  smollm2-135m-q8_0) echo "--preset smollm2-135m --type q8_0 --seed 1" ;;
+  qwen2.5-0.5b-q8_0) echo "--preset qwen2.5-0.5b --type q8_0 --seed 1" ;;
+  qwen2.5-0.5b-q4_k_m) echo "--preset qwen2.5-0.5b --type Q4_K_M --seed 1" ;;
   *) echo "run.sh: unknown model $1" >&2; return 1 ;;
   esac
 }

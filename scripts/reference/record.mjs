@@ -7,7 +7,9 @@
 //               prompt[0..pos] (teacher forced; prob = softmax of raw logits)
 //   greedy      {tokens (N greedy tokens after the prompt), text, steps[]
 //               {token, top}}
-// plus, when given, "fixture": the hearth command line that makes the file.
+// plus, when given, "fixture": the hearth command line that makes the file
+// ("hearth fixture --preset ... --seed N", without --out) and "fixture_args"
+// (the same split into argv words after "hearth fixture").
 //
 // Usage: node record.mjs --model F.gguf [--out F.golden.json]
 //          [--prompt TEXT] [--greedy 32] [--threads 1]
@@ -123,7 +125,12 @@ async function main() {
   const out = {
     model: path.basename(a.model),
     reference: `node-llama-cpp 3.21.1 prebuilt linux-x64 CPU (llama.cpp), threads=${a.threads}`,
-    ...(a.fixtureCmd ? { fixture: a.fixtureCmd } : {}),
+    ...(a.fixtureCmd
+      ? {
+          fixture: a.fixtureCmd,
+          fixture_args: a.fixtureCmd.split(/\s+/).slice(2), // after "hearth fixture"
+        }
+      : {}),
     vocabularyType: model.vocabularyType,
     bos,
     eos: model.tokens.eos,

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Regenerates every golden file in tests/golden/: makes each fixture with
+# `hearth fixture` (seeded, deterministic) into a temp dir, records
+# llama.cpp's outputs on it with scripts/reference/record.mjs at 1 thread, and
+# writes tests/golden/<name>.golden.json carrying the exact fixture command,
+# so tests can rebuild the same file and compare without node or ../shared.
+#
+# Usage: scripts/reference/record-all.sh [name-filter-regex]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+# name | hearth fixture arguments (without --out)
+GOLDENS="
+tiny-llama-f32|--preset tiny-llama --type f32 --seed 11
+tiny-llama-f16|--preset tiny-llama --type f16 --seed 12
+tiny-llama-bf16|--preset tiny-llama --type bf16 --seed 13
+tiny-llama-q8_0|--preset tiny-llama --type q8_0 --seed 14
+tiny-llama-q4_0|--preset tiny-llama --type q4_0 --seed 15
+tiny-llama-q4_1|--preset tiny-llama --type q4_1 --seed 16
+tiny-llama-q5_0|--preset tiny-llama --type q5_0 --seed 17
+tiny-llama-q5_1|--preset tiny-llama --type q5_1 --seed 18
+tiny-llama-q2_K|--preset tiny-llama --type q2_K --seed 19
+tiny-llama-q3_K|--preset tiny-llama --type q3_K --seed 20
+tiny-llama-q4_K|--preset tiny-llama --type q4_K --seed 21
+tiny-llama-q5_K|--preset tiny-llama --type q5_K --seed 22
+tiny-llama-q6_K|--preset tiny-llama --type q6_K --seed 23
+tiny-llama-iq4_nl|--preset tiny-llama --type iq4_nl --seed 24
+tiny-llama-iq4_xs|--preset tiny-llama --type iq4_xs --seed 25
+tiny-llama-Q4_K_M|--preset tiny-llama --type Q4_K_M --seed 26
+tiny-llama-bpe-q8_0|--preset tiny-llama-bpe --type q8_0 --seed 31
+tiny-qwen2-f32|--preset tiny-qwen2 --type f32 --seed 41
+tiny-qwen2-f16|--preset tiny-qwen2 --type f16 --seed 42
+tiny-qwen2-q8_0|--preset tiny-qwen2 --type q8_0 --seed 43
+tiny-qwen2-q4_0|--preset tiny-qwen2 --type q4_0 --seed 44
+tiny-qwen2-q4_K|--preset tiny-qwen2 --type q4_K --seed 45
+tiny-qwen2-q6_K|--preset tiny-qwen2 --type q6_K --seed 46
+tiny-qwen2-Q4_K_M|--preset tiny-qwen2 --type Q4_K_M --seed 47
+tiny-qwen3-f32|--preset tiny-qwen3 --type f32 --seed 51
+tiny-qwen3-f16|--preset tiny-qwen3 --type f16 --seed 52
+tiny-qwen3-q8_0|--preset tiny-qwen3 --type q8_0 --seed 53
+tiny-qwen3-q5_0|--preset tiny-qwen3 --type q5_0 --seed 54
+tiny-qwen3-q5_K|--preset tiny-qwen3 --type q5_K --seed 55
+tiny-qwen3-Q5_K_M|--preset tiny-qwen3 --type Q5_K_M --seed 56
+"
+
+filter="${1:-.}"
+[ -x ./hearth ] || make -s hearth
+if [ ! -d scripts/reference/node_modules/node-llama-cpp ]; then
+  (cd scripts/reference && npm ci --no-audit --no-fund >/dev/null)
+fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p tests/golden
+
+echo "$GOLDENS" | while IFS='|' read -r name args; do
+  [ -n "$name" ] || continue
+  [[ "$name" =~ $filter ]] || continue
+  # shellcheck disable=SC2086
+  ./hearth fixture $args --out "$tmp/$name.gguf" >/dev/null
+  node scripts/reference/record.mjs --model "$tmp/$name.gguf" --threads 1 \
+    --fixture-cmd "hearth fixture $args" --out "tests/golden/$name.golden.json"
+  echo "tests/golden/$name.golden.json" >&2
+  rm -f "$tmp/$name.gguf"
+done
