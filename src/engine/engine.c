@@ -417,6 +417,8 @@ static int matmul_group(eng_ctx *c, const float *X, int n, int64_t cols,
   return 0;
 }
 
+#define MAX_HEAD_DIM 1024
+
 /* Arguments of the attention task over (token, head) pairs. */
 typedef struct {
   eng_ctx *c;
@@ -444,7 +446,11 @@ static void attn_task(void *arg, int ith, int nth) {
     const eng_batch_tok *bt = &a->tok[t];
     const int32_t *cells = c->seq_cells + (size_t)bt->seq_id * c->n_ctx;
     int nc = c->seq_ncell[bt->seq_id];
-    const float *q = c->q + (size_t)t * nh * hd + (size_t)h * hd;
+    /* q rounded to f16, as llama.cpp rounds it for its f16 K.Q product */
+    float *q = c->qtmp + (size_t)ith * hd;
+    uint16_t qh[MAX_HEAD_DIM];
+    k_f32_to_f16(qh, c->q + (size_t)t * nh * hd + (size_t)h * hd, hd);
+    k_f16_to_f32(q, qh, hd);
     float *out = c->att + (size_t)t * nh * hd + (size_t)h * hd;
     /* scores = q . k / sqrt(hd) over visible cells (sorted by position) */
     int nv = 0;
@@ -466,7 +472,11 @@ static void attn_task(void *arg, int ith, int nth) {
     float inv = sum > 0 ? 1.0f / sum : 0;
     for (int j = 0; j < nv; j++) {
       const uint16_t *vr = V + (size_t)cells[j] * row + (size_t)kvh * hd;
-      k_axpy_f16(out, sc[j] * inv, vr, hd);
+      uint16_t ph;
+      float pf = sc[j] * inv;
+      k_f32_to_f16(&ph, &pf, 1);
+      k_f16_to_f32(&pf, &ph, 1);
+      k_axpy_f16(out, pf, vr, hd);
     }
   }
 }

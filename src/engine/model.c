@@ -215,7 +215,7 @@ static int read_hparams(loader *L) {
                 (long long)v, m->head_dim);
   m->n_rot = meta_int(m, "rope.dimension_count", &v) ? (int)v : m->head_dim;
   if (m->head_dim <= 0 || m->head_dim % 2 || m->n_rot <= 0 ||
-      m->n_rot > m->head_dim || m->n_rot % 2)
+      m->n_rot > m->head_dim || m->n_rot % 2 || m->head_dim > 1024)
     return fail(L->err, L->errlen, ENG_ERR_FORMAT,
                 "invalid head size %d / rope dimensions %d", m->head_dim,
                 m->n_rot);
