@@ -1,0 +1,470 @@
+/* Kernel dispatch, scalar reference paths of the f32 helpers, and the matmul
+ * driver (see kernels.h). The quantized scalar paths are quant.c's reference
+ * routines; kernels_avx2.c / kernels_avx512.c override entries of the
+ * dispatch table (kernels_impl.h). Knows nothing about models or files. */
+#include "engine/kernels.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/cpu.h"
+#include "engine/kernels_impl.h"
+#include "engine/quant.h"
+
+/* ==== scalar f32 helpers ===================================================
+ */
+
+static float s_dot_f32(const float *x, const float *y, int n) {
+  double s = 0;
+  for (int i = 0; i < n; i++)
+    s += (double)x[i] * y[i];
+  return (float)s;
+}
+
+static float s_sumsq_f32(const float *x, int n) {
+  double s = 0;
+  for (int i = 0; i < n; i++)
+    s += (double)x[i] * x[i];
+  return (float)s;
+}
+
+static void s_mul_scale(float *y, const float *x, const float *w, float s,
+                        int n) {
+  if (w)
+    for (int i = 0; i < n; i++)
+      y[i] = (x[i] * s) * w[i];
+  else
+    for (int i = 0; i < n; i++)
+      y[i] = x[i] * s;
+}
+
+static void s_silu_mul(float *y, const float *a, const float *b, int n) {
+  for (int i = 0; i < n; i++)
+    y[i] = a[i] / (1.0f + expf(-a[i])) * b[i];
+}
+
+static void s_add(float *y, const float *a, const float *b, int n) {
+  for (int i = 0; i < n; i++)
+    y[i] = a[i] + b[i];
+}
+
+static void s_scale(float *y, float s, int n) {
+  for (int i = 0; i < n; i++)
+    y[i] *= s;
+}
+
+static float s_max_f32(const float *x, int n) {
+  float m = -INFINITY;
+  for (int i = 0; i < n; i++)
+    if (x[i] > m)
+      m = x[i];
+  return m;
+}
+
+static float s_exp_sub_sum(float *x, float m, int n) {
+  double s = 0;
+  for (int i = 0; i < n; i++) {
+    x[i] = expf(x[i] - m);
+    s += x[i];
+  }
+  return (float)s;
+}
+
+static void s_f32_to_f16(uint16_t *y, const float *x, int n) {
+  for (int i = 0; i < n; i++)
+    y[i] = q_fp32_to_fp16(x[i]);
+}
+
+static void s_f16_to_f32(float *y, const uint16_t *x, int n) {
+  for (int i = 0; i < n; i++)
+    y[i] = q_fp16_to_fp32(x[i]);
+}
+
+static float s_dot_f16(const float *q, const uint16_t *k, int n) {
+  double s = 0;
+  for (int i = 0; i < n; i++)
+    s += (double)q[i] * q_fp16_to_fp32(k[i]);
+  return (float)s;
+}
+
+static void s_axpy_f16(float *y, float a, const uint16_t *v, int n) {
+  for (int i = 0; i < n; i++)
+    y[i] += a * q_fp16_to_fp32(v[i]);
+}
+
+/* Activation conversions for the float weight types (quant.c covers the
+ * Q8 activation types). */
+static void s_quant_f32(const float *x, void *y, int64_t n) {
+  memcpy(y, x, (size_t)n * sizeof(float));
+}
+
+static void s_quant_f16(const float *x, void *y, int64_t n) {
+  uint16_t *h = y;
+  for (int64_t i = 0; i < n; i++)
+    h[i] = q_fp32_to_fp16(x[i]);
+}
+
+static void s_quant_bf16(const float *x, void *y, int64_t n) {
+  uint16_t *h = y;
+  for (int64_t i = 0; i < n; i++)
+    h[i] = q_fp32_to_bf16(x[i]);
+}
+
+/* ==== dispatch ==============================================================
+ */
+
+/* Dispatch tables: written once under pthread_once, read-only afterwards
+ * (k_set_simd only swaps which one is current). */
+static k_ops g_ops[3];
+static int g_avail[3];
+static const k_ops *g_cur;
+static int g_level;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void fill_scalar(k_ops *o) {
+  memset(o, 0, sizeof *o);
+  o->quant[QT_F32] = s_quant_f32;
+  o->quant[QT_F16] = s_quant_f16;
+  o->quant[QT_BF16] = s_quant_bf16;
+  o->dot_f32 = s_dot_f32;
+  o->sumsq_f32 = s_sumsq_f32;
+  o->mul_scale = s_mul_scale;
+  o->silu_mul = s_silu_mul;
+  o->add = s_add;
+  o->scale = s_scale;
+  o->max_f32 = s_max_f32;
+  o->exp_sub_sum = s_exp_sub_sum;
+  o->f32_to_f16 = s_f32_to_f16;
+  o->f16_to_f32 = s_f16_to_f32;
+  o->dot_f16 = s_dot_f16;
+  o->axpy_f16 = s_axpy_f16;
+}
+
+static int level_from_env(void) {
+  const char *e = getenv("HEARTH_SIMD");
+  if (!e || !*e)
+    return K_SIMD_AVX512;
+  if (!strcmp(e, "scalar"))
+    return K_SIMD_SCALAR;
+  if (!strcmp(e, "avx2"))
+    return K_SIMD_AVX2;
+  return K_SIMD_AVX512;
+}
+
+static void init_once(void) {
+  cpu_features f;
+  cpu_detect(&f);
+  fill_scalar(&g_ops[K_SIMD_SCALAR]);
+  g_avail[K_SIMD_SCALAR] = 1;
+#if defined(__x86_64__)
+  g_avail[K_SIMD_AVX2] = f.avx2 && f.fma && f.f16c;
+  g_avail[K_SIMD_AVX512] = g_avail[K_SIMD_AVX2] && f.avx512f && f.avx512bw &&
+                           f.avx512vl && f.avx512dq;
+  g_ops[K_SIMD_AVX2] = g_ops[K_SIMD_SCALAR];
+  if (g_avail[K_SIMD_AVX2])
+    k_register_avx2(&g_ops[K_SIMD_AVX2]);
+  g_ops[K_SIMD_AVX512] = g_ops[K_SIMD_AVX2];
+  if (g_avail[K_SIMD_AVX512])
+    k_register_avx512(&g_ops[K_SIMD_AVX512], f.avx512vnni);
+#endif
+  int want = level_from_env();
+  while (want > 0 && !g_avail[want])
+    want--;
+  g_level = want;
+  g_cur = &g_ops[want];
+}
+
+void k_init(void) {
+  pthread_once(&g_once, init_once);
+}
+
+static inline const k_ops *ops(void) {
+  if (__builtin_expect(g_cur == NULL, 0))
+    k_init();
+  return g_cur;
+}
+
+int k_simd(void) {
+  k_init();
+  return g_level;
+}
+
+const char *k_simd_name(int level) {
+  switch (level) {
+  case K_SIMD_SCALAR:
+    return "scalar";
+  case K_SIMD_AVX2:
+    return "avx2";
+  case K_SIMD_AVX512:
+    return "avx512";
+  }
+  return "unknown";
+}
+
+int k_set_simd(int level) {
+  k_init();
+  if (level < 0 || level > K_SIMD_AVX512 || !g_avail[level])
+    return -1;
+  g_level = level;
+  g_cur = &g_ops[level];
+  return 0;
+}
+
+int k_type_supported(int type) {
+  const qtype_info *q = qtype(type);
+  return q && q->supported && q->vec_dot_type >= 0 && type != QT_Q8_1 &&
+         type != QT_Q8_K;
+}
+
+/* ==== quantized dot products and activations ============================= */
+
+void k_vec_dot(int type, int n, float *s, const void *x, const void *y) {
+  k_vec_dot_fn f = ops()->vec_dot[type];
+  if (f)
+    f(n, s, x, y);
+  else
+    q_vec_dot_ref(type, n, s, x, y);
+}
+
+void k_quantize_act(int vdt, const float *x, void *y, int64_t n) {
+  k_quant_fn f = ops()->quant[vdt];
+  if (f)
+    f(x, y, n);
+  else
+    q_quant_row(vdt, x, y, n);
+}
+
+size_t k_act_row_size(int wtype, int64_t n) {
+  const qtype_info *q = qtype(wtype);
+  if (!q || q->vec_dot_type < 0)
+    return 0;
+  return qtype_row_size(q->vec_dot_type, n);
+}
+
+/* ==== matmul ================================================================
+ */
+
+/* Tokens per cache block in prefill: the quantized activations of one block
+ * stay in L2 while every row tile of the thread streams past them. */
+enum { MM_TOK_BLOCK = 64 };
+
+typedef struct {
+  const k_ops *o;
+  int wtype;
+  const uint8_t *W;
+  size_t wrow; /* bytes per weight row */
+  int64_t rows, cols;
+  const uint8_t *X;
+  size_t xrow; /* bytes per activation row */
+  int64_t n_tok;
+  float *Y;
+} mm_job;
+
+/* Fallback tile: one vec_dot per (row, token). */
+static void tile_by_vec_dot(const mm_job *j, int64_t r0, int nr, int64_t t0,
+                            int nt) {
+  k_vec_dot_fn f = j->o->vec_dot[j->wtype];
+  for (int t = 0; t < nt; t++)
+    for (int r = 0; r < nr; r++) {
+      const void *w = j->W + (size_t)(r0 + r) * j->wrow;
+      const void *x = j->X + (size_t)(t0 + t) * j->xrow;
+      float *y = j->Y + (size_t)(t0 + t) * (size_t)j->rows + (size_t)(r0 + r);
+      if (f)
+        f((int)j->cols, y, w, x);
+      else
+        q_vec_dot_ref(j->wtype, (int)j->cols, y, w, x);
+    }
+}
+
+static void mm_rows(const mm_job *j, int64_t r0, int64_t r1) {
+  k_tile_fn tile = j->o->tile[j->wtype];
+  int mr = tile ? j->o->tile_mr[j->wtype] : 1;
+  int nt_max = tile ? j->o->tile_nt[j->wtype] : 1;
+  for (int64_t tb = 0; tb < j->n_tok; tb += MM_TOK_BLOCK) {
+    int64_t te = tb + MM_TOK_BLOCK < j->n_tok ? tb + MM_TOK_BLOCK : j->n_tok;
+    for (int64_t r = r0; r < r1; r += mr) {
+      int nr = (int)(r1 - r < mr ? r1 - r : mr);
+      for (int64_t t = tb; t < te; t += nt_max) {
+        int nt = (int)(te - t < nt_max ? te - t : nt_max);
+        if (tile)
+          tile((int)j->cols, j->W + (size_t)r * j->wrow, j->wrow, nr,
+               j->X + (size_t)t * j->xrow, j->xrow, nt,
+               j->Y + (size_t)t * (size_t)j->rows + (size_t)r, (size_t)j->rows);
+        else
+          tile_by_vec_dot(j, r, nr, t, nt);
+      }
+    }
+  }
+}
+
+static void mm_worker(void *arg, int ith, int nth) {
+  const mm_job *j = arg;
+  long long r0, r1;
+  /* contiguous row chunks; multiples of 16 rows keep tiles whole and
+   * output cache lines owned by one thread */
+  tpool_split(j->rows, ith, nth, 16, &r0, &r1);
+  if (r0 < r1)
+    mm_rows(j, r0, r1);
+}
+
+int k_matmul_q(tpool *pool, int wtype, const void *W, int64_t rows,
+               int64_t cols, const void *Xq, int64_t n_tok, float *Y) {
+  if (!k_type_supported(wtype) || rows < 0 || n_tok < 0 || cols <= 0 ||
+      cols % qtype(wtype)->blck || cols > INT32_MAX)
+    return -1;
+  if (rows == 0 || n_tok == 0)
+    return 0;
+  mm_job j = {ops(), wtype, W,  qtype_row_size(wtype, cols),
+              rows,  cols,  Xq, k_act_row_size(wtype, cols),
+              n_tok, Y};
+  tpool_run(pool, mm_worker, &j);
+  return 0;
+}
+
+typedef struct {
+  int vdt;
+  const float *X;
+  int64_t n_tok, cols;
+  uint8_t *Xq;
+  size_t xrow;
+} qr_job;
+
+static void qr_worker(void *arg, int ith, int nth) {
+  const qr_job *j = arg;
+  long long t0, t1;
+  tpool_split(j->n_tok, ith, nth, 1, &t0, &t1);
+  for (long long t = t0; t < t1; t++)
+    k_quantize_act(j->vdt, j->X + t * j->cols, j->Xq + (size_t)t * j->xrow,
+                   j->cols);
+}
+
+void k_quantize_rows(tpool *pool, int wtype, const float *X, int64_t n_tok,
+                     int64_t cols, void *Xq) {
+  qr_job j = {qtype(wtype)->vec_dot_type, X, n_tok, cols, Xq,
+              k_act_row_size(wtype, cols)};
+  if (n_tok < 4)
+    qr_worker(&j, 0, 1); /* not worth waking the workers */
+  else
+    tpool_run(pool, qr_worker, &j);
+}
+
+int k_matmul(tpool *pool, int wtype, const void *W, int64_t rows, int64_t cols,
+             const float *X, int64_t n_tok, float *Y) {
+  if (!k_type_supported(wtype) || cols <= 0 || cols % qtype(wtype)->blck ||
+      n_tok < 0)
+    return -1;
+  if (n_tok == 0 || rows == 0)
+    return 0;
+  size_t bytes = (size_t)n_tok * k_act_row_size(wtype, cols);
+  void *own = NULL, *Xq = tpool_scratch(pool, bytes);
+  if (!pool)
+    Xq = own = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+  if (!Xq)
+    return -1;
+  k_quantize_rows(pool, wtype, X, n_tok, cols, Xq);
+  int rc = k_matmul_q(pool, wtype, W, rows, cols, Xq, n_tok, Y);
+  free(own);
+  return rc;
+}
+
+/* ==== f32 helpers ===========================================================
+ */
+
+void k_rmsnorm(float *y, const float *x, const float *w, int n, float eps) {
+  const k_ops *o = ops();
+  float mean = o->sumsq_f32(x, n) / (float)n;
+  o->mul_scale(y, x, w, 1.0f / sqrtf(mean + eps), n);
+}
+
+void k_softmax(float *x, int n) {
+  if (n <= 0)
+    return;
+  const k_ops *o = ops();
+  float m = o->max_f32(x, n);
+  float s = o->exp_sub_sum(x, m, n);
+  o->scale(x, 1.0f / s, n);
+}
+
+void k_silu_mul(float *y, const float *a, const float *b, int n) {
+  ops()->silu_mul(y, a, b, n);
+}
+
+void k_add(float *y, const float *a, const float *b, int n) {
+  ops()->add(y, a, b, n);
+}
+
+void k_scale(float *y, float s, int n) {
+  ops()->scale(y, s, n);
+}
+
+float k_dot_f32(const float *x, const float *y, int n) {
+  return ops()->dot_f32(x, y, n);
+}
+
+int k_argmax(const float *x, int n) {
+  if (n <= 0)
+    return -1;
+  int best = 0;
+  for (int i = 1; i < n; i++)
+    if (x[i] > x[best])
+      best = i;
+  return best;
+}
+
+void k_f32_to_f16(uint16_t *y, const float *x, int n) {
+  ops()->f32_to_f16(y, x, n);
+}
+
+void k_f16_to_f32(float *y, const uint16_t *x, int n) {
+  ops()->f16_to_f32(y, x, n);
+}
+
+float k_dot_f16(const float *q, const uint16_t *k, int n) {
+  return ops()->dot_f16(q, k, n);
+}
+
+void k_axpy_f16(float *y, float a, const uint16_t *v, int n) {
+  ops()->axpy_f16(y, a, v, n);
+}
+
+/* ---- rope ---------------------------------------------------------------- */
+
+/* cos/sin of the rotation of pair i (theta as ggml's rope cache builds it). */
+static void rope_cache(float *c, float *s, int n_pairs, int pos,
+                       const k_rope_params *p) {
+  float theta_scale = powf(p->freq_base, -2.0f / (float)p->n_rot);
+  float theta = (float)pos;
+  for (int i = 0; i < n_pairs; i++) {
+    float ff = p->freq_factors ? p->freq_factors[i] : 1.0f;
+    float t = p->freq_scale * (theta / ff);
+    c[i] = cosf(t);
+    s[i] = sinf(t);
+    theta *= theta_scale;
+  }
+}
+
+static void rope_head(float *x, const float *c, const float *s, int n_pairs,
+                      int neox) {
+  for (int i = 0; i < n_pairs; i++) {
+    int a = neox ? i : 2 * i, b = neox ? i + n_pairs : 2 * i + 1;
+    float x0 = x[a], x1 = x[b];
+    x[a] = x0 * c[i] - x1 * s[i];
+    x[b] = x0 * s[i] + x1 * c[i];
+  }
+}
+
+void k_rope(float *x, int n_heads, int head_dim, int pos,
+            const k_rope_params *p) {
+  enum { MAXP = 512 };
+  float c[MAXP], s[MAXP];
+  int n_pairs = p->n_rot / 2;
+  if (n_pairs > MAXP)
+    n_pairs = MAXP; /* n_rot <= 1024: every known model */
+  if (n_pairs * 2 > head_dim)
+    n_pairs = head_dim / 2;
+  rope_cache(c, s, n_pairs, pos, p);
+  for (int h = 0; h < n_heads; h++)
+    rope_head(x + (size_t)h * head_dim, c, s, n_pairs, p->neox);
+}
