@@ -19,7 +19,7 @@ async function downloadHash(client, id) {
   return { n, hash: h.digest('hex') };
 }
 
-async function viaUploads(t, total, partSize) {
+async function viaUploads(t, total, partSize, timing = {}) {
   const u = await t.client.uploads.create({ filename: 'big.bin', purpose: 'batch', bytes: total, mime_type: 'application/octet-stream' });
   const whole = crypto.createHash('sha256');
   const m = crypto.createHash('md5');
@@ -28,10 +28,18 @@ async function viaUploads(t, total, partSize) {
     const buf = bytes(Math.min(partSize, total - off), 1000 + i);
     whole.update(buf);
     m.update(buf);
+    const c0 = t.server.cpuSeconds();
+    const w0 = Date.now();
     const p = await t.client.uploads.parts.create(u.id, { data: await toFile(buf, `part${i}`) });
+    timing.partsWall = (timing.partsWall || 0) + (Date.now() - w0) / 1000;
+    timing.partsCpu = (timing.partsCpu || 0) + t.server.cpuSeconds() - c0;
     ids.push(p.id);
   }
+  const c1 = t.server.cpuSeconds();
+  const w1 = Date.now();
   const done = await t.client.uploads.complete(u.id, { part_ids: ids, md5: m.digest('hex') });
+  timing.completeWall = (Date.now() - w1) / 1000;
+  timing.completeCpu = t.server.cpuSeconds() - c1;
   assert.equal(done.status, 'completed');
   assert.equal(done.file.bytes, total);
   return { fileId: done.file.id, hash: whole.digest('hex') };
@@ -62,14 +70,18 @@ suite('large', {}, (test) => {
 
   test('1 GB upload (16 x 64 MB parts) and download with server peak RSS < 64 MB', async (t) => {
     const total = 1024 * MB;
-    const t0 = Date.now();
-    const up = await viaUploads(t, total, 64 * MB);
+    const timing = {};
+    const up = await viaUploads(t, total, 64 * MB, timing);
+    const c1 = t.server.cpuSeconds();
     const t1 = Date.now();
     const got = await downloadHash(t.client, up.fileId);
     const t2 = Date.now();
+    const dlCpu = t.server.cpuSeconds() - c1;
     assert.equal(got.n, total);
     assert.equal(got.hash, up.hash, 'bytes equal');
-    t.note(`1 GB: upload+complete ${((t1 - t0) / 1000).toFixed(1)} s, download ${((t2 - t1) / 1000).toFixed(1)} s`);
+    const f = (x) => x.toFixed(1);
+    t.note(`1 GB: 16 parts ${f(timing.partsWall)} s wall (server CPU ${f(timing.partsCpu)} s), ` +
+      `complete ${f(timing.completeWall)} s (CPU ${f(timing.completeCpu)} s), download ${f((t2 - t1) / 1000)} s (CPU ${f(dlCpu)} s)`);
     const m = rss(t, 'after 1 GB up+down');
     assert.ok(m.hwmKB < RSS_LIMIT_KB, `peak RSS ${m.hwmKB} kB < ${RSS_LIMIT_KB} kB`);
   }, { timeoutMs: 600000, skipUnless: () => (process.env.HEARTH_E2E_LARGE === '1' ? null : 'opt-in: set HEARTH_E2E_LARGE=1') });

@@ -124,6 +124,13 @@ export class Server {
     await this.start({ port: this.port });
   }
 
+  // CPU seconds (user + system) the server has used so far.
+  cpuSeconds() {
+    const f = fs.readFileSync(`/proc/${this.pid}/stat`, 'utf8');
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) / 100; // fields 14, 15; USER_HZ 100
+  }
+
   // Peak and current resident set size in kB (/proc/PID/status).
   memory() {
     const s = fs.readFileSync(`/proc/${this.pid}/status`, 'utf8');
