@@ -320,7 +320,14 @@ static int parse_tensor(gguf_file *f, cursor *c, int i, char *err,
   return 0;
 }
 
-/* Checks every tensor's data lies inside the image; sets data pointers. */
+/* Alignment the block struct of a type needs (its widest member). */
+static size_t type_align(int type) {
+  return type == QT_F32 || type == QT_Q8_K ? 4 : 2;
+}
+
+/* Checks every tensor's data lies inside the image, suitably aligned for
+ * its type (an image need not be: general.alignment may be 1, and
+ * gguf_open_mem takes any buffer); sets data pointers. */
 static int place_tensors(gguf_file *f, char *err, size_t errlen) {
   const size_t avail = f->data_off <= f->size ? f->size - f->data_off : 0;
   for (int i = 0; i < f->n_tensors; i++) {
@@ -332,6 +339,13 @@ static int place_tensors(gguf_file *f, char *err, size_t errlen) {
                   t->name, (unsigned long long)(f->data_off + t->offset),
                   t->nbytes, f->size);
     t->data = f->img + f->data_off + t->offset;
+    const size_t need = type_align(t->type);
+    if ((uintptr_t)t->data % need)
+      return fail(err, errlen,
+                  "tensor '%s': data at file offset %llu is not aligned for %s "
+                  "(needs %zu)",
+                  t->name, (unsigned long long)(f->data_off + t->offset),
+                  qtype_name(t->type), need);
   }
   return 0;
 }

@@ -478,6 +478,17 @@ static void test_bad_alignment(void) {
   b_u32(&b, GGUF_TYPE_UINT64);
   b_u64(&b, 32);
   expect_fail(&b, "expected uint32");
+  /* alignment 1 is legal, but data must still suit its type: here the
+   * f32 tensor would start at byte 98 */
+  b_header(&b, 3, 1, 1);
+  b_str(&b, "general.alignment");
+  b_u32(&b, GGUF_TYPE_UINT32);
+  b_u32(&b, 1);
+  b_tensor(&b, "x", 4, 1, QT_F32, 0);
+  CHECK_INT(b.n, 98);
+  memset(b.b + b.n, 0, 16);
+  b.n += 16;
+  expect_fail(&b, "not aligned for f32");
 }
 
 static void test_open_errors(void) {
