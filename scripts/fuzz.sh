@@ -20,16 +20,18 @@ FLAGS="-g -O1 -std=c11 -D_GNU_SOURCE -Isrc -fsanitize=fuzzer,address,undefined -
 declare -A SRCS=(
   [fuzz_jsonbody]="src/core/jsonbody.c src/core/error.c"
   [fuzz_multipart]="src/http/multipart.c"
+  [fuzz_gguf]="src/engine/gguf.c src/engine/quant.c"
 )
 declare -A PKGS=(
   [fuzz_jsonbody]="jansson"
   [fuzz_multipart]=""
+  [fuzz_gguf]=""
 )
 
 command -v "$CLANG" >/dev/null || { echo "fuzz: $CLANG not found (scripts/deps.sh installs clang)"; exit 1; }
 mkdir -p "$OUT"
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(fuzz_jsonbody fuzz_multipart)
+[ ${#targets[@]} -eq 0 ] && targets=(fuzz_jsonbody fuzz_multipart fuzz_gguf)
 status=0
 for t in "${targets[@]}"; do
   [ -n "${SRCS[$t]+x}" ] || { echo "fuzz: unknown target $t"; status=1; continue; }
