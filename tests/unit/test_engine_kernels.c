@@ -1,0 +1,330 @@
+/* Kernels: every SIMD path available on this CPU against the scalar
+ * reference (quant.c / kernels.c) on seeded random inputs with odd sizes:
+ * vec_dot per type, activation quantizers bit for bit, matmul (decode and
+ * prefill tiles, 1..3 threads), and the f32 helpers. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/kernels.h"
+#include "engine/quant.h"
+#include "engine/threadpool.h"
+#include "t.h"
+
+static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+
+static float frand(void) { /* uniform in [-1, 1) */
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return (float)((rng >> 40) * (1.0 / (1 << 23))) - 1.0f;
+}
+
+static void fill(float *x, int64_t n, float scale) {
+  for (int64_t i = 0; i < n; i++)
+    x[i] = frand() * scale;
+}
+
+static const int weight_types[] = {
+    QT_F32,  QT_F16,  QT_BF16, QT_Q8_0, QT_Q4_0, QT_Q4_1,   QT_Q5_0,  QT_Q5_1,
+    QT_Q2_K, QT_Q3_K, QT_Q4_K, QT_Q5_K, QT_Q6_K, QT_IQ4_NL, QT_IQ4_XS};
+#define N_WT ((int)(sizeof weight_types / sizeof *weight_types))
+
+static int levels[3], n_levels;
+
+static void find_levels(void) {
+  n_levels = 0;
+  for (int l = K_SIMD_SCALAR; l <= K_SIMD_AVX512; l++)
+    if (k_set_simd(l) == 0)
+      levels[n_levels++] = l;
+  k_set_simd(levels[n_levels - 1]);
+}
+
+/* Quantizes a random row of `type`, returns it (caller frees). */
+static void *make_row(int type, int64_t n, float *src) {
+  void *w = malloc(qtype_row_size(type, n));
+  fill(src, n, 1.0f);
+  CHECKF(q_quant_row(type, src, w, n) == 0, "quantize %s", qtype_name(type));
+  return w;
+}
+
+static void test_types_supported(void) {
+  for (int i = 0; i < N_WT; i++)
+    CHECKF(k_type_supported(weight_types[i]), "%s",
+           qtype_name(weight_types[i]));
+  CHECK(!k_type_supported(QT_Q8_K));
+  CHECK(!k_type_supported(QT_IQ2_XXS));
+}
+
+/* vec_dot: every type x path vs q_vec_dot_ref (on identical inputs). */
+static void test_vec_dot(void) {
+  for (int ti = 0; ti < N_WT; ti++) {
+    int type = weight_types[ti];
+    int blck = qtype(type)->blck, vdt = qtype(type)->vec_dot_type;
+    for (int nb = 1; nb <= 7; nb += 3) {
+      int n = blck == 1 ? 37 * nb : blck * nb;
+      float *a = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
+      void *w = make_row(type, n, a);
+      fill(b, n, 3.0f);
+      void *y = malloc(qtype_row_size(vdt, n));
+      q_quant_row(vdt, b, y, n);
+      float ref;
+      q_vec_dot_ref(type, n, &ref, w, y);
+      double mag = 0;
+      for (int i = 0; i < n; i++)
+        mag += fabs(a[i] * b[i]);
+      for (int l = 0; l < n_levels; l++) {
+        k_set_simd(levels[l]);
+        float got = -12345;
+        k_vec_dot(type, n, &got, w, y);
+        CHECKF(fabs(got - ref) <= 1e-5 * mag + 1e-6, "%s n=%d %s: %g vs %g",
+               qtype_name(type), n, k_simd_name(levels[l]), got, ref);
+      }
+      free(a), free(b), free(w), free(y);
+    }
+  }
+  k_set_simd(levels[n_levels - 1]);
+}
+
+/* Activation quantizers: identical bytes, including all-zero blocks,
+ * exact .5 ties and a negative largest value. */
+static void test_quantize_act_exact(void) {
+  const int types[] = {QT_Q8_0, QT_Q8_1, QT_Q8_K, QT_F16, QT_BF16, QT_F32};
+  const int64_t n = 256 * 5;
+  float *x = malloc(sizeof(float) * n);
+  for (int trial = 0; trial < 4; trial++) {
+    fill(x, n, trial == 0 ? 1.0f : 100.0f);
+    if (trial == 1)
+      memset(x + 256, 0, 256 * sizeof(float)); /* zero block */
+    if (trial == 2) /* ties: k + 0.5 with amax 127 (Q8_0/Q8_1 scale 1) */
+      for (int64_t i = 0; i < n; i++)
+        x[i] = i % 32 == 5 ? 127.0f : (float)((int)(frand() * 120)) + 0.5f;
+    if (trial == 3)
+      for (int64_t i = 0; i < n; i += 37)
+        x[i] = -200.0f; /* negative max */
+    for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
+      int t = types[ti];
+      size_t sz = qtype_row_size(t, n);
+      unsigned char *r = malloc(sz), *g = malloc(sz);
+      memset(r, 0xAA, sz);
+      q_quant_row(t, x, r, n);
+      for (int l = 0; l < n_levels; l++) {
+        k_set_simd(levels[l]);
+        memset(g, 0x55, sz);
+        k_quantize_act(t, x, g, n);
+        CHECKF(memcmp(r, g, sz) == 0, "%s trial %d path %s", qtype_name(t),
+               trial, k_simd_name(levels[l]));
+      }
+      free(r), free(g);
+    }
+  }
+  free(x);
+  k_set_simd(levels[n_levels - 1]);
+}
+
+/* matmul vs per-(row, token) reference dots, decode and prefill shapes,
+ * with 1..3 threads and the pool-less path. */
+static void check_matmul(int type, int64_t rows, int64_t cols, int64_t n_tok,
+                         tpool *pool) {
+  int vdt = qtype(type)->vec_dot_type;
+  size_t wrow = qtype_row_size(type, cols), xrow = qtype_row_size(vdt, cols);
+  float *tmp = malloc(sizeof(float) * cols);
+  unsigned char *W = malloc(wrow * rows);
+  for (int64_t r = 0; r < rows; r++) {
+    fill(tmp, cols, 1.0f);
+    q_quant_row(type, tmp, W + r * wrow, cols);
+  }
+  float *X = malloc(sizeof(float) * cols * n_tok);
+  fill(X, cols * n_tok, 2.0f);
+  unsigned char *Xq = malloc(xrow * n_tok);
+  for (int64_t t = 0; t < n_tok; t++)
+    q_quant_row(vdt, X + t * cols, Xq + t * xrow, cols);
+  float *Y = malloc(sizeof(float) * rows * n_tok);
+  for (int64_t i = 0; i < rows * n_tok; i++)
+    Y[i] = NAN;
+  CHECK_INT(k_matmul(pool, type, W, rows, cols, X, n_tok, Y), 0);
+  int bad = 0;
+  for (int64_t t = 0; t < n_tok && !bad; t++)
+    for (int64_t r = 0; r < rows; r++) {
+      float ref;
+      q_vec_dot_ref(type, (int)cols, &ref, W + r * wrow, Xq + t * xrow);
+      float got = Y[t * rows + r];
+      if (!(fabsf(got - ref) <= 1e-4f * (1.0f + fabsf(ref)) + 1e-3f)) {
+        CHECKF(0, "%s %lldx%lld tok %lld row %lld [%s, %d thr]: %g vs %g",
+               qtype_name(type), (long long)rows, (long long)cols, (long long)t,
+               (long long)r, k_simd_name(k_simd()), tpool_n_threads(pool), got,
+               ref);
+        bad = 1;
+        break;
+      }
+    }
+  free(tmp), free(W), free(X), free(Xq), free(Y);
+}
+
+static void test_matmul(void) {
+  tpool *pools[3] = {tpool_create(1), tpool_create(2), tpool_create(3)};
+  for (int l = 0; l < n_levels; l++) {
+    k_set_simd(levels[l]);
+    for (int ti = 0; ti < N_WT; ti++) {
+      int type = weight_types[ti];
+      int64_t cols = qtype(type)->blck == 1 ? 96 : 2 * qtype(type)->blck;
+      if (qtype(type)->blck == 32)
+        cols = 160;
+      const int64_t shapes[][2] = {{37, 1}, {19, 7}, {70, 18}};
+      for (int s = 0; s < 3; s++)
+        check_matmul(type, shapes[s][0], cols, shapes[s][1], pools[s]);
+      check_matmul(type, 5, cols, 3, NULL);
+    }
+  }
+  /* a bigger prefill block (crosses the token block of the driver) */
+  check_matmul(QT_Q8_0, 64, 512, 130, pools[1]);
+  check_matmul(QT_Q4_K, 48, 512, 70, pools[2]);
+  check_matmul(QT_Q6_K, 33, 256, 67, pools[0]);
+  /* errors */
+  float y;
+  CHECK_INT(k_matmul(NULL, QT_IQ2_XXS, &y, 1, 256, &y, 1, &y), -1);
+  CHECK_INT(k_matmul(NULL, QT_Q8_0, &y, 1, 33, &y, 1, &y), -1);
+  for (int i = 0; i < 3; i++)
+    tpool_free(pools[i]);
+  k_set_simd(levels[n_levels - 1]);
+}
+
+/* ---- f32 helpers ----------------------------------------------------------
+ */
+
+static int close_arr(const float *a, const float *b, int n, float tol) {
+  for (int i = 0; i < n; i++)
+    if (!(fabsf(a[i] - b[i]) <= tol * (1.0f + fabsf(b[i])))) {
+      fprintf(stderr, "  at %d: %g vs %g\n", i, a[i], b[i]);
+      return 0;
+    }
+  return 1;
+}
+
+static void test_f32_helpers(void) {
+  const int sizes[] = {1, 7, 8, 33, 100, 896};
+  enum { MAXN = 896 };
+  float a[MAXN], b[MAXN], w[MAXN], y[MAXN], ref[MAXN];
+  uint16_t h[MAXN], href[MAXN];
+  for (int l = 0; l < n_levels; l++) {
+    k_set_simd(levels[l]);
+    const char *p = k_simd_name(levels[l]);
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+      int n = sizes[si];
+      fill(a, n, 4.0f), fill(b, n, 2.0f), fill(w, n, 1.5f);
+      /* rmsnorm */
+      double ss = 0;
+      for (int i = 0; i < n; i++)
+        ss += (double)a[i] * a[i];
+      float sc = 1.0f / sqrtf((float)(ss / n) + 1e-5f);
+      for (int i = 0; i < n; i++)
+        ref[i] = a[i] * sc * w[i];
+      k_rmsnorm(y, a, w, n, 1e-5f);
+      CHECKF(close_arr(y, ref, n, 1e-5f), "rmsnorm n=%d %s", n, p);
+      /* silu * mul */
+      for (int i = 0; i < n; i++)
+        ref[i] = a[i] / (1 + expf(-a[i])) * b[i];
+      k_silu_mul(y, a, b, n);
+      CHECKF(close_arr(y, ref, n, 1e-5f), "silu_mul n=%d %s", n, p);
+      /* add, scale */
+      for (int i = 0; i < n; i++)
+        ref[i] = (a[i] + b[i]) * 0.25f;
+      k_add(y, a, b, n);
+      k_scale(y, 0.25f, n);
+      CHECKF(close_arr(y, ref, n, 1e-6f), "add/scale n=%d %s", n, p);
+      /* softmax (with a large offset: must be stable) */
+      double mx = -1e30, sum = 0;
+      for (int i = 0; i < n; i++)
+        y[i] = a[i] * 10 + 1000;
+      for (int i = 0; i < n; i++)
+        mx = y[i] > mx ? y[i] : mx;
+      for (int i = 0; i < n; i++)
+        sum += exp(y[i] - mx);
+      for (int i = 0; i < n; i++)
+        ref[i] = (float)(exp(y[i] - mx) / sum);
+      k_softmax(y, n);
+      CHECKF(close_arr(y, ref, n, 1e-5f), "softmax n=%d %s", n, p);
+      /* dots */
+      double d = 0, dh = 0;
+      for (int i = 0; i < n; i++)
+        d += (double)a[i] * b[i];
+      CHECKF(fabs(k_dot_f32(a, b, n) - d) <= 1e-4 * (1 + fabs(d)),
+             "dot n=%d %s", n, p);
+      for (int i = 0; i < n; i++)
+        href[i] = q_fp32_to_fp16(b[i]);
+      k_f32_to_f16(h, b, n);
+      CHECKF(memcmp(h, href, n * sizeof *h) == 0, "f32->f16 n=%d %s", n, p);
+      k_f16_to_f32(y, h, n);
+      for (int i = 0; i < n; i++)
+        ref[i] = q_fp16_to_fp32(href[i]);
+      CHECKF(memcmp(y, ref, n * sizeof *y) == 0, "f16->f32 n=%d %s", n, p);
+      for (int i = 0; i < n; i++)
+        dh += (double)a[i] * ref[i];
+      CHECKF(fabs(k_dot_f16(a, h, n) - dh) <= 1e-4 * (1 + fabs(dh)),
+             "dot_f16 n=%d %s", n, p);
+      memcpy(y, w, n * sizeof *y);
+      k_axpy_f16(y, 0.75f, h, n);
+      for (int i = 0; i < n; i++)
+        ref[i] = w[i] + 0.75f * ref[i];
+      CHECKF(close_arr(y, ref, n, 1e-6f), "axpy_f16 n=%d %s", n, p);
+    }
+  }
+  k_set_simd(levels[n_levels - 1]);
+  float m[5] = {1, 3, -2, 3, 0};
+  CHECK_INT(k_argmax(m, 5), 1);
+  CHECK_INT(k_argmax(m, 0), -1);
+}
+
+/* rope vs the formula evaluated directly (double precision). */
+static void test_rope(void) {
+  enum { NH = 3, HD = 64 };
+  float x[NH * HD], y[NH * HD], ff[HD / 2];
+  for (int i = 0; i < HD / 2; i++)
+    ff[i] = 1.0f + (i % 5) * 0.5f;
+  for (int neox = 0; neox <= 1; neox++)
+    for (int use_ff = 0; use_ff <= 1; use_ff++) {
+      k_rope_params p = {HD, 10000.0f, 0.5f, use_ff ? ff : NULL, neox};
+      int pos = 17;
+      fill(x, NH * HD, 1.0f);
+      memcpy(y, x, sizeof x);
+      k_rope(y, NH, HD, pos, &p);
+      int ok = 1;
+      for (int h = 0; h < NH; h++)
+        for (int i = 0; i < HD / 2; i++) {
+          double th =
+              pos * 0.5 * pow(10000.0, -2.0 * i / HD) / (use_ff ? ff[i] : 1.0);
+          int a = neox ? i : 2 * i, b = neox ? i + HD / 2 : 2 * i + 1;
+          double x0 = x[h * HD + a], x1 = x[h * HD + b];
+          double r0 = x0 * cos(th) - x1 * sin(th);
+          double r1 = x0 * sin(th) + x1 * cos(th);
+          if (fabs(y[h * HD + a] - r0) > 1e-4 ||
+              fabs(y[h * HD + b] - r1) > 1e-4)
+            ok = 0;
+        }
+      CHECKF(ok, "rope neox=%d ff=%d", neox, use_ff);
+    }
+  /* partial rotation: dims past n_rot untouched */
+  k_rope_params p = {32, 10000.0f, 1.0f, NULL, 1};
+  fill(x, HD, 1.0f);
+  memcpy(y, x, sizeof(float) * HD);
+  k_rope(y, 1, HD, 5, &p);
+  CHECK(memcmp(y + 32, x + 32, sizeof(float) * 32) == 0);
+  CHECK(memcmp(y, x, sizeof(float) * 32) != 0);
+}
+
+int main(void) {
+  k_init();
+  find_levels();
+  fprintf(stderr, "  simd paths:");
+  for (int l = 0; l < n_levels; l++)
+    fprintf(stderr, " %s", k_simd_name(levels[l]));
+  fputc('\n', stderr);
+  RUN(test_types_supported);
+  RUN(test_vec_dot);
+  RUN(test_quantize_act_exact);
+  RUN(test_matmul);
+  RUN(test_f32_helpers);
+  RUN(test_rope);
+  T_MAIN_END();
+}
