@@ -3,9 +3,11 @@
  * the request's query_fn). */
 #include "api/api.h"
 
+#include "api/stream.h"
 #include "core/jsonbody.h"
 #include "store/blob.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -56,6 +58,8 @@ void api_resp_clear(api_resp *resp) {
     resp->raw_free(resp->raw_cls);
   if (resp->fd >= 0)
     close(resp->fd);
+  if (resp->stream)
+    api_stream_release(resp->stream);
   api_resp_init(resp);
 }
 
@@ -81,4 +85,18 @@ json_t *api_json_body(const api_req *r, api_error *e) {
 const char *api_form_text(const api_req *r, const char *name) {
   api_form_field *f = api_form_get(r, name);
   return f && !f->is_file ? f->value : NULL;
+}
+
+api_stream *api_resp_stream(api_resp *resp, const char *content_type) {
+  api_stream *s = api_stream_new();
+  if (!s) {
+    err_server(&resp->err, "Out of memory starting a streamed response.");
+    return NULL;
+  }
+  if (resp->stream)
+    api_stream_release(resp->stream);
+  resp->stream = s;
+  snprintf(resp->content_type, sizeof resp->content_type, "%s",
+           content_type ? content_type : "text/event-stream");
+  return s;
 }

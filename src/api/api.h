@@ -89,9 +89,10 @@ typedef struct api_resp {
   void *raw_cls;
   int fd; /* >= 0: stream this file's bytes (renderer closes it) */
   long long fd_len;
-  char content_type[128]; /* "" = application/json */
-  char disposition[320];  /* Content-Disposition, "" = none */
-  api_error err;          /* err.status != 0: render this error instead */
+  char content_type[128];    /* "" = application/json */
+  char disposition[320];     /* Content-Disposition, "" = none */
+  struct api_stream *stream; /* streamed body (api/stream.h), or NULL */
+  api_error err;             /* err.status != 0: render this error instead */
 } api_resp;
 
 typedef void (*api_handler)(api_req *req, api_resp *resp);
@@ -108,6 +109,11 @@ const char *api_form_text(const api_req *r, const char *name);
 /* The request's JSON object body: refuses a non-JSON Content-Type or a
  * multipart body, then parses (core/jsonbody.h). NULL with e set (400). */
 json_t *api_json_body(const api_req *r, api_error *e);
+/* Makes the response a streamed body (Content-Type content_type, NULL =
+ * text/event-stream) and returns the producer's end (api/stream.h): write
+ * to it from any thread, then api_stream_end it. NULL on OOM (resp then
+ * holds a 500). */
+struct api_stream *api_resp_stream(api_resp *resp, const char *content_type);
 /* Sets a 200 JSON body (takes the reference). */
 void api_ok(api_resp *resp, json_t *body);
 void api_resp_init(api_resp *resp);

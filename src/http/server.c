@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api/stream.h"
 #include "core/auth.h"
 #include "http/multipart.h"
 #include "http/router.h"
@@ -43,8 +45,19 @@
 #define DISCARD_MAX (128LL << 20)
 #define PART_BODY_MAX ((64LL << 20) + (64 << 10)) /* addUploadPart body */
 
+/* A streamed response in flight: its stream and connection, linked into
+ * the server's list so shutdown can end streams still waiting for data. */
+typedef struct stream_hold {
+  api_stream *s;
+  struct MHD_Connection *conn;
+  struct http_server *srv;
+  struct stream_hold *prev, *next;
+} stream_hold;
+
 struct http_server {
   struct MHD_Daemon *d;
+  pthread_mutex_t streams_mu;
+  stream_hold *streams;
   http_config cfg;
   api_ctx *ctx;
   router *router;
@@ -217,6 +230,63 @@ static void free_raw(void *cls) {
   free(holder);
 }
 
+/* ------------------------------------------------- streamed bodies */
+
+static void stream_suspend(void *cls) {
+  MHD_suspend_connection(((stream_hold *)cls)->conn);
+}
+
+static void stream_resume(void *cls) {
+  MHD_resume_connection(((stream_hold *)cls)->conn);
+}
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+  stream_hold *h = cls;
+  (void)pos;
+  ssize_t n = api_stream_read(h->s, buf, max, stream_suspend, stream_resume, h);
+  return n < 0 ? MHD_CONTENT_READER_END_OF_STREAM : n;
+}
+
+/* The response is gone (sent, or the client left): cancel the stream. */
+static void stream_free(void *cls) {
+  stream_hold *h = cls;
+  http_server *srv = h->srv;
+  pthread_mutex_lock(&srv->streams_mu);
+  if (h->prev)
+    h->prev->next = h->next;
+  else
+    srv->streams = h->next;
+  if (h->next)
+    h->next->prev = h->prev;
+  pthread_mutex_unlock(&srv->streams_mu);
+  api_stream_release(h->s);
+  free(h);
+}
+
+static struct MHD_Response *stream_response(reqstate *st, api_resp *resp) {
+  stream_hold *h = calloc(1, sizeof *h);
+  if (!h)
+    return NULL;
+  h->s = resp->stream;
+  h->conn = st->conn;
+  h->srv = st->srv;
+  struct MHD_Response *r = MHD_create_response_from_callback(
+      MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, h, stream_free);
+  if (!r) {
+    free(h);
+    return NULL;
+  }
+  resp->stream = NULL; /* the hold owns the consumer's reference now */
+  pthread_mutex_lock(&st->srv->streams_mu);
+  h->next = st->srv->streams;
+  if (h->next)
+    h->next->prev = h;
+  st->srv->streams = h;
+  pthread_mutex_unlock(&st->srv->streams_mu);
+  MHD_add_response_header(r, "Cache-Control", "no-cache");
+  return r;
+}
+
 /* Renders what a handler answered; takes everything resp owns. */
 static enum MHD_Result send_resp(reqstate *st, api_resp *resp) {
   struct MHD_Response *r = NULL;
@@ -225,7 +295,9 @@ static enum MHD_Result send_resp(reqstate *st, api_resp *resp) {
     api_resp_clear(resp);
     return ret;
   }
-  if (resp->fd >= 0) {
+  if (resp->stream) {
+    r = stream_response(st, resp);
+  } else if (resp->fd >= 0) {
     r = MHD_create_response_from_fd64((uint64_t)resp->fd_len, resp->fd);
     if (r)
       resp->fd = -1; /* the response closes it */
@@ -669,7 +741,9 @@ http_server *http_start(const http_config *cfg, api_ctx *ctx, char *err,
   }
   s->cfg = *cfg;
   s->ctx = ctx;
-  s->router = router_new(routes, routes_count);
+  pthread_mutex_init(&s->streams_mu, NULL);
+  s->router = cfg->table ? router_new(cfg->table, cfg->table_len)
+                          : router_new(routes, routes_count);
   if (!s->router) {
     snprintf(err, errlen, "the route table is malformed");
     free(s);
@@ -708,17 +782,30 @@ int http_port(const http_server *s) {
   return s->port;
 }
 
+/* Waits up to ticks x 50 ms for in-flight requests to finish. */
+static void wait_idle(http_server *s, int ticks) {
+  for (int i = 0; i < ticks && atomic_load(&s->inflight) > 0; i++) {
+    struct timespec t = {0, 50 * 1000 * 1000};
+    nanosleep(&t, NULL);
+  }
+}
+
 void http_stop(http_server *s, int grace_s) {
   if (!s)
     return;
   MHD_socket ls = MHD_quiesce_daemon(s->d);
   if (ls != MHD_INVALID_SOCKET)
     close(ls);
-  for (int i = 0; i < grace_s * 20 && atomic_load(&s->inflight) > 0; i++) {
-    struct timespec t = {0, 50 * 1000 * 1000};
-    nanosleep(&t, NULL);
-  }
+  wait_idle(s, grace_s * 20);
+  /* Streams still open past the grace period end now: a suspended
+   * connection must be resumed before the daemon may stop. */
+  pthread_mutex_lock(&s->streams_mu);
+  for (stream_hold *h = s->streams; h; h = h->next)
+    api_stream_abort(h->s);
+  pthread_mutex_unlock(&s->streams_mu);
+  wait_idle(s, 40);
   MHD_stop_daemon(s->d);
+  pthread_mutex_destroy(&s->streams_mu);
   router_free(s->router);
   free(s);
 }

@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "api/api.h"
+#include "http/router.h"
 
 enum http_log { HTTP_LOG_QUIET = 0, HTTP_LOG_ERROR = 1, HTTP_LOG_INFO = 2 };
 
@@ -20,6 +21,8 @@ typedef struct http_config {
   int max_connections;  /* simultaneous connections */
   int allow_open;       /* no keys + loopback: any token is accepted */
   enum http_log log;
+  const route *table; /* NULL: the route table of http/routes.c */
+  size_t table_len;
 } http_config;
 
 /* Defaults: 127.0.0.1:8080, 2 threads (or cores), 32 MiB body, 8 GiB

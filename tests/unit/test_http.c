@@ -2,10 +2,13 @@
  * free loopback port with a temp data directory. Checks keep-alive (several
  * requests on one connection), the standard headers, request-id echo, CORS
  * preflight, the 404 / wrong-method / 501 / 413 / 401 answers in the error
- * format, a multipart upload, and that shutdown with idle connections open
- * returns promptly. */
+ * format, a multipart upload, streamed (SSE) bodies with a producer thread
+ * and a client that leaves, and that shutdown with idle connections and a
+ * suspended stream open returns promptly. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -13,6 +16,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "api/stream.h"
 #include "core/auth.h"
 #include "http/server.h"
 #include "store/store.h"
@@ -245,6 +249,144 @@ static void test_multipart_upload(void) {
   close(fd);
 }
 
+/* ---------------------------------------------------- streamed bodies */
+
+static atomic_int producer_saw_cancel;
+
+static void nap_ms(int ms) {
+  struct timespec t = {0, ms * 1000000L};
+  nanosleep(&t, NULL);
+}
+
+/* Three events 30 ms apart, [DONE], end. */
+static void *produce_three(void *p) {
+  api_stream *s = p;
+  for (int i = 0; i < 3; i++) {
+    nap_ms(30);
+    json_t *j = json_pack("{s:i}", "n", i);
+    api_stream_sse(s, i == 1 ? "tick" : NULL, j);
+    json_decref(j);
+  }
+  api_stream_sse_done(s);
+  api_stream_end(s);
+  return NULL;
+}
+
+/* Writes until the client is gone, then notes it. */
+static void *produce_forever(void *p) {
+  api_stream *s = p;
+  for (int i = 0; i < 500; i++) {
+    if (api_stream_write(s, "data: x\n\n", 9) < 0) {
+      atomic_store(&producer_saw_cancel, 1);
+      break;
+    }
+    nap_ms(10);
+  }
+  api_stream_end(s);
+  return NULL;
+}
+
+/* Never writes: waits for cancellation (server shutdown). */
+static void *produce_nothing(void *p) {
+  api_stream *s = p;
+  for (int i = 0; i < 500 && !api_stream_cancelled(s); i++)
+    nap_ms(10);
+  api_stream_end(s);
+  return NULL;
+}
+
+static void start_producer(api_resp *resp, void *(*fn)(void *)) {
+  pthread_t t;
+  api_stream *s = api_resp_stream(resp, NULL);
+  if (s && pthread_create(&t, NULL, fn, s) == 0)
+    pthread_detach(t);
+}
+
+static void h_three(api_req *q, api_resp *r) {
+  (void)q;
+  start_producer(r, produce_three);
+}
+static void h_forever(api_req *q, api_resp *r) {
+  (void)q;
+  start_producer(r, produce_forever);
+}
+static void h_nothing(api_req *q, api_resp *r) {
+  (void)q;
+  start_producer(r, produce_nothing);
+}
+
+static const route stream_routes[] = {
+    {M_GET, "/test/three", "testThree", h_three, SCOPE_USER},
+    {M_GET, "/test/forever", "testForever", h_forever, SCOPE_USER},
+    {M_GET, "/test/nothing", "testNothing", h_nothing, SCOPE_USER},
+};
+
+/* Reads a chunked body to its last chunk; returns its decoded bytes. */
+static int read_chunked(int fd, char *out, size_t max) {
+  size_t n = 0;
+  for (;;) {
+    char line[32];
+    size_t k = 0;
+    while (k + 1 < sizeof line) {
+      if (recv(fd, line + k, 1, 0) != 1)
+        return -1;
+      if (k && line[k - 1] == '\r' && line[k] == '\n')
+        break;
+      k++;
+    }
+    size_t len = strtoul(line, NULL, 16);
+    char crlf[2];
+    if (len == 0)
+      return recv(fd, crlf, 2, MSG_WAITALL) == 2 ? (int)n : -1;
+    if (n + len >= max)
+      return -1;
+    if (recv(fd, out + n, len, MSG_WAITALL) != (ssize_t)len ||
+        recv(fd, crlf, 2, MSG_WAITALL) != 2)
+      return -1;
+    n += len;
+    out[n] = 0;
+  }
+}
+
+static void test_stream_sse(void) {
+  int fd = dial();
+  reply r;
+  char body[1024];
+  const char *req = "GET /v1/test/three HTTP/1.1\r\nHost: x\r\n"
+                    "Authorization: Bearer a\r\n\r\n";
+  send_all(fd, req, strlen(req));
+  /* Headers only (read_reply reads no body without Content-Length). */
+  CHECK_INT(read_reply(fd, &r), 0);
+  CHECK_INT(r.status, 200);
+  CHECK(strcasestr(r.head, "Content-Type: text/event-stream") != NULL);
+  CHECK(strcasestr(r.head, "Transfer-Encoding: chunked") != NULL);
+  CHECK(has_header(&r, "x-request-id"));
+  int n = read_chunked(fd, body, sizeof body);
+  CHECK(n > 0);
+  const char *got = body;
+  CHECK_STR(got, "data: {\"n\":0}\n\nevent: tick\ndata: "
+                 "{\"n\":1}\n\ndata: {\"n\":2}\n\n"
+                 "data: [DONE]\n\n");
+  /* The connection is still good for another request. */
+  CHECK_INT(request(fd, GET_MODELS, &r), 0);
+  CHECK_INT(r.status, 200);
+  close(fd);
+}
+
+static void test_stream_client_disconnect(void) {
+  int fd = dial();
+  reply r;
+  const char *req = "GET /v1/test/forever HTTP/1.1\r\nHost: x\r\n"
+                    "Authorization: Bearer a\r\n\r\n";
+  atomic_store(&producer_saw_cancel, 0);
+  send_all(fd, req, strlen(req));
+  CHECK_INT(read_reply(fd, &r), 0);
+  close(fd);
+  for (int i = 0; i < 300 && !atomic_load(&producer_saw_cancel); i++)
+    nap_ms(10);
+  CHECK(atomic_load(&producer_saw_cancel));
+}
+
 static void test_loopback(void) {
   CHECK(http_host_is_loopback("127.0.0.1"));
   CHECK(http_host_is_loopback("127.1.2.3"));
@@ -259,13 +401,19 @@ static void test_loopback(void) {
 static void test_shutdown_with_idle_connections(void) {
   int fds[4];
   reply r;
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < 3; i++) {
     fds[i] = dial();
     request(fds[i], GET_MODELS, &r);
   }
+  /* And a stream suspended, waiting for data that never comes. */
+  fds[3] = dial();
+  const char *req = "GET /v1/test/nothing HTTP/1.1\r\nHost: x\r\n"
+                    "Authorization: Bearer a\r\n\r\n";
+  send_all(fds[3], req, strlen(req));
+  CHECK_INT(read_reply(fds[3], &r), 0);
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
-  http_stop(srv, 5);
+  http_stop(srv, 1);
   srv = NULL;
   clock_gettime(CLOCK_MONOTONIC, &t1);
   CHECK(t1.tv_sec - t0.tv_sec < 3); /* idle keep-alives do not hold it */
@@ -284,7 +432,13 @@ int main(void) {
   snprintf(ctx.models_dir, sizeof ctx.models_dir, "%s/models", dir);
   ctx.store = st;
   ctx.models_cache = api_models_cache_new();
+  size_t ntab = routes_count + sizeof stream_routes / sizeof *stream_routes;
+  route *tab = malloc(ntab * sizeof *tab);
+  memcpy(tab, routes, routes_count * sizeof *tab);
+  memcpy(tab + routes_count, stream_routes, sizeof stream_routes);
   http_config_default(&cfg);
+  cfg.table = tab;
+  cfg.table_len = ntab;
   cfg.port = 0;
   cfg.threads = 2;
   cfg.max_body = 2048;
@@ -301,10 +455,13 @@ int main(void) {
   RUN(test_too_large);
   RUN(test_preflight);
   RUN(test_multipart_upload);
+  RUN(test_stream_sse);
+  RUN(test_stream_client_disconnect);
   RUN(test_loopback);
   RUN(test_shutdown_with_idle_connections);
   http_stop(srv, 1);
   store_close(st);
+  free(tab);
   api_models_cache_free(ctx.models_cache);
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
