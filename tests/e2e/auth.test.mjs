@@ -83,6 +83,16 @@ suite('auth', { keys: { a: { project: 'alpha' }, a2: { project: 'alpha' }, b: { 
     await expectApiError(B.files.retrieve(done.file.id), { status: 404 });
   });
 
+  test('OpenAI-Project / OpenAI-Organization headers never widen a key', async (t) => {
+    const B = t.sdk(t.keys.b);
+    const fb = await B.files.create({ file: await toFile(Buffer.from('beta only'), 'b.txt'), purpose: 'user_data' });
+    for (const headers of [{ 'openai-project': 'beta' }, { 'openai-project': 'proj_beta' }, { 'openai-organization': 'org-other' }]) {
+      const r = await t.json(`/v1/files/${fb.id}`, { headers });
+      assert.ok([401, 403, 404].includes(r.status), `${JSON.stringify(headers)}: status ${r.status}`);
+      assert.ok(r.body?.error, 'error format');
+    }
+  });
+
   test('lists are per project', async (t) => {
     const B = t.sdk(t.keys.b);
     const fb = await B.files.create({ file: await toFile(Buffer.from('beta'), 'b.txt'), purpose: 'user_data' });

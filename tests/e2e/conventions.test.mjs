@@ -4,6 +4,7 @@
 // multipart, oversized bodies, the route table answering every operation of
 // operations.tsv, and refusing to listen off loopback without keys.
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { suite } from './lib/harness.mjs';
 import { Server, tempDir, freePort } from './lib/server.mjs';
@@ -16,6 +17,39 @@ function checkStdHeaders(h, what) {
   assert.ok(get('x-request-id'), `${what}: x-request-id`);
   assert.match(String(get('openai-processing-ms')), /^\d+(\.\d+)?$/, `${what}: openai-processing-ms`);
   assert.ok(get('openai-version'), `${what}: openai-version`);
+}
+
+// Sends req, waits for its response, sends it again on the same socket.
+function keepAlivePair(port, req) {
+  return new Promise((resolve) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let buf = Buffer.alloc(0);
+    const got = [];
+    const done = () => { clearTimeout(timer); sock.destroy(); resolve(got); };
+    const timer = setTimeout(done, 5000);
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      for (;;) {
+        const s = buf.toString('latin1');
+        const i = s.indexOf('\r\n\r\n');
+        if (i < 0) return;
+        const headers = {};
+        for (const l of s.slice(0, i).split('\r\n').slice(1)) {
+          const j = l.indexOf(':');
+          headers[l.slice(0, j).trim().toLowerCase()] = l.slice(j + 1).trim();
+        }
+        const len = Number(headers['content-length'] || 0);
+        if (buf.length < i + 4 + len) return;
+        got.push({ status: Number(s.split(' ')[1]), headers });
+        buf = buf.subarray(i + 4 + len);
+        if (got.length === 1) sock.write(req);
+        else return done();
+      }
+    });
+    sock.on('error', done);
+    sock.on('close', done);
+    sock.on('connect', () => sock.write(req));
+  });
 }
 
 suite('conventions', {}, (test) => {
@@ -53,6 +87,16 @@ suite('conventions', {}, (test) => {
     // The SDK sees it too.
     const { response } = await t.client.models.list().withResponse();
     assert.ok(response.headers.get('x-request-id'));
+  });
+
+  test('keep-alive: two requests on one connection, no Connection: close', async (t) => {
+    const req = `GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${t.key}\r\n\r\n`;
+    const r = await keepAlivePair(t.server.port, req);
+    assert.equal(r.length, 2, `two responses on one connection, got ${r.length}`);
+    for (const x of r) {
+      assert.equal(x.status, 200);
+      assert.notEqual((x.headers.connection || '').toLowerCase(), 'close', 'no Connection: close');
+    }
   });
 
   test('CORS preflight and simple requests', async (t) => {
@@ -230,5 +274,34 @@ suite('startup', {}, (test) => {
       await s.stop();
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+// Configured limits, by flag and by environment variable.
+suite('limits', { server: { extraArgs: ['--max-body', '4096', '--timeout', '2'], env: { HEARTH_MAX_UPLOAD: '65536' } } }, (test) => {
+  test('a JSON body over --max-body is a 413', async (t) => {
+    const body = JSON.stringify({ filename: 'a'.repeat(5000), purpose: 'batch', bytes: 1, mime_type: 'text/plain' });
+    const r = await t.json('/v1/uploads', { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    expectErrorBody(r, { status: 413 });
+    const ok = await t.client.uploads.create({ filename: 'a.txt', purpose: 'batch', bytes: 1, mime_type: 'text/plain' });
+    assert.equal(ok.status, 'pending');
+  });
+
+  test('a multipart body over HEARTH_MAX_UPLOAD is a 413, under it fine', async (t) => {
+    const r = await t.json('/v1/files', {
+      method: 'POST',
+      ...(() => { const m = multipart([{ name: 'purpose', value: 'user_data' }, { name: 'file', filename: 'big.bin', data: Buffer.alloc(100000, 1) }]); return { headers: { 'content-type': m.contentType }, body: m.body }; })(),
+    });
+    expectErrorBody(r, { status: 413 });
+    const f = await t.client.files.create({ file: await toFile(Buffer.alloc(30000, 2), 'small.bin'), purpose: 'user_data' });
+    assert.equal(f.bytes, 30000);
+  });
+
+  test('a stalled client is disconnected after --timeout', async (t) => {
+    const t0 = Date.now();
+    const r = await rawRequest(t.server.port, { head: 'GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n', after: 'wait', timeoutMs: 8000 });
+    const secs = (Date.now() - t0) / 1000;
+    assert.ok(secs < 7, `connection closed by the server after ${secs.toFixed(1)} s (timeout 2 s)`);
+    assert.ok(r.status === 0 || r.status === 408 || r.status === 400, `status ${r.status}`);
   });
 });

@@ -3,7 +3,7 @@
 // (bytes and content type), delete then 404. Open mode (no keys: any bearer
 // token is the default project).
 import { suite } from './lib/harness.mjs';
-import { assert, expectApiError, toFile, bytes, collect } from './lib/util.mjs';
+import { assert, expectApiError, expectErrorBody, toFile, bytes, collect, multipart } from './lib/util.mjs';
 
 const SDK_PURPOSES = ['assistants', 'batch', 'fine-tune', 'vision', 'user_data', 'evals'];
 
@@ -100,6 +100,59 @@ suite('files', {}, (test) => {
     await expectApiError(t.client.files.delete(f.id), { status: 404 });
     const all = await collect(t.client.files.list());
     assert.ok(!all.some((x) => x.id === f.id), 'deleted file not listed');
+  });
+
+  test('the file part may come before purpose (streamed, then validated)', async (t) => {
+    const before = (await collect(t.client.files.list())).length;
+    const ok = multipart([{ name: 'file', filename: 'first.txt', data: 'file first' }, { name: 'purpose', value: 'assistants' }]);
+    const r = await t.json('/v1/files', { method: 'POST', headers: { 'content-type': ok.contentType }, body: ok.body });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.filename, 'first.txt');
+    assert.equal(r.body.bytes, 10);
+    assert.equal(await (await t.client.files.content(r.body.id)).text(), 'file first');
+    const bad = multipart([{ name: 'file', filename: 'x.txt', data: 'x'.repeat(100000) }, { name: 'purpose', value: 'nonsense' }]);
+    const r2 = await t.json('/v1/files', { method: 'POST', headers: { 'content-type': bad.contentType }, body: bad.body });
+    expectErrorBody(r2, { status: 400, param: 'purpose' });
+    assert.equal((await collect(t.client.files.list())).length, before + 1, 'the refused upload stored nothing');
+  });
+
+  test('expires_after as multipart fields', async (t) => {
+    const m = multipart([
+      { name: 'purpose', value: 'batch' },
+      { name: 'expires_after[anchor]', value: 'created_at' },
+      { name: 'expires_after[seconds]', value: '86400' },
+      { name: 'file', filename: 'e.jsonl', data: '{}\n' },
+    ]);
+    const r = await t.json('/v1/files', { method: 'POST', headers: { 'content-type': m.contentType }, body: m.body });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.expires_at, r.body.created_at + 86400);
+    const bad = multipart([
+      { name: 'purpose', value: 'batch' },
+      { name: 'expires_after[anchor]', value: 'last_active_at' },
+      { name: 'expires_after[seconds]', value: '86400' },
+      { name: 'file', filename: 'e.jsonl', data: '{}\n' },
+    ]);
+    const r2 = await t.json('/v1/files', { method: 'POST', headers: { 'content-type': bad.contentType }, body: bad.body });
+    expectErrorBody(r2, { status: 400, type: 'invalid_request_error' });
+  });
+
+  test('odd filenames round-trip and never escape the data dir', async (t) => {
+    for (const name of ['naïve résumé.txt', '../../escape.txt', 'a;b=c.txt', 'x'.repeat(200) + '.txt']) {
+      const f = await t.client.files.create({ file: await toFile(Buffer.from(name), name), purpose: 'user_data' });
+      assert.ok(f.filename === name || f.filename === name.split('/').pop(), `filename ${f.filename} for ${name}`);
+      assert.equal(await (await t.client.files.content(f.id)).text(), name);
+    }
+  });
+
+  test('concurrent creates all land, each listed once', async (t) => {
+    const made = await Promise.all(
+      Array.from({ length: 24 }, async (_, i) =>
+        t.client.files.create({ file: await toFile(Buffer.from(`c${i}`), `c${i}.txt`), purpose: 'vision' })),
+    );
+    assert.equal(new Set(made.map((f) => f.id)).size, made.length, 'unique ids');
+    const listed = await collect(t.client.files.list({ purpose: 'vision', limit: 5 }));
+    for (const f of made) assert.equal(listed.filter((x) => x.id === f.id).length, 1, `${f.id} listed once`);
+    for (const [i, f] of made.entries()) assert.equal(await (await t.client.files.content(f.id)).text(), `c${i}`);
   });
 
   test('unknown file id answers 404 for every operation', async (t) => {

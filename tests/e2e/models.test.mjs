@@ -19,7 +19,7 @@ function checkModel(m, id) {
   assert.equal(typeof m.owned_by, 'string');
 }
 
-suite('models', { setup }, (test) => {
+suite('models', { setup, server: { extraArgs: ['--alias', 'gpt-4o-mini=tiny'] } }, (test) => {
   test('list shows models/NAME.gguf as NAME', async (t) => {
     const page = await t.client.models.list();
     const ids = page.data.map((m) => m.id);
@@ -29,6 +29,12 @@ suite('models', { setup }, (test) => {
     checkModel(page.data.find((m) => m.id === 'tiny'), 'tiny');
     const all = await collect(t.client.models.list());
     assert.deepEqual(all.map((m) => m.id), ids, 'SDK iteration sees the same list');
+  });
+
+  test('an alias maps an application model name to a local model', async (t) => {
+    const ids = (await t.client.models.list()).data.map((m) => m.id);
+    assert.ok(ids.includes('gpt-4o-mini'), `alias listed in ${ids}`);
+    checkModel(await t.client.models.retrieve('gpt-4o-mini'), 'gpt-4o-mini');
   });
 
   test('retrieve', async (t) => {

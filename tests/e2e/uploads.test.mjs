@@ -56,6 +56,24 @@ suite('uploads', {}, (test) => {
     assert.equal(f.bytes, total);
   });
 
+  test('parts added in parallel complete in the given order', async (t) => {
+    const parts = Array.from({ length: 8 }, (_, i) => bytes(20000 + i * 1000, 50 + i));
+    const total = parts.reduce((n, b) => n + b.length, 0);
+    const u = await newUpload(t, total);
+    const ps = await Promise.all(parts.map((b) => addPart(t, u.id, b)));
+    assert.equal(new Set(ps.map((p) => p.id)).size, ps.length, 'unique part ids');
+    const done = await t.client.uploads.complete(u.id, { part_ids: ps.map((p) => p.id), md5: md5(Buffer.concat(parts)) });
+    const got = Buffer.from(await (await t.client.files.content(done.file.id)).arrayBuffer());
+    assert.ok(got.equals(Buffer.concat(parts)));
+  });
+
+  test('expires_after on the upload applies to the file it makes', async (t) => {
+    const u = await newUpload(t, 2, { expires_after: { anchor: 'created_at', seconds: 7200 } });
+    const p = await addPart(t, u.id, Buffer.from('ab'));
+    const done = await t.client.uploads.complete(u.id, { part_ids: [p.id] });
+    assert.equal(done.file.expires_at, done.file.created_at + 7200);
+  });
+
   test('complete without md5 works', async (t) => {
     const u = await newUpload(t, 5);
     const p = await addPart(t, u.id, Buffer.from('hello'));

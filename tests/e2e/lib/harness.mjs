@@ -46,7 +46,11 @@ export async function validatingFetch(url, init = {}) {
   const p = urlPath(typeof url === 'string' ? url : url.url);
   const bodyIsBytes = method === 'GET' && /\/files\/[^/]+\/content$/.test(p) && res.status < 400;
   if (method === 'HEAD' || method === 'OPTIONS' || bodyIsBytes || /event-stream/.test(ct) || !p.startsWith('/v1/')) return res;
-  if (!isJson && res.status < 400) return res;
+  if (!isJson && res.status < 400) {
+    if (res.status !== 204 && res.status !== 304)
+      sink.violations.push(`${method} ${p} -> ${res.status}: content-type ${JSON.stringify(ct)}, expected application/json`);
+    return res;
+  }
   const text = await res.clone().text();
   let body;
   if (isJson) {

@@ -84,7 +84,11 @@ export class Server {
     const keep = (d) => { this.out = (this.out + d.toString()).slice(-20000); };
     p.stdout.on('data', keep);
     p.stderr.on('data', keep);
-    p.on('error', (e) => keep(`spawn error: ${e.message}\n`));
+    p.on('error', (e) => {
+      keep(`spawn error: ${e.message}\n`);
+      this.spawnError = e;
+    });
+    this.spawnError = null;
     await this.waitReady();
     return this;
   }
@@ -94,6 +98,7 @@ export class Server {
     let dead = null;
     this.exited.then((x) => { dead = x; });
     while (Date.now() < until) {
+      if (this.spawnError) throw new Error(`cannot run ${HEARTH}: ${this.spawnError.message}`);
       if (dead) throw new Error(`hearth serve exited (code ${dead.code}, signal ${dead.sig}) before ready:\n${this.tail()}`);
       try {
         const r = await fetch(`${this.base}/health`, { signal: AbortSignal.timeout(1000) });
