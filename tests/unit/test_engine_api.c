@@ -1,0 +1,289 @@
+/* Behaviour of the public engine API (engine.h) beyond numerics: batched
+ * decoding of several sequences equals decoding each alone, prefix reuse
+ * gives the same logits as recomputing, removing a sequence frees its cells,
+ * batches that break the rules are refused with nothing done, a full cache
+ * is reported, and load errors name what is wrong. Runs on the shared tiny
+ * models when ../shared is present (skips with a reason otherwise). */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine.h"
+#include "t.h"
+
+/* ---- helpers -------------------------------------------------------------*/
+
+static eng_model *load_shared(const char *name) {
+  const char *sh = t_shared_dir();
+  if (!sh)
+    return NULL;
+  char path[512], err[256];
+  snprintf(path, sizeof path, "%s/testdata/models/synthetic/%s", sh, name);
+  eng_model *m = NULL;
+  if (eng_model_load(path, NULL, &m, err, sizeof err)) {
+    fprintf(stderr, "  load %s: %s\n", path, err);
+    return NULL;
+  }
+  return m;
+}
+
+static eng_ctx *new_ctx(eng_model *m, int n_ctx, int n_seq, int n_batch) {
+  eng_ctx_params p = eng_ctx_default_params();
+  p.n_ctx = n_ctx;
+  p.n_seq_max = n_seq;
+  p.n_batch = n_batch;
+  p.n_threads = 2;
+  eng_ctx *c = NULL;
+  char err[256];
+  if (eng_ctx_new(m, &p, &c, err, sizeof err))
+    fprintf(stderr, "  ctx: %s\n", err);
+  return c;
+}
+
+static double max_diff(const float *a, const float *b, int n) {
+  double d = 0;
+  for (int i = 0; i < n; i++)
+    if (fabs(a[i] - b[i]) > d)
+      d = fabs(a[i] - b[i]);
+  return d;
+}
+
+/* Three different token sequences of different lengths. */
+static const int32_t SEQ_A[] = {1, 409, 313, 341, 418, 259, 368, 448, 365};
+static const int32_t SEQ_B[] = {1, 300, 500, 289, 405};
+static const int32_t SEQ_C[] = {1, 22, 33, 44, 55, 66, 77, 88, 99, 111, 122};
+#define LEN(a) ((int)(sizeof a / sizeof *a))
+
+/* Decodes toks alone in a fresh context and copies the last logits. */
+static int logits_alone(eng_model *m, const int32_t *toks, int n, float *out) {
+  eng_ctx *c = new_ctx(m, 64, 1, 4);
+  eng_batch b = eng_batch_init(n);
+  int rc = -1;
+  if (c && b.tok) {
+    for (int i = 0; i < n; i++)
+      eng_batch_add(&b, toks[i], i, 0, i == n - 1);
+    if (eng_decode(c, &b) == ENG_OK) {
+      memcpy(out, eng_get_logits(c, n - 1),
+             sizeof(float) * eng_model_n_vocab(m));
+      rc = 0;
+    }
+  }
+  eng_batch_free(&b);
+  eng_ctx_free(c);
+  return rc;
+}
+
+/* ---- tests ---------------------------------------------------------------*/
+
+static void test_batched_equals_alone(void) {
+  eng_model *m = load_shared("tiny-llama-f32.gguf");
+  if (!m)
+    SKIP("../shared/testdata/models/synthetic/tiny-llama-f32.gguf absent");
+  int nv = eng_model_n_vocab(m);
+  const int32_t *seqs[3] = {SEQ_A, SEQ_B, SEQ_C};
+  int lens[3] = {LEN(SEQ_A), LEN(SEQ_B), LEN(SEQ_C)};
+  float *ref = malloc(sizeof(float) * nv * 3);
+  for (int s = 0; s < 3; s++)
+    CHECK(logits_alone(m, seqs[s], lens[s], ref + (size_t)s * nv) == 0);
+
+  /* step 1: prompts of seq 0 and 1 minus their last token, interleaved with
+   * the whole of seq 2 in one batch; step 2: the last tokens of 0 and 1. */
+  eng_ctx *c = new_ctx(m, 64, 3, 8);
+  eng_batch b = eng_batch_init(64);
+  int idx2 = -1;
+  for (int i = 0; i < 12; i++)
+    for (int s = 0; s < 3; s++) {
+      int last = s == 2 ? lens[s] : lens[s] - 1;
+      if (i < last) {
+        if (s == 2 && i == last - 1)
+          idx2 = b.n_tokens;
+        eng_batch_add(&b, seqs[s][i], i, s, s == 2 && i == last - 1);
+      }
+    }
+  CHECK(eng_decode(c, &b) == ENG_OK);
+  CHECKF(max_diff(eng_get_logits(c, idx2), ref + 2 * (size_t)nv, nv) < 1e-4,
+         "seq 2 batched vs alone: %g",
+         max_diff(eng_get_logits(c, idx2), ref + 2 * (size_t)nv, nv));
+  eng_batch_clear(&b);
+  eng_batch_add(&b, SEQ_B[lens[1] - 1], lens[1] - 1, 1, 1);
+  eng_batch_add(&b, SEQ_A[lens[0] - 1], lens[0] - 1, 0, 1);
+  CHECK(eng_decode(c, &b) == ENG_OK);
+  CHECKF(max_diff(eng_get_logits(c, 1), ref, nv) < 1e-4, "seq 0: %g",
+         max_diff(eng_get_logits(c, 1), ref, nv));
+  CHECKF(max_diff(eng_get_logits(c, 0), ref + nv, nv) < 1e-4, "seq 1: %g",
+         max_diff(eng_get_logits(c, 0), ref + nv, nv));
+  CHECK(eng_get_logits(c, 2) == NULL);
+  CHECK(eng_kv_seq_pos_max(c, 0) == lens[0] - 1);
+  CHECK(eng_kv_seq_pos_max(c, 2) == lens[2] - 1);
+  CHECK(eng_kv_used(c) == lens[0] + lens[1] + lens[2]);
+  eng_batch_free(&b);
+  eng_ctx_free(c);
+  free(ref);
+  eng_model_free(m);
+}
+
+static void test_prefix_reuse(void) {
+  eng_model *m = load_shared("tiny-qwen2-f32.gguf");
+  if (!m)
+    SKIP("../shared/testdata/models/synthetic/tiny-qwen2-f32.gguf absent");
+  int nv = eng_model_n_vocab(m);
+  int32_t longer[LEN(SEQ_A) + 3];
+  memcpy(longer, SEQ_A, sizeof SEQ_A);
+  longer[LEN(SEQ_A)] = 7, longer[LEN(SEQ_A) + 1] = 8,
+  longer[LEN(SEQ_A) + 2] = 9;
+  int nl = LEN(longer);
+  float *ref = malloc(sizeof(float) * nv);
+  CHECK(logits_alone(m, longer, nl, ref) == 0);
+
+  eng_ctx *c = new_ctx(m, 64, 4, 16);
+  eng_batch b = eng_batch_init(32);
+  for (int i = 0; i < LEN(SEQ_A); i++)
+    eng_batch_add(&b, SEQ_A[i], i, 0, 0);
+  CHECK(eng_decode(c, &b) == ENG_OK);
+  int used = eng_kv_used(c);
+  /* seq 3 starts with SEQ_A: its cached prefix is shared, not recomputed */
+  int k = eng_kv_reuse_prefix(c, 3, longer, nl);
+  CHECK_INT(k, LEN(SEQ_A));
+  CHECK_INT(eng_kv_used(c), used); /* shared cells, no new ones */
+  CHECK_INT(eng_kv_seq_pos_max(c, 3), LEN(SEQ_A) - 1);
+  eng_batch_clear(&b);
+  for (int i = k; i < nl; i++)
+    eng_batch_add(&b, longer[i], i, 3, i == nl - 1);
+  CHECK(eng_decode(c, &b) == ENG_OK);
+  double d = max_diff(eng_get_logits(c, b.n_tokens - 1), ref, nv);
+  CHECKF(d < 1e-4, "prefix-reused logits differ by %g", d);
+  /* removing seq 0 keeps the shared prefix alive for seq 3 */
+  eng_kv_seq_rm(c, 0, 0, -1);
+  CHECK_INT(eng_kv_seq_pos_max(c, 0), -1);
+  CHECK_INT(eng_kv_used(c), nl);
+  /* a prompt that is already fully cached still leaves one token to decode */
+  CHECK_INT(eng_kv_reuse_prefix(c, 1, longer, nl), nl - 1);
+  /* removing every sequence frees every cell */
+  eng_kv_seq_rm(c, 3, 0, -1);
+  eng_kv_seq_rm(c, 1, 0, -1);
+  CHECK_INT(eng_kv_used(c), 0);
+  eng_batch_free(&b);
+  eng_ctx_free(c);
+  free(ref);
+  eng_model_free(m);
+}
+
+static void test_rules_and_full(void) {
+  eng_model *m = load_shared("tiny-llama-q8_0.gguf");
+  if (!m)
+    SKIP("../shared/testdata/models/synthetic/tiny-llama-q8_0.gguf absent");
+  eng_ctx *c = new_ctx(m, 8, 2, 8);
+  eng_batch b = eng_batch_init(16);
+  /* positions must increase within a sequence */
+  eng_batch_add(&b, 1, 0, 0, 1);
+  eng_batch_add(&b, 2, 0, 0, 1);
+  CHECK_INT(eng_decode(c, &b), ENG_ERR_INVALID);
+  CHECK(strstr(eng_ctx_last_error(c), "position") != NULL);
+  CHECK_INT(eng_kv_used(c), 0);
+  /* token and sequence ids in range */
+  eng_batch_clear(&b);
+  eng_batch_add(&b, eng_model_n_vocab(m), 0, 0, 1);
+  CHECK_INT(eng_decode(c, &b), ENG_ERR_INVALID);
+  eng_batch_clear(&b);
+  eng_batch_add(&b, 1, 0, 2, 1);
+  CHECK_INT(eng_decode(c, &b), ENG_ERR_INVALID);
+  /* 6 tokens fit, 3 more do not: refused with nothing done */
+  eng_batch_clear(&b);
+  for (int i = 0; i < 6; i++)
+    eng_batch_add(&b, 10 + i, i, 0, i == 5);
+  CHECK_INT(eng_decode(c, &b), ENG_OK);
+  eng_batch_clear(&b);
+  for (int i = 0; i < 3; i++)
+    eng_batch_add(&b, 10 + i, i, 1, 1);
+  CHECK_INT(eng_decode(c, &b), ENG_ERR_KV_FULL);
+  CHECK_INT(eng_kv_used(c), 6);
+  CHECK_INT(eng_kv_seq_pos_max(c, 1), -1);
+  /* after removing a range of seq 0 they fit */
+  eng_kv_seq_rm(c, 0, 3, -1);
+  CHECK_INT(eng_kv_seq_pos_max(c, 0), 2);
+  CHECK_INT(eng_decode(c, &b), ENG_OK);
+  CHECK_INT(eng_kv_used(c), 6);
+  eng_kv_clear(c);
+  CHECK_INT(eng_kv_used(c), 0);
+  /* an empty batch is refused */
+  eng_batch_clear(&b);
+  CHECK_INT(eng_decode(c, &b), ENG_ERR_INVALID);
+  eng_batch_free(&b);
+  eng_ctx_free(c);
+  eng_model_free(m);
+}
+
+static void test_model_info(void) {
+  eng_model *m = load_shared("tiny-qwen2-q8_0.gguf");
+  if (!m)
+    SKIP("../shared/testdata/models/synthetic/tiny-qwen2-q8_0.gguf absent");
+  CHECK_STR(eng_model_arch(m), "qwen2");
+  CHECK(eng_model_n_vocab(m) > 0);
+  CHECK(eng_model_n_layer(m) > 0);
+  CHECK(eng_model_n_embd(m) > 0);
+  CHECK(eng_model_n_head(m) % eng_model_n_head_kv(m) == 0);
+  CHECK(eng_model_weight_bytes(m) > 0);
+  CHECK(eng_model_weight_bytes(m) <= eng_model_file_bytes(m));
+  char buf[64];
+  CHECK(eng_model_meta_str(m, "general.architecture", buf, sizeof buf) == 5);
+  CHECK(strcmp(buf, "qwen2") == 0);
+  CHECK(eng_model_meta_str(m, "qwen2.block_count", buf, sizeof buf) > 0);
+  CHECK_INT(atoi(buf), eng_model_n_layer(m));
+  CHECK(eng_model_meta_str(m, "no.such.key", buf, sizeof buf) == -1);
+  /* tokenizer passthrough round trip */
+  int32_t ids[64];
+  int n = eng_tokenize(m, "Hello world", 11, 0, 0, ids, 64);
+  CHECK(n > 0);
+  char text[256];
+  int len = 0;
+  for (int i = 0; i < n && n > 0; i++) {
+    int k = eng_token_piece(m, ids[i], 0, text + len, (int)sizeof text - len);
+    CHECK(k >= 0);
+    if (k > 0)
+      len += k;
+  }
+  text[len] = 0;
+  CHECK(strcmp(text, "Hello world") == 0);
+  eng_model_free(m);
+}
+
+static void test_load_errors(void) {
+  char err[256] = "";
+  eng_model *m = NULL;
+  CHECK_INT(eng_model_load("/nonexistent/x.gguf", NULL, &m, err, sizeof err),
+            ENG_ERR_IO);
+  CHECK(m == NULL);
+  CHECK(strstr(err, "/nonexistent/x.gguf") != NULL);
+  /* a file that is not GGUF */
+  char path[] = "/tmp/hearth_test_notgguf_XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  if (fd >= 0) {
+    FILE *f = fdopen(fd, "w");
+    fputs("this is not a gguf file at all, just text", f);
+    fclose(f);
+    CHECK_INT(eng_model_load(path, NULL, &m, err, sizeof err), ENG_ERR_FORMAT);
+    CHECK(m == NULL);
+    remove(path);
+  }
+  const char *sh = t_shared_dir();
+  if (!sh)
+    SKIP("../shared is absent (encoder model refusal not checked)");
+  char bert[512];
+  snprintf(bert, sizeof bert, "%s/testdata/models/synthetic/tiny-bert-f32.gguf",
+           sh);
+  CHECK_INT(eng_model_load(bert, NULL, &m, err, sizeof err),
+            ENG_ERR_UNSUPPORTED);
+  CHECKF(strstr(err, "'bert'") != NULL, "%s", err);
+}
+
+int main(void) {
+  RUN(test_batched_equals_alone);
+  RUN(test_prefix_reuse);
+  RUN(test_rules_and_full);
+  RUN(test_model_info);
+  RUN(test_load_errors);
+  T_MAIN_END();
+}
