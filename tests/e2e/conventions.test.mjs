@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { suite } from './lib/harness.mjs';
-import { Server, tempDir, freePort } from './lib/server.mjs';
+import { Server, tempDir, freePort, hearth } from './lib/server.mjs';
 import { sharedDir } from './lib/spec.mjs';
 import { REPO } from './lib/server.mjs';
 import { assert, expectErrorBody, multipart, rawRequest, rawJson, toFile } from './lib/util.mjs';
@@ -97,6 +97,17 @@ suite('conventions', {}, (test) => {
       assert.equal(x.status, 200);
       assert.notEqual((x.headers.connection || '').toLowerCase(), 'close', 'no Connection: close');
     }
+  });
+
+  test('the access log names the request id, route and status', async (t) => {
+    const id = 'req_logcheck_' + Date.now();
+    const r = await t.fetch('/v1/files/file-logcheck', { headers: { 'x-request-id': id } });
+    await r.arrayBuffer();
+    await new Promise((res) => setTimeout(res, 300));
+    const line = t.server.out.split('\n').find((l) => l.includes(id));
+    assert.ok(line, `a log line with ${id} in:\n${t.server.tail(800)}`);
+    assert.match(line, /404/, 'status in the log line');
+    assert.match(line, /files/, 'route in the log line');
   });
 
   test('CORS preflight and simple requests', async (t) => {
@@ -261,6 +272,19 @@ suite('conventions', {}, (test) => {
 });
 
 suite('startup', {}, (test) => {
+  test('--help lists every serve flag with its HEARTH_* variable', async () => {
+    const top = await hearth(['--help']);
+    assert.equal(top.code, 0, top.stderr);
+    assert.match(top.stdout + top.stderr, /serve/);
+    const h = await hearth(['serve', '--help']);
+    assert.equal(h.code, 0, h.stderr);
+    const text = h.stdout + h.stderr;
+    for (const flag of ['--host', '--port', '--data']) assert.ok(text.includes(flag), `${flag} listed`);
+    const flags = text.split('\n').filter((l) => /^\s+--[a-z]/.test(l) && !/--help/.test(l));
+    assert.ok(flags.length >= 3, 'flags listed');
+    for (const l of flags) assert.match(l, /HEARTH_[A-Z_]+/, `env variable for: ${l.trim()}`);
+  });
+
   test('listening off loopback without keys refuses to start with a clear message', async () => {
     const dir = tempDir('offloop');
     const s = new Server(dir, { host: '0.0.0.0' });
