@@ -9,12 +9,14 @@
 //               {token, top}}
 // plus, when given, "fixture": the hearth command line that makes the file
 // ("hearth fixture --preset ... --seed N", without --out) and "fixture_args"
-// (the same split into argv words after "hearth fixture").
+// (the same split into argv words after "hearth fixture"), and always
+// "model_sha256" of the file (a rebuilt fixture must match it byte for byte).
 //
 // Usage: node record.mjs --model F.gguf [--out F.golden.json]
 //          [--prompt TEXT] [--greedy 32] [--threads 1]
 //          [--fixture-cmd "hearth fixture ..."]
 // Knows nothing about hearth's engine: it only runs llama.cpp.
+import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { getLlama } from "node-llama-cpp";
@@ -124,6 +126,10 @@ async function main() {
   const g = await greedy(seq, model, positions.at(-1).top, a.greedy);
   const out = {
     model: path.basename(a.model),
+    model_sha256: crypto
+      .createHash("sha256")
+      .update(fs.readFileSync(a.model))
+      .digest("hex"),
     reference: `node-llama-cpp 3.21.1 prebuilt linux-x64 CPU (llama.cpp), threads=${a.threads}`,
     ...(a.fixtureCmd
       ? {
