@@ -36,11 +36,30 @@ function urlPath(u) {
 
 // fetch that checks every JSON body against the spec; never consumes the
 // caller's body (it reads a clone).
+// Requests carrying the header `x-e2e-invalid: 1` are deliberately wrong and
+// skip request validation; raw Context.fetch requests are never checked.
+export const INVALID = { headers: { 'x-e2e-invalid': '1' } };
+
+function checkRequest(sink, method, u, init) {
+  const h = new Headers(init.headers || {});
+  if (h.has('x-e2e-invalid') || h.has('x-e2e-raw')) return;
+  if (!/json/.test(h.get('content-type') || '') || typeof init.body !== 'string') return;
+  let body;
+  try {
+    body = JSON.parse(init.body);
+  } catch {
+    sink.violations.push(`request ${method} ${urlPath(u)}: body is not JSON`);
+    return;
+  }
+  for (const v of spec.checkRequest(method, urlPath(u), body)) sink.violations.push(v);
+}
+
 export async function validatingFetch(url, init = {}) {
+  const method = (init.method || 'GET').toUpperCase();
+  if (spec && current) checkRequest(current, method, typeof url === 'string' ? url : url.url, init);
   const res = await fetch(url, init);
   if (!spec || !current) return res;
   const sink = current;
-  const method = (init.method || 'GET').toUpperCase();
   const ct = res.headers.get('content-type') || '';
   const isJson = /\bjson\b/i.test(ct) && !/jsonl/i.test(ct);
   const p = urlPath(typeof url === 'string' ? url : url.url);
@@ -106,6 +125,7 @@ export class Context {
     const { key = this.key, headers = {}, ...rest } = init;
     const h = new Headers(headers);
     if (key !== false && !h.has('authorization')) h.set('authorization', `Bearer ${key}`);
+    h.set('x-e2e-raw', '1');
     return validatingFetch(`${this.server.base}${path}`, { ...rest, headers: h, signal: rest.signal || AbortSignal.timeout(30000) });
   }
 

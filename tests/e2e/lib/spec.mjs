@@ -158,6 +158,18 @@ export class Spec {
     return this.run(ptr, body, `${where} (${o.op.operationId})`);
   }
 
+  // Problems with a JSON request body against the operation's requestBody
+  // schema; [] when it conforms or the operation takes no JSON body.
+  checkRequest(method, urlPath, body) {
+    const p = urlPath.replace(/^\/v1(?=\/)/, '');
+    const o = this.findOp(method, p);
+    const content = o?.op?.requestBody?.content;
+    if (!content?.['application/json']?.schema) return [];
+    const esc = (s) => s.replace(/~/g, '~0').replace(/\//g, '~1');
+    const ptr = `/paths/${esc(o.tpl)}/${o.method.toLowerCase()}/requestBody/content/application~1json/schema`;
+    return this.run(ptr, body, `request ${method} ${urlPath} (${o.op.operationId})`);
+  }
+
   run(ptr, body, where) {
     const v = this.validator(ptr);
     if (v(body)) return [];
