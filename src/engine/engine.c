@@ -252,6 +252,7 @@ struct eng_ctx {
   void *xq;   /* quantized activations, (n_batch, act row of widest) */
   size_t xq_bytes;
   float *scores;      /* (n_threads, n_ctx) attention scores per thread */
+  uint16_t *scores16; /* (n_threads, n_ctx) the same rounded to f16 */
   float *qtmp;        /* (n_threads, head_dim) */
   int32_t *cell_of;   /* (n_batch) KV cell of each chunk token */
   int32_t *seq_cells; /* (n_seq, n_ctx) cells of each sequence by position */
@@ -302,6 +303,8 @@ static int ctx_alloc(eng_ctx *c) {
   c->xq_bytes = B * (widest * 4 + 512);
   c->xq = xcalloc(c->xq_bytes, 1, &bad);
   c->scores = xcalloc((size_t)c->n_threads * c->n_ctx, sizeof(float), &bad);
+  c->scores16 =
+      xcalloc((size_t)c->n_threads * c->n_ctx, sizeof(uint16_t), &bad);
   c->qtmp = xcalloc((size_t)c->n_threads * m->head_dim, sizeof(float), &bad);
   c->cell_of = xcalloc(B, sizeof(int32_t), &bad);
   c->seq_cells = xcalloc((size_t)c->n_seq * c->n_ctx, sizeof(int32_t), &bad);
@@ -362,6 +365,7 @@ void eng_ctx_free(eng_ctx *c) {
   free(c->hb2);
   free(c->xq);
   free(c->scores);
+  free(c->scores16);
   free(c->qtmp);
   free(c->cell_of);
   free(c->seq_cells);
@@ -439,6 +443,7 @@ static void attn_task(void *arg, int ith, int nth) {
   const float scale = 1.0f / sqrtf((float)hd);
   const uint16_t *K = c->kv.k[a->il], *V = c->kv.v[a->il];
   float *sc = c->scores + (size_t)ith * c->n_ctx;
+  uint16_t *sc16 = c->scores16 + (size_t)ith * c->n_ctx;
   long long i0, i1;
   tpool_split((long long)a->n * nh, ith, nth, 1, &i0, &i1);
   for (long long it = i0; it < i1; it++) {
@@ -467,16 +472,17 @@ static void attn_task(void *arg, int ith, int nth) {
       sc[j] = expf(sc[j] - mx);
       sum += sc[j];
     }
+    /* p = softmax(scores), rounded to f16 as llama.cpp's f16 KQ.V does */
+    float inv = sum > 0 ? 1.0f / sum : 0;
+    for (int j = 0; j < nv; j++)
+      sc[j] *= inv;
+    k_f32_to_f16(sc16, sc, nv);
+    k_f16_to_f32(sc, sc16, nv);
     /* out = sum_j p_j * v_j */
     memset(out, 0, sizeof(float) * hd);
-    float inv = sum > 0 ? 1.0f / sum : 0;
     for (int j = 0; j < nv; j++) {
       const uint16_t *vr = V + (size_t)cells[j] * row + (size_t)kvh * hd;
-      uint16_t ph;
-      float pf = sc[j] * inv;
-      k_f32_to_f16(&ph, &pf, 1);
-      k_f16_to_f32(&pf, &ph, 1);
-      k_axpy_f16(out, pf, vr, hd);
+      k_axpy_f16(out, sc[j], vr, hd);
     }
   }
 }
@@ -494,77 +500,126 @@ static void build_seq_cells(eng_ctx *c, const eng_batch_tok *tok, int n) {
   }
 }
 
-static void add_bias(float *y, const float *b, int n_tok, int dim) {
-  if (!b)
-    return;
-  for (int t = 0; t < n_tok; t++)
-    k_add(y + (size_t)t * dim, y + (size_t)t * dim, b, dim);
+/* Per-token steps of a block, run over the chunk's tokens in parallel. */
+enum {
+  STEP_ATTN_IN,  /* xb = rmsnorm(x) * attn_norm */
+  STEP_QKV_POST, /* biases, q/k norm, rope, store k/v in the cache */
+  STEP_FFN_IN,   /* x += xb; xb = rmsnorm(x) * ffn_norm */
+  STEP_SILU,     /* hb = silu(hb) * hb2 */
+  STEP_RESID,    /* x += xb */
+};
+
+typedef struct {
+  eng_ctx *c;
+  int il, n, step;
+  const eng_batch_tok *tok;
+} step_args;
+
+/* Biases, per-head q/k norm (qwen3), rope, and the f16 cache store of
+ * token t's q, k, v. */
+static void qkv_post(eng_ctx *c, const mlayer *L, int il, int t, int32_t pos) {
+  const eng_model *m = c->m;
+  const int hd = m->head_dim, Q = m->n_head * hd, KV = m->n_head_kv * hd;
+  float *q = c->q + (size_t)t * Q, *k = c->k + (size_t)t * KV;
+  float *v = c->v + (size_t)t * KV;
+  if (L->bq)
+    k_add(q, q, L->bq, Q);
+  if (L->bk)
+    k_add(k, k, L->bk, KV);
+  if (L->bv)
+    k_add(v, v, L->bv, KV);
+  for (int h = 0; L->q_norm && h < m->n_head; h++)
+    k_rmsnorm(q + h * hd, q + h * hd, L->q_norm, hd, m->rms_eps);
+  for (int h = 0; L->k_norm && h < m->n_head_kv; h++)
+    k_rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, m->rms_eps);
+  const k_rope_params rp = {m->n_rot, m->rope_base, m->rope_scale,
+                            m->rope_freqs, m->rope_neox};
+  k_rope(q, m->n_head, hd, pos, &rp);
+  k_rope(k, m->n_head_kv, hd, pos, &rp);
+  size_t off = (size_t)c->cell_of[t] * KV;
+  k_f32_to_f16(c->kv.k[il] + off, k, KV);
+  k_f32_to_f16(c->kv.v[il] + off, v, KV);
+}
+
+static void step_token(eng_ctx *c, int il, int step, int t, int32_t pos) {
+  const eng_model *m = c->m;
+  const mlayer *L = &m->layers[il];
+  const int E = m->n_embd, F = m->n_ff;
+  float *x = c->x + (size_t)t * E, *xb = c->xb + (size_t)t * E;
+  switch (step) {
+  case STEP_ATTN_IN:
+    k_rmsnorm(xb, x, L->attn_norm, E, m->rms_eps);
+    break;
+  case STEP_QKV_POST:
+    qkv_post(c, L, il, t, pos);
+    break;
+  case STEP_FFN_IN:
+    k_add(x, x, xb, E);
+    k_rmsnorm(xb, x, L->ffn_norm, E, m->rms_eps);
+    break;
+  case STEP_SILU:
+    k_silu_mul(c->hb + (size_t)t * F, c->hb + (size_t)t * F,
+               c->hb2 + (size_t)t * F, F);
+    break;
+  case STEP_RESID:
+    k_add(x, x, xb, E);
+    break;
+  }
+}
+
+static void step_task(void *arg, int ith, int nth) {
+  const step_args *a = arg;
+  long long t0, t1;
+  tpool_split(a->n, ith, nth, 1, &t0, &t1);
+  for (long long t = t0; t < t1; t++)
+    step_token(a->c, a->il, a->step, (int)t, a->tok[t].pos);
+}
+
+/* Runs one per-token step over the chunk: inline for a single token (decode:
+ * waking the pool would cost more than the work), else over the pool. */
+static void run_step(eng_ctx *c, int il, int step, const eng_batch_tok *tok,
+                     int n) {
+  step_args a = {c, il, n, step, tok};
+  if (n == 1)
+    step_task(&a, 0, 1);
+  else
+    tpool_run(c->pool, step_task, &a);
 }
 
 /* One transformer block on the chunk (n tokens in c->x). */
 static int forward_layer(eng_ctx *c, int il, const eng_batch_tok *tok, int n) {
   const eng_model *m = c->m;
   const mlayer *L = &m->layers[il];
-  const int E = m->n_embd, hd = m->head_dim;
-  const int Q = m->n_head * hd, KV = m->n_head_kv * hd, F = m->n_ff;
-  const k_rope_params rp = {m->n_rot, m->rope_base, m->rope_scale,
-                            m->rope_freqs, m->rope_neox};
+  const int E = m->n_embd, Q = m->n_head * m->head_dim, F = m->n_ff;
 
   /* xb = rmsnorm(x) * attn_norm */
-  for (int t = 0; t < n; t++)
-    k_rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, L->attn_norm, E,
-              m->rms_eps);
-
-  /* q = xb @ wq^T (+bq), k = xb @ wk^T (+bk), v = xb @ wv^T (+bv) */
+  run_step(c, il, STEP_ATTN_IN, tok, n);
+  /* q = xb @ wq^T, k = xb @ wk^T, v = xb @ wv^T (one quantization of xb) */
   mm_job qkv[3] = {{&L->wq, c->q}, {&L->wk, c->k}, {&L->wv, c->v}};
   if (matmul_group(c, c->xb, n, E, qkv, 3))
     return -1;
-  add_bias(c->q, L->bq, n, Q);
-  add_bias(c->k, L->bk, n, KV);
-  add_bias(c->v, L->bv, n, KV);
-
-  for (int t = 0; t < n; t++) {
-    float *qt = c->q + (size_t)t * Q, *kt = c->k + (size_t)t * KV;
-    /* qwen3: per-head RMS norm of q and k */
-    if (L->q_norm)
-      for (int h = 0; h < m->n_head; h++)
-        k_rmsnorm(qt + h * hd, qt + h * hd, L->q_norm, hd, m->rms_eps);
-    if (L->k_norm)
-      for (int h = 0; h < m->n_head_kv; h++)
-        k_rmsnorm(kt + h * hd, kt + h * hd, L->k_norm, hd, m->rms_eps);
-    /* rotary position embedding of q and k at the token's position */
-    k_rope(qt, m->n_head, hd, tok[t].pos, &rp);
-    k_rope(kt, m->n_head_kv, hd, tok[t].pos, &rp);
-    /* store k and v (f16) in the token's cache cell */
-    size_t off = (size_t)c->cell_of[t] * KV;
-    k_f32_to_f16(c->kv.k[il] + off, kt, KV);
-    k_f32_to_f16(c->kv.v[il] + off, c->v + (size_t)t * KV, KV);
-  }
-
+  /* + biases, q/k norm, rope; k and v into the f16 cache */
+  run_step(c, il, STEP_QKV_POST, tok, n);
   /* att = softmax(q k^T / sqrt(hd)) v, per sequence, causal */
   attn_args aa = {c, il, n, tok};
   tpool_run(c->pool, attn_task, &aa);
-
-  /* x += att @ wo^T  (xb reused as the projection output) */
+  /* xb = att @ wo^T */
   mm_job o = {&L->wo, c->xb};
   if (matmul_group(c, c->att, n, Q, &o, 1))
     return -1;
-  k_add(c->x, c->x, c->xb, n * E);
-
-  /* xb = rmsnorm(x) * ffn_norm */
-  for (int t = 0; t < n; t++)
-    k_rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, L->ffn_norm, E,
-              m->rms_eps);
-  /* hb = xb @ gate^T, hb2 = xb @ up^T, hb = silu(hb) * hb2 */
+  /* x += xb; xb = rmsnorm(x) * ffn_norm */
+  run_step(c, il, STEP_FFN_IN, tok, n);
+  /* hb = xb @ gate^T, hb2 = xb @ up^T */
   mm_job gu[2] = {{&L->ffn_gate, c->hb}, {&L->ffn_up, c->hb2}};
   if (matmul_group(c, c->xb, n, E, gu, 2))
     return -1;
-  k_silu_mul(c->hb, c->hb, c->hb2, n * F);
-  /* x += hb @ down^T */
+  /* hb = silu(hb) * hb2 */
+  run_step(c, il, STEP_SILU, tok, n);
+  /* xb = hb @ down^T; x += xb */
   mm_job d = {&L->ffn_down, c->xb};
   if (matmul_group(c, c->hb, n, F, &d, 1))
     return -1;
-  k_add(c->x, c->x, c->xb, n * E);
+  run_step(c, il, STEP_RESID, tok, n);
   return 0;
 }
 
