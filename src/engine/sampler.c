@@ -565,19 +565,28 @@ static int32_t sample_stochastic(sampler *s, const float *w, int n_vocab) {
   return draw(s, c, n);
 }
 
+/* 1 when bias or penalties may change the logits this call. */
+static int adjusts(const sampler *s) {
+  int rep = s->p.repetition_penalty != 1.0f &&
+            (s->p.repetition_window == -1 ? s->n_seen : s->ring_len) > 0;
+  return s->p.n_logit_bias > 0 || rep || s->n_gen > 0;
+}
+
 int32_t sampler_sample(sampler *s, const float *logits, int n_vocab,
                        sample_info *info) {
   if (!s || !logits || n_vocab <= 0 || ensure_scratch(s, n_vocab) != 0)
     return -1;
-  float *w = s->work;
-  memcpy(w, logits, (size_t)n_vocab * sizeof *w);
-  apply_bias(s, w, n_vocab);
-  apply_repetition(s, w, n_vocab);
-  apply_presence_frequency(s, w, n_vocab);
-
+  const float *w = logits; /* adjusted logits: a copy only when needed */
+  if (adjusts(s)) {
+    memcpy(s->work, logits, (size_t)n_vocab * sizeof *s->work);
+    apply_bias(s, s->work, n_vocab);
+    apply_repetition(s, s->work, n_vocab);
+    apply_presence_frequency(s, s->work, n_vocab);
+    w = s->work;
+  }
   int32_t tok = s->p.temperature == 0 ? argmax(w, n_vocab)
                                       : sample_stochastic(s, w, n_vocab);
-  if (tok >= 0 && info)
+  if (tok >= 0 && info) /* may reuse s->work as scratch: w is dead here */
     fill_info(s, logits, n_vocab, tok, info);
   return tok;
 }
