@@ -453,6 +453,36 @@ static void vd_bf16(int n, float *s, const void *vx, const void *vy) {
   *s = r;
 }
 
+/* ==== matmul tiles =========================================================
+ */
+
+/* 16 ymm registers: 4 rows x 2 tokens of accumulators. */
+K_TILE_Q8ACT_AVX2(tile_q8_0, block_q8_0, dec_q8_0, vd_q8_0, 4, 2)
+K_TILE_Q8ACT_AVX2(tile_q4_0, block_q4_0, dec_q4_0, vd_q4_0, 4, 2)
+K_TILE_Q8ACT_AVX2(tile_q5_0, block_q5_0, dec_q5_0, vd_q5_0, 4, 2)
+K_TILE_Q8ACT_AVX2(tile_iq4_nl, block_iq4_nl, dec_iq4_nl, vd_iq4_nl, 4, 2)
+
+static void tile_q4_k(int n, const void *W, size_t ws, int nr, const void *X,
+                      size_t xs, int nt, float *Y, size_t ldy) {
+  tile_q45k(0, n, W, ws, nr, X, xs, nt, Y, ldy);
+}
+
+static void tile_q5_k(int n, const void *W, size_t ws, int nr, const void *X,
+                      size_t xs, int nt, float *Y, size_t ldy) {
+  tile_q45k(1, n, W, ws, nr, X, xs, nt, Y, ldy);
+}
+
+static void tile_q6_k(int n, const void *W, size_t ws, int nr, const void *X,
+                      size_t xs, int nt, float *Y, size_t ldy) {
+  tile_q6k(n, W, ws, nr, X, xs, nt, Y, ldy);
+}
+
+static void set_tile(k_ops *o, int type, k_tile_fn f, int mr, int nt) {
+  o->tile[type] = f;
+  o->tile_mr[type] = mr;
+  o->tile_nt[type] = nt;
+}
+
 /* ==== registration =========================================================
  */
 
@@ -490,4 +520,12 @@ void k_register_avx2(k_ops *o) {
   o->vec_dot[QT_Q4_K] = vd_q4_k;
   o->vec_dot[QT_Q5_K] = vd_q5_k;
   o->vec_dot[QT_Q6_K] = vd_q6_k;
+
+  set_tile(o, QT_Q8_0, tile_q8_0, 4, 2);
+  set_tile(o, QT_Q4_0, tile_q4_0, 4, 2);
+  set_tile(o, QT_Q5_0, tile_q5_0, 4, 2);
+  set_tile(o, QT_IQ4_NL, tile_iq4_nl, 4, 2);
+  set_tile(o, QT_Q4_K, tile_q4_k, 1, K_TILE_NT);
+  set_tile(o, QT_Q5_K, tile_q5_k, 1, K_TILE_NT);
+  set_tile(o, QT_Q6_K, tile_q6_k, 1, K_TILE_NT);
 }

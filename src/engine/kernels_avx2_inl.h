@@ -313,4 +313,212 @@ static inline void q8k_block(const float *x, block_q8_K *y) {
   }
   y->d = 1 / iscale;
 }
+/* ---- matmul tiles
+ * ------------------------------------------------------------ Weight blocks of
+ * the 32-element types that pair with Q8_0 activations, decoded to 32 signed
+ * bytes. */
+static inline __m256i dec_q8_0(const block_q8_0 *b) {
+  return _mm256_loadu_si256((const __m256i *)b->qs);
+}
+static inline __m256i dec_q4_0(const block_q4_0 *b) {
+  return _mm256_sub_epi8(nibbles16(b->qs), _mm256_set1_epi8(8));
+}
+static inline __m256i dec_q5_0(const block_q5_0 *b) {
+  uint32_t qh;
+  memcpy(&qh, b->qh, 4);
+  const __m256i b4 = _mm256_set1_epi8(0x10);
+  __m256i hb = _mm256_and_si256(bits_to_bytes(qh), b4);
+  return _mm256_sub_epi8(_mm256_or_si256(nibbles16(b->qs), hb), b4);
+}
+static inline __m256i dec_iq4_nl(const block_iq4_nl *b) {
+  return iq4_lookup(_mm_loadu_si128((const __m128i *)q_iq4nl_values), b->qs);
+}
+
+/* Defines NAME, a k_tile_fn for weight blocks BT (32 elements, f16 d) against
+ * Q8_0 activations: MR rows x NT tokens per step, one f32 accumulator per
+ * (row, token); partial tiles go through EDGE (the type's vec_dot). The int8
+ * products use the sign trick (AVX2). */
+#define K_TILE_Q8ACT_AVX2(NAME, BT, DECODE, EDGE, MR, NT)                      \
+  static void NAME(int n, const void *W, size_t ws, int nr, const void *X,     \
+                   size_t xs, int nt, float *Y, size_t ldy) {                  \
+    if (nr != (MR) || nt != (NT)) {                                            \
+      for (int t = 0; t < nt; t++)                                             \
+        for (int r = 0; r < nr; r++)                                           \
+          EDGE(n, &Y[t * ldy + r], (const char *)W + r * ws,                   \
+               (const char *)X + t * xs);                                      \
+      return;                                                                  \
+    }                                                                          \
+    __m256 acc[MR][NT];                                                        \
+    for (int r = 0; r < (MR); r++)                                             \
+      for (int t = 0; t < (NT); t++)                                           \
+        acc[r][t] = _mm256_setzero_ps();                                       \
+    for (int i = 0; i < n / 32; i++) {                                         \
+      __m256i q[MR], aq[MR];                                                   \
+      __m256 dx[MR];                                                           \
+      for (int r = 0; r < (MR); r++) {                                         \
+        const BT *b = (const BT *)((const char *)W + r * ws) + i;              \
+        q[r] = DECODE(b);                                                      \
+        aq[r] = _mm256_sign_epi8(q[r], q[r]);                                  \
+        dx[r] = _mm256_set1_ps(f16(b->d));                                     \
+      }                                                                        \
+      for (int t = 0; t < (NT); t++) {                                         \
+        const block_q8_0 *yb =                                                 \
+            (const block_q8_0 *)((const char *)X + t * xs) + i;                \
+        __m256i yv = _mm256_loadu_si256((const __m256i *)yb->qs);              \
+        __m256 dy = _mm256_set1_ps(f16(yb->d));                                \
+        for (int r = 0; r < (MR); r++) {                                       \
+          __m256i p = _mm256_maddubs_epi16(aq[r], _mm256_sign_epi8(yv, q[r])); \
+          p = _mm256_madd_epi16(p, _mm256_set1_epi16(1));                      \
+          acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dx[r], dy),                \
+                                      _mm256_cvtepi32_ps(p), acc[r][t]);       \
+        }                                                                      \
+      }                                                                        \
+    }                                                                          \
+    for (int t = 0; t < (NT); t++)                                             \
+      for (int r = 0; r < (MR); r++)                                           \
+        Y[t * ldy + r] = hsum_ps(acc[r][t]);                                   \
+  }
+
+/* K-quant tiles: one weight row at a time, its super-block unpacked once
+ * (bytes to an L1 buffer, scales to multiplier vectors) and then used for
+ * up to K_TILE_NT tokens. */
+enum { K_TILE_NT = 8 };
+
+/* Q4_K / Q5_K (qh != NULL) super-block unpacked: q[256] unsigned bytes in
+ * activation order, sc multipliers per 32, and mins. */
+static inline void unpack_q4k_block(const uint8_t *qs, const uint8_t *qh,
+                                    uint8_t *q) {
+  const __m256i m4 = _mm256_set1_epi8(0x0f), b4 = _mm256_set1_epi8(0x10);
+  __m256i hb =
+      qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+  for (int j = 0; j < 4; j++) {
+    __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+    __m256i lo = _mm256_and_si256(v, m4);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    if (qh) {
+      lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(hb, 4), b4));
+      hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(hb, 3), b4));
+      hb = _mm256_srli_epi16(hb, 2);
+    }
+    _mm256_storeu_si256((__m256i *)(q + 64 * j), lo);
+    _mm256_storeu_si256((__m256i *)(q + 64 * j + 32), hi);
+  }
+}
+
+/* Q6_K super-block unpacked to 256 unsigned bytes (0..63) in activation
+ * order. */
+static inline void unpack_q6k_block(const block_q6_K *b, uint8_t *out) {
+  const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x03),
+                h2 = _mm256_set1_epi8(0x30);
+  for (int h = 0; h < 2; h++) {
+    const uint8_t *ql = b->ql + 64 * h;
+    __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+    __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+    __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+    __m256i *o = (__m256i *)(out + 128 * h);
+    _mm256_storeu_si256(
+        o, _mm256_or_si256(_mm256_and_si256(l0, m4),
+                           _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4)));
+    _mm256_storeu_si256(
+        o + 1, _mm256_or_si256(_mm256_and_si256(l1, m4),
+                               _mm256_and_si256(_mm256_slli_epi16(qh, 2), h2)));
+    _mm256_storeu_si256(
+        o + 2, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                               _mm256_and_si256(qh, h2)));
+    _mm256_storeu_si256(
+        o + 3, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                               _mm256_and_si256(_mm256_srli_epi16(qh, 2), h2)));
+  }
+}
+
+/* sum_j (q . y over 32-element group j) * mul[j]: 8 groups, mul[j] the
+ * int16 multiplier vector of group j (per 16 elements within it). */
+static inline __m256i dot256_u8(const uint8_t *q, const int8_t *y,
+                                const __m256i *mul) {
+  __m256i s = _mm256_setzero_si256();
+  for (int j = 0; j < 8; j++) {
+    __m256i p =
+        _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)(q + 32 * j)),
+                             _mm256_loadu_si256((const __m256i *)(y + 32 * j)));
+    s = _mm256_add_epi32(s, _mm256_madd_epi16(p, mul[j]));
+  }
+  return s;
+}
+
+/* Q4_K (is5 = 0) / Q5_K (is5 = 1) tile: nr rows x nt (<= K_TILE_NT) tokens. */
+static inline void tile_q45k(int is5, int n, const void *W, size_t ws, int nr,
+                             const void *X, size_t xs, int nt, float *Y,
+                             size_t ldy) {
+  const int nb = n / QK_K;
+  for (int r = 0; r < nr; r++) {
+    __m256 acc[K_TILE_NT];
+    float summ[K_TILE_NT];
+    for (int t = 0; t < nt; t++)
+      acc[t] = _mm256_setzero_ps(), summ[t] = 0;
+    for (int i = 0; i < nb; i++) {
+      uint8_t q[QK_K] __attribute__((aligned(32)));
+      uint8_t sc[16];
+      __m256i mul[8];
+      float d, dmin;
+      if (is5) {
+        const block_q5_K *b =
+            (const block_q5_K *)((const char *)W + r * ws) + i;
+        unpack_q4k_block(b->qs, b->qh, q);
+        unpack_q4k_scales(b->scales, sc);
+        d = f16(b->d), dmin = f16(b->dmin);
+      } else {
+        const block_q4_K *b =
+            (const block_q4_K *)((const char *)W + r * ws) + i;
+        unpack_q4k_block(b->qs, NULL, q);
+        unpack_q4k_scales(b->scales, sc);
+        d = f16(b->d), dmin = f16(b->dmin);
+      }
+      for (int j = 0; j < 8; j++)
+        mul[j] = _mm256_set1_epi16(sc[j]);
+      for (int t = 0; t < nt; t++) {
+        const block_q8_K *yb =
+            (const block_q8_K *)((const char *)X + t * xs) + i;
+        __m256i s = dot256_u8(q, yb->qs, mul);
+        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * yb->d),
+                                 _mm256_cvtepi32_ps(s), acc[t]);
+        summ[t] += dmin * yb->d * (float)mins_dot(sc + 8, yb->bsums);
+      }
+    }
+    for (int t = 0; t < nt; t++)
+      Y[t * ldy + r] = hsum_ps(acc[t]) - summ[t];
+  }
+}
+
+static inline void tile_q6k(int n, const void *W, size_t ws, int nr,
+                            const void *X, size_t xs, int nt, float *Y,
+                            size_t ldy) {
+  const int nb = n / QK_K;
+  for (int r = 0; r < nr; r++) {
+    __m256 acc[K_TILE_NT];
+    for (int t = 0; t < nt; t++)
+      acc[t] = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+      const block_q6_K *b = (const block_q6_K *)((const char *)W + r * ws) + i;
+      uint8_t q[QK_K] __attribute__((aligned(32)));
+      __m256i mul[8];
+      unpack_q6k_block(b, q);
+      for (int h = 0; h < 2; h++)
+        for (int k = 0; k < 4; k++)
+          mul[4 * h + k] = scale_pair(b->scales[8 * h + 2 * k],
+                                      b->scales[8 * h + 2 * k + 1]);
+      float d = f16(b->d);
+      for (int t = 0; t < nt; t++) {
+        const block_q8_K *yb =
+            (const block_q8_K *)((const char *)X + t * xs) + i;
+        __m256i s = dot256_u8(q, yb->qs, mul);
+        int corr = 32 * scales16_dot(b->scales, yb->bsums);
+        s = _mm256_sub_epi32(s, _mm256_setr_epi32(corr, 0, 0, 0, 0, 0, 0, 0));
+        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * yb->d),
+                                 _mm256_cvtepi32_ps(s), acc[t]);
+      }
+    }
+    for (int t = 0; t < nt; t++)
+      Y[t * ldy + r] = hsum_ps(acc[t]);
+  }
+}
 #endif
