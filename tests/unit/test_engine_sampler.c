@@ -406,6 +406,34 @@ static void test_repetition_penalty(void) {
   sampler_free(s);
 }
 
+/* The caller's logits are never modified, whatever applies. */
+static void test_logits_untouched(void) {
+  float lg[5], before[5];
+  memcpy(lg, L5, sizeof lg);
+  memcpy(before, L5, sizeof lg);
+  sampler_logit_bias b = {2, 5.0f};
+  sampler_params p = sampler_default_params();
+  p.seed = 31;
+  p.logit_bias = &b;
+  p.n_logit_bias = 1;
+  p.repetition_penalty = 1.3f;
+  p.presence_penalty = 0.5f;
+  p.frequency_penalty = 0.5f;
+  p.top_k = 3;
+  p.top_p = 0.9f;
+  p.min_p = 0.01f;
+  p.n_logprobs = 5;
+  sampler *s = mk(p);
+  sample_info info;
+  for (int i = 0; i < 50; i++) {
+    int32_t t = sampler_sample(s, lg, 5, &info);
+    CHECK(t >= 0 && t < 5);
+    sampler_accept(s, t);
+  }
+  CHECK(memcmp(lg, before, sizeof lg) == 0);
+  sampler_free(s);
+}
+
 /* ---- log-probabilities --------------------------------------------------- */
 
 static void test_logprobs(void) {
@@ -545,6 +573,7 @@ int main(void) {
   RUN(test_presence_penalty);
   RUN(test_frequency_penalty);
   RUN(test_repetition_penalty);
+  RUN(test_logits_untouched);
   RUN(test_logprobs);
   RUN(test_large_vocab);
   T_MAIN_END();
