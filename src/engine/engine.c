@@ -234,6 +234,20 @@ int eng_batch_add(eng_batch *b, int32_t token, int32_t pos, int32_t seq_id,
 /* Context                                                                  */
 /* ======================================================================== */
 
+#define ATTN_TB 16 /* tokens per work item */
+
+/* The chunk's tokens grouped by sequence, and each group's cell range. */
+typedef struct attn_group {
+  int seq, lo, nr; /* cells [lo, lo+nr) hold every visible cell */
+  int t0, nt;      /* tokens c->attn_order[t0 .. t0+nt) */
+} attn_group;
+
+/* A work item: queries heads [h0, h0+nh) of kv head g for tokens
+ * [t0, t0+nt) of group gi. */
+typedef struct attn_item {
+  int gi, g, h0, nh, t0, nt;
+} attn_item;
+
 struct eng_ctx {
   eng_model *m;
   int n_ctx, n_seq, n_batch, n_threads;
@@ -251,12 +265,16 @@ struct eng_ctx {
   float *hb2; /* (n_batch, n_ff) up */
   void *xq;   /* quantized activations, (n_batch, act row of widest) */
   size_t xq_bytes;
-  float *scores;      /* (n_threads, n_ctx) attention scores per thread */
-  uint16_t *scores16; /* (n_threads, n_ctx) the same rounded to f16 */
-  float *qtmp;        /* (n_threads, head_dim) */
   int32_t *cell_of;   /* (n_batch) KV cell of each chunk token */
-  int32_t *seq_cells; /* (n_seq, n_ctx) cells of each sequence by position */
-  int32_t *seq_ncell; /* (n_seq) count in seq_cells, -1 = not built */
+  int32_t *seq_cells; /* (n_ctx) scratch: a sequence's cells by position */
+  /* attention plan of the chunk and per-thread scratch */
+  int32_t *attn_order;         /* (n_batch) tokens grouped by sequence */
+  attn_group *attn_groups;     /* (n_seq) */
+  attn_item *attn_items;       /* ((n_batch + n_seq) * n_head) */
+  int attn_n_items, attn_rows; /* rows = ATTN_TB * heads per kv head */
+  uint16_t *attn_q16;          /* (n_threads, rows, head_dim) */
+  float *attn_s;               /* (n_threads, rows, n_ctx) scores */
+  uint16_t *attn_p16;          /* (n_threads, rows, n_ctx) probabilities */
 
   /* Whole-batch state. */
   int32_t *all_cells; /* (capacity) cells claimed for the batch */
@@ -302,13 +320,17 @@ static int ctx_alloc(eng_ctx *c) {
   c->hb2 = xcalloc(B * F, sizeof(float), &bad);
   c->xq_bytes = B * (widest * 4 + 512);
   c->xq = xcalloc(c->xq_bytes, 1, &bad);
-  c->scores = xcalloc((size_t)c->n_threads * c->n_ctx, sizeof(float), &bad);
-  c->scores16 =
-      xcalloc((size_t)c->n_threads * c->n_ctx, sizeof(uint16_t), &bad);
-  c->qtmp = xcalloc((size_t)c->n_threads * m->head_dim, sizeof(float), &bad);
   c->cell_of = xcalloc(B, sizeof(int32_t), &bad);
-  c->seq_cells = xcalloc((size_t)c->n_seq * c->n_ctx, sizeof(int32_t), &bad);
-  c->seq_ncell = xcalloc((size_t)c->n_seq, sizeof(int32_t), &bad);
+  c->seq_cells = xcalloc((size_t)c->n_ctx, sizeof(int32_t), &bad);
+  size_t grp = (size_t)(m->n_head / m->n_head_kv), T = (size_t)c->n_threads;
+  c->attn_rows = (int)(ATTN_TB * grp);
+  c->attn_order = xcalloc(B, sizeof(int32_t), &bad);
+  c->attn_groups = xcalloc((size_t)c->n_seq, sizeof(attn_group), &bad);
+  c->attn_items =
+      xcalloc((B + c->n_seq) * (size_t)m->n_head, sizeof(attn_item), &bad);
+  c->attn_q16 = xcalloc(T * c->attn_rows * m->head_dim, 2, &bad);
+  c->attn_s = xcalloc(T * c->attn_rows * c->n_ctx, sizeof(float), &bad);
+  c->attn_p16 = xcalloc(T * c->attn_rows * c->n_ctx, 2, &bad);
   if (bad)
     return ENG_ERR_NOMEM;
   if (kv_init(&c->kv, c->n_ctx, m->n_layer, (int)KV, c->n_seq))
@@ -364,12 +386,14 @@ void eng_ctx_free(eng_ctx *c) {
   free(c->hb);
   free(c->hb2);
   free(c->xq);
-  free(c->scores);
-  free(c->scores16);
-  free(c->qtmp);
   free(c->cell_of);
   free(c->seq_cells);
-  free(c->seq_ncell);
+  free(c->attn_order);
+  free(c->attn_groups);
+  free(c->attn_items);
+  free(c->attn_q16);
+  free(c->attn_s);
+  free(c->attn_p16);
   free(c->all_cells);
   free(c->logits);
   free(c->out_row);
@@ -421,83 +445,128 @@ static int matmul_group(eng_ctx *c, const float *X, int n, int64_t cols,
   return 0;
 }
 
-#define MAX_HEAD_DIM 1024
+/* ---- attention ------------------------------------------------------------
+ * The cache of a layer holds, per kv head g, keys as rows K[g][cell][hd] and
+ * values transposed as rows V[g][d][cell] (both f16), so that for a sequence
+ * whose cells lie in [lo, lo+nr) the scores of a group of queries are one
+ * f16 matrix product (K rows lo.. times q) and the output is nr-long f16 dot
+ * products of V rows with the probabilities, as llama.cpp computes them (q
+ * and the probabilities rounded to f16). Cells of that range that belong to
+ * other sequences, or lie at later positions, are masked out. */
 
-/* Arguments of the attention task over (token, head) pairs. */
 typedef struct {
   eng_ctx *c;
-  int il; /* layer */
-  int n;  /* tokens in the chunk */
+  int il;
   const eng_batch_tok *tok;
 } attn_args;
 
-/* Causal attention of one chunk over the f16 cache, parallel over
- * (token, head). Token t attends to the cells of its own sequence with
- * position <= its own. */
-static void attn_task(void *arg, int ith, int nth) {
-  const attn_args *a = arg;
-  eng_ctx *c = a->c;
+/* Groups the chunk's tokens by sequence (keeping order within one), finds
+ * each group's cell range, and cuts the work into items. */
+static void attn_plan(eng_ctx *c, const eng_batch_tok *tok, int n) {
   const eng_model *m = c->m;
-  const int hd = m->head_dim, nh = m->n_head, grp = m->n_head / m->n_head_kv;
-  const int row = c->kv.row;
+  const kv_cache *kv = &c->kv;
+  int ng = 0, k = 0;
+  for (int s = 0; s < c->n_seq; s++) {
+    int32_t maxpos = -1, nt = 0;
+    for (int t = 0; t < n; t++)
+      if (tok[t].seq_id == s) {
+        c->attn_order[k + nt++] = t;
+        if (tok[t].pos > maxpos)
+          maxpos = tok[t].pos;
+      }
+    if (!nt)
+      continue;
+    uint64_t bit = 1ull << s;
+    int lo = kv->n_cells, hi = -1;
+    for (int cell = 0; cell < kv->n_cells; cell++)
+      if ((kv->cells[cell].seqs & bit) && kv->cells[cell].pos <= maxpos) {
+        if (cell < lo)
+          lo = cell;
+        hi = cell;
+      }
+    attn_group *g = &c->attn_groups[ng++];
+    g->seq = s, g->lo = lo, g->nr = hi - lo + 1, g->t0 = k, g->nt = nt;
+    k += nt;
+  }
+  /* items: (group, kv head, token block); split heads when too few */
+  const int grp = m->n_head / m->n_head_kv;
+  int blocks = 0;
+  for (int gi = 0; gi < ng; gi++)
+    blocks += (c->attn_groups[gi].nt + ATTN_TB - 1) / ATTN_TB;
+  int hstep = blocks * m->n_head_kv < 2 * c->n_threads ? 1 : grp;
+  int ni = 0;
+  for (int gi = 0; gi < ng; gi++)
+    for (int t0 = 0; t0 < c->attn_groups[gi].nt; t0 += ATTN_TB)
+      for (int g = 0; g < m->n_head_kv; g++)
+        for (int h0 = 0; h0 < grp; h0 += hstep) {
+          attn_item *it = &c->attn_items[ni++];
+          it->gi = gi, it->g = g, it->h0 = g * grp + h0, it->nh = hstep;
+          it->t0 = t0;
+          it->nt = c->attn_groups[gi].nt - t0 < ATTN_TB
+                       ? c->attn_groups[gi].nt - t0
+                       : ATTN_TB;
+        }
+  c->attn_n_items = ni;
+}
+
+/* One item: scores, masked softmax, weighted sum of values. */
+static void attn_item_run(eng_ctx *c, int il, const eng_batch_tok *tok,
+                          const attn_item *it, int ith) {
+  const eng_model *m = c->m;
+  const kv_cache *kv = &c->kv;
+  const attn_group *gr = &c->attn_groups[it->gi];
+  const int hd = m->head_dim, Q = m->n_head * hd, nr = gr->nr;
   const float scale = 1.0f / sqrtf((float)hd);
-  const uint16_t *K = c->kv.k[a->il], *V = c->kv.v[a->il];
-  float *sc = c->scores + (size_t)ith * c->n_ctx;
-  uint16_t *sc16 = c->scores16 + (size_t)ith * c->n_ctx;
-  long long i0, i1;
-  tpool_split((long long)a->n * nh, ith, nth, 1, &i0, &i1);
-  for (long long it = i0; it < i1; it++) {
-    int t = (int)(it / nh), h = (int)(it % nh), kvh = h / grp;
-    const eng_batch_tok *bt = &a->tok[t];
-    const int32_t *cells = c->seq_cells + (size_t)bt->seq_id * c->n_ctx;
-    int nc = c->seq_ncell[bt->seq_id];
-    /* q rounded to f16, as llama.cpp rounds it for its f16 K.Q product */
-    float *q = c->qtmp + (size_t)ith * hd;
-    uint16_t qh[MAX_HEAD_DIM];
-    k_f32_to_f16(qh, c->q + (size_t)t * nh * hd + (size_t)h * hd, hd);
-    k_f16_to_f32(q, qh, hd);
-    float *out = c->att + (size_t)t * nh * hd + (size_t)h * hd;
-    /* scores = q . k / sqrt(hd) over visible cells (sorted by position) */
-    int nv = 0;
+  const uint64_t bit = 1ull << gr->seq;
+  uint16_t *q16 = c->attn_q16 + (size_t)ith * c->attn_rows * hd;
+  float *S = c->attn_s + (size_t)ith * c->attn_rows * c->n_ctx;
+  uint16_t *P = c->attn_p16 + (size_t)ith * c->attn_rows * c->n_ctx;
+  const int nq = it->nt * it->nh;
+  /* q16 = the queries of the item, rounded to f16 (row = token x head) */
+  for (int ti = 0; ti < it->nt; ti++) {
+    int t = c->attn_order[gr->t0 + it->t0 + ti];
+    for (int j = 0; j < it->nh; j++)
+      k_quantize_act(QT_F16, c->q + (size_t)t * Q + (size_t)(it->h0 + j) * hd,
+                     q16 + (size_t)(ti * it->nh + j) * hd, hd);
+  }
+  /* S = K[g][lo .. lo+nr) . q16 */
+  const uint16_t *K = kv->k[il] + ((size_t)it->g * kv->n_cells + gr->lo) * hd;
+  k_matmul_q(NULL, QT_F16, K, nr, hd, q16, nq, S);
+  for (int r = 0; r < nq; r++) {
+    int t = c->attn_order[gr->t0 + it->t0 + r / it->nh];
+    int h = it->h0 + r % it->nh;
+    float *s = S + (size_t)r * nr;
+    /* mask (other sequences, later positions), scale, softmax */
     float mx = -INFINITY;
-    for (; nv < nc && c->kv.cells[cells[nv]].pos <= bt->pos; nv++) {
-      const uint16_t *kr = K + (size_t)cells[nv] * row + (size_t)kvh * hd;
-      sc[nv] = k_dot_f16(q, kr, hd) * scale;
-      if (sc[nv] > mx)
-        mx = sc[nv];
+    for (int j = 0; j < nr; j++) {
+      const kv_cell *cl = &kv->cells[gr->lo + j];
+      int vis = (cl->seqs & bit) && cl->pos <= tok[t].pos;
+      s[j] = vis ? s[j] * scale : -INFINITY;
+      if (s[j] > mx)
+        mx = s[j];
     }
-    /* softmax */
-    float sum = 0;
-    for (int j = 0; j < nv; j++) {
-      sc[j] = expf(sc[j] - mx);
-      sum += sc[j];
+    double sum = 0;
+    for (int j = 0; j < nr; j++) {
+      s[j] = s[j] == -INFINITY ? 0.0f : expf(s[j] - mx);
+      sum += s[j];
     }
-    /* p = softmax(scores), rounded to f16 as llama.cpp's f16 KQ.V does */
-    float inv = sum > 0 ? 1.0f / sum : 0;
-    for (int j = 0; j < nv; j++)
-      sc[j] *= inv;
-    k_f32_to_f16(sc16, sc, nv);
-    k_f16_to_f32(sc, sc16, nv);
-    /* out = sum_j p_j * v_j */
-    memset(out, 0, sizeof(float) * hd);
-    for (int j = 0; j < nv; j++) {
-      const uint16_t *vr = V + (size_t)cells[j] * row + (size_t)kvh * hd;
-      k_axpy_f16(out, sc[j], vr, hd);
-    }
+    k_scale(s, (float)(1.0 / sum), nr);
+    uint16_t *p = P + (size_t)r * nr;
+    k_quantize_act(QT_F16, s, p, nr);
+    /* att[t][h] = V[g] rows . p */
+    const uint16_t *V = kv->v[il] + (size_t)it->g * hd * kv->n_cells + gr->lo;
+    float *out = c->att + (size_t)t * Q + (size_t)h * hd;
+    for (int d = 0; d < hd; d++)
+      k_vec_dot(QT_F16, nr, out + d, V + (size_t)d * kv->n_cells, p);
   }
 }
 
-/* Builds the sorted cell list of every sequence present in the chunk. */
-static void build_seq_cells(eng_ctx *c, const eng_batch_tok *tok, int n) {
-  for (int s = 0; s < c->n_seq; s++)
-    c->seq_ncell[s] = -1;
-  for (int t = 0; t < n; t++) {
-    int s = tok[t].seq_id;
-    if (c->seq_ncell[s] >= 0)
-      continue;
-    c->seq_ncell[s] =
-        kv_seq_cells(&c->kv, s, c->seq_cells + (size_t)s * c->n_ctx, c->n_ctx);
-  }
+static void attn_task(void *arg, int ith, int nth) {
+  const attn_args *a = arg;
+  long long i0, i1;
+  tpool_split(a->c->attn_n_items, ith, nth, 1, &i0, &i1);
+  for (long long i = i0; i < i1; i++)
+    attn_item_run(a->c, a->il, a->tok, &a->c->attn_items[i], ith);
 }
 
 /* Per-token steps of a block, run over the chunk's tokens in parallel. */
@@ -536,9 +605,15 @@ static void qkv_post(eng_ctx *c, const mlayer *L, int il, int t, int32_t pos) {
                             m->rope_freqs, m->rope_neox};
   k_rope(q, m->n_head, hd, pos, &rp);
   k_rope(k, m->n_head_kv, hd, pos, &rp);
-  size_t off = (size_t)c->cell_of[t] * KV;
-  k_f32_to_f16(c->kv.k[il] + off, k, KV);
-  k_f32_to_f16(c->kv.v[il] + off, v, KV);
+  /* keys as rows K[g][cell], values transposed V[g][d][cell] */
+  const size_t cell = (size_t)c->cell_of[t], nc = (size_t)c->kv.n_cells;
+  uint16_t v16[KV];
+  k_f32_to_f16(v16, v, KV);
+  for (int g = 0; g < m->n_head_kv; g++)
+    k_f32_to_f16(c->kv.k[il] + ((size_t)g * nc + cell) * hd, k + g * hd, hd);
+  uint16_t *V = c->kv.v[il];
+  for (int i = 0; i < KV; i++)
+    V[(size_t)i * nc + cell] = v16[i];
 }
 
 static void step_token(eng_ctx *c, int il, int step, int t, int32_t pos) {
@@ -601,7 +676,7 @@ static int forward_layer(eng_ctx *c, int il, const eng_batch_tok *tok, int n) {
   /* + biases, q/k norm, rope; k and v into the f16 cache */
   run_step(c, il, STEP_QKV_POST, tok, n);
   /* att = softmax(q k^T / sqrt(hd)) v, per sequence, causal */
-  attn_args aa = {c, il, n, tok};
+  attn_args aa = {c, il, tok};
   tpool_run(c->pool, attn_task, &aa);
   /* xb = att @ wo^T */
   mm_job o = {&L->wo, c->xb};
@@ -631,7 +706,7 @@ static int forward_chunk(eng_ctx *c, const eng_batch_tok *tok, int n,
   const eng_model *m = c->m;
   const int E = m->n_embd;
   memcpy(c->cell_of, cells, sizeof(int32_t) * n);
-  build_seq_cells(c, tok, n);
+  attn_plan(c, tok, n);
 
   /* x = token_embd[token] */
   for (int t = 0; t < n; t++)
@@ -797,7 +872,7 @@ void eng_kv_clear(eng_ctx *c) {
 
 /* Length of the prefix of tokens[0..n) that seq holds at positions 0.. */
 static int common_prefix(eng_ctx *c, int seq, const int32_t *tokens, int n) {
-  int32_t *cells = c->seq_cells + (size_t)seq * c->n_ctx;
+  int32_t *cells = c->seq_cells;
   int nc = kv_seq_cells(&c->kv, seq, cells, c->n_ctx);
   int k = 0;
   while (k < nc && k < n && c->kv.cells[cells[k]].pos == k &&
