@@ -2,9 +2,9 @@
 # Builds the libFuzzer targets in fuzz/ with clang (fuzzer + ASan + UBSan),
 # compiling the parser sources they exercise directly, and runs each for
 # FUZZ_SECONDS (default 60) over its seed corpus fuzz/corpus/<target>/ plus a
-# growing working corpus fuzz/corpus-<target>/ (git-ignored). Crashes land in
-# build/fuzz/ as crash-<target>-*; the script exits non-zero if any target
-# found one. Usage: scripts/fuzz.sh [TARGET...]   (default: all)
+# growing working corpus fuzz/corpus-<target>/ (git-ignored), with the
+# dictionary fuzz/<target>.dict when present. Crashes land in build/fuzz/ as
+# crash-<target>-*; the script exits non-zero if any target found one. Usage: scripts/fuzz.sh [TARGET...]   (default: all)
 # Env: FUZZ_SECONDS, FUZZ_JOBS (parallel workers per target, default 1),
 #      CLANG (default clang).
 set -u
@@ -48,6 +48,7 @@ for t in "${targets[@]}"; do
   echo "== fuzz: running $t for ${SECS}s"
   log="$OUT/$t.log"
   par=(); [ "$JOBS" -gt 1 ] && par=(-jobs="$JOBS" -workers="$JOBS")
+  [ -f "fuzz/$t.dict" ] && par+=(-dict="$REPO/fuzz/$t.dict")
   (cd "$OUT" && exec "./$t" -max_total_time="$SECS" "${par[@]}" -print_final_stats=1 \
     -artifact_prefix="crash-$t-" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
     "$REPO/fuzz/corpus-$t" "$REPO/fuzz/corpus/$t") >"$log" 2>&1
