@@ -851,9 +851,8 @@ static int page_rows(sqlite3 *db, const page_query *q, rows *out) {
            "SELECT " OBJ_COLS " FROM objects WHERE project_id = ? AND "
            "kind = ?%s%s%s ORDER BY created_at %s, seq %s LIMIT ?",
            q->filter ? " AND filter = ?" : "",
-           q->lo ? " AND (created_at > ? OR (created_at = ? AND seq > ?))" : "",
-           q->hi ? " AND (created_at < ? OR (created_at = ? AND seq < ?))" : "",
-           dir, dir);
+           q->lo ? " AND (created_at, seq) > (?, ?)" : "",
+           q->hi ? " AND (created_at, seq) < (?, ?)" : "", dir, dir);
   sqlite3_stmt *st = prep(db, sql);
   if (!st)
     return STORE_ERROR;
@@ -866,7 +865,6 @@ static int page_rows(sqlite3 *db, const page_query *q, rows *out) {
   for (int k = 0; k < 2; k++) {
     if (!b[k])
       continue;
-    sqlite3_bind_int64(st, i++, b[k]->created_at);
     sqlite3_bind_int64(st, i++, b[k]->created_at);
     sqlite3_bind_int64(st, i++, b[k]->seq);
   }
