@@ -644,7 +644,8 @@ static void set_defaults(tok_vocab *v, const tok_spec *s, const pre_def *pd) {
   TAKE(bos)
   TAKE(eos)
   TAKE(eot)
-  TAKE(eom) TAKE(unk) TAKE(sep) TAKE(pad) TAKE(mask)
+  TAKE(eom)
+  TAKE(unk) TAKE(sep) TAKE(pad) TAKE(mask)
 #undef TAKE
       if (s->add_bos >= 0) v->add_bos = s->add_bos;
   if (s->add_eos >= 0)
@@ -1116,9 +1117,10 @@ static int regex_split_span(pcre2_code *re, pcre2_match_data *md,
   PCRE2_SPTR subj = (PCRE2_SPTR)(text + off);
   size_t pos = 0, last = 0;
   while (pos < len) {
-    int rc = pcre2_match(re, subj, len, pos, 0, md, NULL);
+    int rc = pcre2_match(re, subj, len, pos, PCRE2_NO_UTF_CHECK, md, NULL);
     if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
-      rc = pcre2_match(re, subj, len, pos, PCRE2_NO_JIT, md, NULL);
+      rc = pcre2_match(re, subj, len, pos, PCRE2_NO_JIT | PCRE2_NO_UTF_CHECK,
+                       md, NULL);
     if (rc == PCRE2_ERROR_NOMATCH)
       break;
     if (rc < 0)

@@ -686,7 +686,57 @@ static void test_model_goldens(void) {
   CHECKF(bad == 0, "%d golden tokenizations differ", bad);
 }
 
+/* ---- optional throughput measurement (not a test: no assertion) ----
+ * HEARTH_TOK_BENCH=vocab.gguf HEARTH_TOK_BENCH_TEXT=file prints one JSON
+ * line: tokens, best of 3 ms, MB/s and an FNV-1a checksum of the ids (as
+ * little-endian int32), to compare with llama.cpp's on the same file. */
+#include <time.h>
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void bench_if_asked(void) {
+  const char *vp = getenv("HEARTH_TOK_BENCH"),
+             *tp = getenv("HEARTH_TOK_BENCH_TEXT");
+  if (!vp || !tp)
+    return;
+  char why[256] = "";
+  size_t tl;
+  tok_vocab *v = open_vocab(vp, why, sizeof why);
+  char *text = read_file(tp, &tl);
+  if (!v || !text) {
+    fprintf(stderr, "bench: %s\n", v ? "cannot read text" : why);
+    tok_free(v);
+    free(text);
+    return;
+  }
+  int cap = (int)tl + 16, n = 0;
+  int32_t *ids = malloc((size_t)cap * sizeof *ids);
+  double best = 1e30;
+  for (int r = 0; r < 3 && ids; r++) {
+    double t0 = now_ms();
+    n = tok_encode(v, text, tl, 0, 0, ids, cap);
+    double ms = now_ms() - t0;
+    best = ms < best ? ms : best;
+  }
+  uint32_t h = 2166136261u;
+  for (int i = 0; i < n; i++)
+    for (int b = 0; b < 4; b++)
+      h = (h ^ (((uint32_t)ids[i] >> (8 * b)) & 0xff)) * 16777619u;
+  printf("{\"model\":\"%s\",\"tokens\":%d,\"best_ms\":%.2f,\"mb_s\":%.2f,"
+         "\"fnv\":%u}\n",
+         strrchr(vp, '/') ? strrchr(vp, '/') + 1 : vp, n, best,
+         (double)tl / 1e6 / (best / 1e3), h);
+  free(ids);
+  free(text);
+  tok_free(v);
+}
+
 int main(void) {
+  bench_if_asked();
   RUN(test_spm_merges_and_prefix);
   RUN(test_spm_byte_fallback);
   RUN(test_spm_special_split);
