@@ -38,6 +38,7 @@
  * headers with room to spare (the default is 32 KiB). */
 #define CONN_POOL_BYTES (16 * 1024)
 #define FORM_MAX_FIELDS 64
+#define FILE_CHUNK (256 * 1024)   /* bytes per write of an uploaded file */
 #define FORM_MAX_TEXT (64 * 1024) /* one text field of a multipart body */
 /* After an error, the rest of a body is read and dropped (so the client,
  * still sending, gets the answer rather than a reset) up to this many
@@ -86,6 +87,8 @@ typedef struct reqstate {
   int multipart;
   api_form form;
   api_form_field *cur;
+  char *fbuf; /* file part bytes not yet written (FILE_CHUNK bytes) */
+  size_t fbuf_len;
   size_t body_len;
   long long received;
   char tail[1];
@@ -382,17 +385,43 @@ static int on_part_begin(void *u, const mp_part *p) {
   return 0;
 }
 
+/* Writes the file bytes gathered in st->fbuf to the current part's blob. */
+static int fbuf_flush(reqstate *st) {
+  api_form_field *x = st->cur;
+  if (st->fbuf_len && x && x->is_file &&
+      blob_write(x->blob, st->fbuf, st->fbuf_len) < 0) {
+    err_server(&st->err, "Could not write the uploaded file to disk.");
+    return 1;
+  }
+  st->fbuf_len = 0;
+  return 0;
+}
+
+/* File data arrives in pieces of a few KiB (libmicrohttpd's read buffer);
+ * it goes to disk in FILE_CHUNK writes. */
+static int file_data(reqstate *st, const char *d, size_t n) {
+  if (!st->fbuf && !(st->fbuf = malloc(FILE_CHUNK))) {
+    err_server(&st->err, "Out of memory.");
+    return 1;
+  }
+  st->cur->len += n;
+  while (n) {
+    size_t k = FILE_CHUNK - st->fbuf_len < n ? FILE_CHUNK - st->fbuf_len : n;
+    memcpy(st->fbuf + st->fbuf_len, d, k);
+    st->fbuf_len += k;
+    d += k;
+    n -= k;
+    if (st->fbuf_len == FILE_CHUNK && fbuf_flush(st))
+      return 1;
+  }
+  return 0;
+}
+
 static int on_part_data(void *u, const char *d, size_t n) {
   reqstate *st = u;
   api_form_field *x = st->cur;
-  if (x->is_file) {
-    if (blob_write(x->blob, d, n) < 0) {
-      err_server(&st->err, "Could not write the uploaded file to disk.");
-      return 1;
-    }
-    x->len += n;
-    return 0;
-  }
+  if (x->is_file)
+    return file_data(st, d, n);
   if (x->len + n > FORM_MAX_TEXT) {
     err_invalid(&st->err, x->name,
                 "The form field '%s' is too long (at most %d bytes).", x->name,
@@ -412,7 +441,10 @@ static int on_part_data(void *u, const char *d, size_t n) {
 }
 
 static int on_part_end(void *u) {
-  ((reqstate *)u)->cur = NULL;
+  reqstate *st = u;
+  if (fbuf_flush(st))
+    return 1;
+  st->cur = NULL;
   return 0;
 }
 
@@ -591,6 +623,7 @@ static enum MHD_Result health(reqstate *st) {
 
 static void reqstate_reset(reqstate *st) {
   api_form_free(&st->form);
+  free(st->fbuf);
   if (st->body_cap > BODY_KEEP) {
     free(st->body);
     st->body = NULL;
@@ -689,6 +722,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
     reqstate *st = *socket_context;
     if (st) {
       api_form_free(&st->form);
+      free(st->fbuf);
       free(st->body);
       free(st);
     }
@@ -743,7 +777,7 @@ http_server *http_start(const http_config *cfg, api_ctx *ctx, char *err,
   s->ctx = ctx;
   pthread_mutex_init(&s->streams_mu, NULL);
   s->router = cfg->table ? router_new(cfg->table, cfg->table_len)
-                          : router_new(routes, routes_count);
+                         : router_new(routes, routes_count);
   if (!s->router) {
     snprintf(err, errlen, "the route table is malformed");
     free(s);
