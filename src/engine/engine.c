@@ -515,13 +515,24 @@ static void attn_item_run(eng_ctx *c, int il, const eng_batch_tok *tok,
   const eng_model *m = c->m;
   const kv_cache *kv = &c->kv;
   const attn_group *gr = &c->attn_groups[it->gi];
-  const int hd = m->head_dim, Q = m->n_head * hd, nr = gr->nr;
+  const int hd = m->head_dim, Q = m->n_head * hd;
   const float scale = 1.0f / sqrtf((float)hd);
   const uint64_t bit = 1ull << gr->seq;
   uint16_t *q16 = c->attn_q16 + (size_t)ith * c->attn_rows * hd;
   float *S = c->attn_s + (size_t)ith * c->attn_rows * c->n_ctx;
   uint16_t *P = c->attn_p16 + (size_t)ith * c->attn_rows * c->n_ctx;
   const int nq = it->nt * it->nh;
+  /* causal: cells past the last one this block of tokens sees are skipped */
+  int32_t maxpos = -1;
+  for (int ti = 0; ti < it->nt; ti++) {
+    int32_t p = tok[c->attn_order[gr->t0 + it->t0 + ti]].pos;
+    if (p > maxpos)
+      maxpos = p;
+  }
+  int nr = gr->nr;
+  while (nr > 1 && !((kv->cells[gr->lo + nr - 1].seqs & bit) &&
+                     kv->cells[gr->lo + nr - 1].pos <= maxpos))
+    nr--;
   /* q16 = the queries of the item, rounded to f16 (row = token x head) */
   for (int ti = 0; ti < it->nt; ti++) {
     int t = c->attn_order[gr->t0 + it->t0 + ti];
