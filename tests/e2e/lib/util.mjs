@@ -80,8 +80,8 @@ export function multipart(fields, boundary = '----hearthE2E' + crypto.randomByte
 // Raw HTTP/1.1 over a socket: writes head + body (maybe partial), then
 // either ends the write side, destroys, or waits. Resolves {status, headers,
 // body, raw} of what came back (status 0 if nothing did) when the server
-// closes or timeoutMs passes.
-export function rawRequest(port, { head, body = Buffer.alloc(0), after = 'end', timeoutMs = 5000 }) {
+// closes or timeoutMs passes (untilClose: not at the first full response).
+export function rawRequest(port, { head, body = Buffer.alloc(0), after = 'end', timeoutMs = 5000, untilClose = false }) {
   return new Promise((resolve) => {
     const sock = net.connect(port, '127.0.0.1');
     const got = [];
@@ -97,7 +97,7 @@ export function rawRequest(port, { head, body = Buffer.alloc(0), after = 'end', 
     sock.on('data', (d) => {
       got.push(d);
       const p = parseRaw(Buffer.concat(got));
-      if (p.complete) finish();
+      if (p.complete && !untilClose) finish();
     });
     sock.on('error', finish);
     sock.on('close', finish);
