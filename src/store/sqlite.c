@@ -111,6 +111,12 @@ static sqlite3 *conn_get(store *s) {
 }
 
 static void conn_put(store *s, sqlite3 *db) {
+  /* Invariant: an idle connection holds no open statement or transaction
+   * (either would pin a WAL snapshot or the write lock). */
+  for (sqlite3_stmt *st = sqlite3_next_stmt(db, NULL); st;
+       st = sqlite3_next_stmt(db, st))
+    if (sqlite3_stmt_busy(st))
+      sqlite3_reset(st);
   if (!sqlite3_get_autocommit(db)) /* a failed path left a transaction */
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
   pthread_mutex_lock(&s->pool_mu);
@@ -119,13 +125,50 @@ static void conn_put(store *s, sqlite3 *db) {
   pthread_mutex_unlock(&s->pool_mu);
 }
 
+/* Statements are cached per connection: SQLite already lists a
+ * connection's statements (sqlite3_next_stmt), so a finished statement with
+ * the same SQL text is reset and reused instead of parsed again. */
+#define STMT_CACHE_MAX 48
+
 static sqlite3_stmt *prep(sqlite3 *db, const char *sql) {
-  sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+  sqlite3_stmt *st, *spare = NULL;
+  int n = 0;
+  for (st = sqlite3_next_stmt(db, NULL); st; st = sqlite3_next_stmt(db, st)) {
+    if (sqlite3_stmt_busy(st))
+      continue;
+    if (!strcmp(sqlite3_sql(st), sql)) {
+      sqlite3_reset(st);
+      sqlite3_clear_bindings(st);
+      return st;
+    }
+    spare = st;
+    n++;
+  }
+  if (n >= STMT_CACHE_MAX && spare)
+    sqlite3_finalize(spare);
+  st = NULL;
+  if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) !=
+      SQLITE_OK) {
     log_db(db, sql);
+    sqlite3_finalize(st);
     return NULL;
   }
   return st;
+}
+
+/* Hands a statement back to the cache (ends its read, frees bindings). */
+static void release(sqlite3_stmt *st) {
+  if (!st)
+    return;
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+}
+
+static void conn_close(sqlite3 *db) {
+  sqlite3_stmt *st;
+  while ((st = sqlite3_next_stmt(db, NULL)))
+    sqlite3_finalize(st);
+  sqlite3_close(db);
 }
 
 static void bind_text(sqlite3_stmt *st, int i, const char *v) {
@@ -141,7 +184,7 @@ static void copy_col(char *dst, size_t n, sqlite3_stmt *st, int col) {
  * constraint violation, STORE_ERROR otherwise. Finalizes st. */
 static int step_done(sqlite3 *db, sqlite3_stmt *st) {
   int rc = sqlite3_step(st);
-  sqlite3_finalize(st);
+  release(st);
   if (rc == SQLITE_DONE)
     return STORE_OK;
   if ((rc & 0xff) == SQLITE_CONSTRAINT)
@@ -192,7 +235,7 @@ static int schema_version_of(sqlite3 *db) {
   if (!st)
     return -1;
   int v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
-  sqlite3_finalize(st);
+  release(st);
   return v;
 }
 
@@ -294,7 +337,7 @@ void store_close(store *s) {
     return;
   /* Invariant: every connection is idle here (callers finished). */
   for (int i = 0; i < s->n_idle; i++)
-    sqlite3_close(s->idle[i]);
+    conn_close(s->idle[i]);
   pthread_mutex_destroy(&s->pool_mu);
   pthread_cond_destroy(&s->pool_cv);
   pthread_mutex_destroy(&s->cache_mu);
@@ -333,7 +376,7 @@ static int project_query(store *s, const char *sql, const char *arg,
     } else {
       log_db(db, "project");
     }
-    sqlite3_finalize(st);
+    release(st);
   }
   conn_put(s, db);
   return rc;
@@ -469,7 +512,7 @@ int store_key_by_hash(store *s, const char *hash, store_key *out) {
     } else {
       rc = r == SQLITE_DONE ? STORE_NOT_FOUND : STORE_ERROR;
     }
-    sqlite3_finalize(st);
+    release(st);
   }
   conn_put(s, db);
   if (rc == STORE_OK)
@@ -495,7 +538,7 @@ int store_key_count(store *s, long long *out) {
     *out = sqlite3_column_int64(st, 0);
     rc = STORE_OK;
   }
-  sqlite3_finalize(st);
+  release(st);
   conn_put(s, db);
   if (rc == STORE_OK) {
     pthread_mutex_lock(&s->cache_mu);
@@ -523,7 +566,7 @@ int store_key_each(store *s, int (*fn)(const store_key *k, void *ctx),
         break;
     }
     rc = (r == SQLITE_ROW || r == SQLITE_DONE) ? STORE_OK : STORE_ERROR;
-    sqlite3_finalize(st);
+    release(st);
   }
   conn_put(s, db);
   return rc;
@@ -608,19 +651,19 @@ static int rows_read(sqlite3 *db, sqlite3_stmt *st, rows *out) {
       size_t cap = out->cap ? out->cap * 2 : 16;
       row *v = realloc(out->v, cap * sizeof *v);
       if (!v) {
-        sqlite3_finalize(st);
+        release(st);
         return STORE_ERROR;
       }
       out->v = v;
       out->cap = cap;
     }
     if (row_decode(st, &out->v[out->n]) != STORE_OK) {
-      sqlite3_finalize(st);
+      release(st);
       return STORE_ERROR;
     }
     out->n++;
   }
-  sqlite3_finalize(st);
+  release(st);
   if (r != SQLITE_DONE) {
     log_db(db, "read rows");
     return STORE_ERROR;
@@ -669,7 +712,7 @@ static int write_obj(store *s, const char *sql, const char *project,
     if (rc == STORE_OK && sqlite3_changes(db) == 0)
       rc = STORE_EXISTS;
   } else {
-    sqlite3_finalize(st);
+    release(st);
   }
   conn_put(s, db);
   return rc;
@@ -831,7 +874,7 @@ static int cursor_pos(sqlite3 *db, const char *project, const char *kind,
   } else {
     rc = r == SQLITE_DONE ? STORE_NOT_FOUND : STORE_ERROR;
   }
-  sqlite3_finalize(st);
+  release(st);
   return rc;
 }
 
