@@ -94,6 +94,21 @@ static void s_axpy_f16(float *y, float a, const uint16_t *v, int n) {
     y[i] += a * q_fp16_to_fp32(v[i]);
 }
 
+static void s_attn_scores(float *out, const float *q, const uint16_t *base,
+                          const int32_t *idx, size_t stride, int n, int hd,
+                          float scale) {
+  for (int j = 0; j < n; j++)
+    out[j] =
+        scale * s_dot_f16(q, base + (size_t)(idx ? idx[j] : j) * stride, hd);
+}
+
+static void s_attn_values(float *out, const float *p, const uint16_t *base,
+                          const int32_t *idx, size_t stride, int n, int hd) {
+  memset(out, 0, sizeof(float) * (size_t)hd);
+  for (int j = 0; j < n; j++)
+    s_axpy_f16(out, p[j], base + (size_t)(idx ? idx[j] : j) * stride, hd);
+}
+
 /* Activation conversions for the float weight types (quant.c covers the
  * Q8 activation types). */
 static void s_quant_f32(const float *x, void *y, int64_t n) {
@@ -140,6 +155,8 @@ static void fill_scalar(k_ops *o) {
   o->f16_to_f32 = s_f16_to_f32;
   o->dot_f16 = s_dot_f16;
   o->axpy_f16 = s_axpy_f16;
+  o->attn_scores = s_attn_scores;
+  o->attn_values = s_attn_values;
 }
 
 static int level_from_env(void) {
@@ -324,6 +341,51 @@ int k_matmul_q(tpool *pool, int wtype, const void *W, int64_t rows,
 }
 
 typedef struct {
+  mm_job m[K_MULTI_MAX];
+  int n;
+  int64_t total; /* rows of all matrices */
+} mm_multi_job;
+
+/* Thread ith's share of the concatenated rows, cut at matrix boundaries. */
+static void mm_multi_worker(void *arg, int ith, int nth) {
+  const mm_multi_job *j = arg;
+  long long a, b;
+  tpool_split(j->total, ith, nth, 16, &a, &b);
+  int64_t base = 0;
+  for (int m = 0; m < j->n && base < b; base += j->m[m].rows, m++) {
+    int64_t lo = a > base ? a - base : 0;
+    int64_t hi = b - base < j->m[m].rows ? b - base : j->m[m].rows;
+    if (lo < hi)
+      mm_rows(&j->m[m], lo, hi);
+  }
+}
+
+int k_matmul_q_multi(tpool *pool, const k_mat *mats, int n_mats, int64_t cols,
+                     const void *Xq, int64_t n_tok) {
+  if (n_mats < 1 || n_mats > K_MULTI_MAX || cols <= 0 || cols > INT32_MAX ||
+      n_tok < 0)
+    return -1;
+  mm_multi_job j = {.n = n_mats};
+  int vdt = -1;
+  for (int m = 0; m < n_mats; m++) {
+    int t = mats[m].wtype;
+    if (!k_type_supported(t) || cols % qtype(t)->blck || mats[m].rows < 0 ||
+        (m > 0 && qtype(t)->vec_dot_type != vdt))
+      return -1;
+    vdt = qtype(t)->vec_dot_type;
+    j.m[m] =
+        (mm_job){ops(),        t,        mats[m].W, qtype_row_size(t, cols),
+                 mats[m].rows, cols,     Xq,        k_act_row_size(t, cols),
+                 n_tok,        mats[m].Y};
+    j.total += mats[m].rows;
+  }
+  if (n_tok == 0 || j.total == 0)
+    return 0;
+  tpool_run(pool, mm_multi_worker, &j);
+  return 0;
+}
+
+typedef struct {
   int vdt;
   const float *X;
   int64_t n_tok, cols;
@@ -427,6 +489,17 @@ float k_dot_f16(const float *q, const uint16_t *k, int n) {
 
 void k_axpy_f16(float *y, float a, const uint16_t *v, int n) {
   ops()->axpy_f16(y, a, v, n);
+}
+
+void k_attn_scores_f16(float *out, const float *q, const uint16_t *base,
+                       const int32_t *idx, size_t stride, int n, int hd,
+                       float scale) {
+  ops()->attn_scores(out, q, base, idx, stride, n, hd, scale);
+}
+
+void k_attn_values_f16(float *out, const float *p, const uint16_t *base,
+                       const int32_t *idx, size_t stride, int n, int hd) {
+  ops()->attn_values(out, p, base, idx, stride, n, hd);
 }
 
 /* ---- rope ---------------------------------------------------------------- */

@@ -36,7 +36,8 @@ int k_set_simd(int level);
  * IQ4_NL, IQ4_XS). */
 int k_type_supported(int type);
 
-/* ---- quantized dot products ------------------------------------------------ */
+/* ---- quantized dot products ------------------------------------------------
+ */
 
 /* *s = dot(x, y) over n elements (n a multiple of the type's block size):
  * x is one row of `type`, y is the activation already quantized to
@@ -53,7 +54,8 @@ void k_quantize_act(int vdt, const float *x, void *y, int64_t n);
  * its vec_dot_type). */
 size_t k_act_row_size(int wtype, int64_t n);
 
-/* ---- matrix multiplication -------------------------------------------------- */
+/* ---- matrix multiplication --------------------------------------------------
+ */
 
 /* Y[t*rows + r] = dot(W row r, X row t) for t < n_tok, r < rows.
  * W: rows x cols of wtype, rows contiguous (row r at r * row_size).
@@ -72,14 +74,32 @@ int k_matmul(tpool *pool, int wtype, const void *W, int64_t rows, int64_t cols,
 int k_matmul_q(tpool *pool, int wtype, const void *W, int64_t rows,
                int64_t cols, const void *Xq, int64_t n_tok, float *Y);
 
+/* Several matrices multiplied by the same quantized input in ONE pool
+ * dispatch (decode: Q, K and V; gate and up): the rows of all of them are
+ * split over the threads together. Every matrix has `cols` columns and a
+ * weight type with the same vec_dot_type (Xq is in it); mats[m].Y gets
+ * n_tok x mats[m].rows floats as in k_matmul. At most K_MULTI_MAX matrices.
+ * Returns 0, or -1 (unsupported type, mixed activation types, bad size). */
+enum { K_MULTI_MAX = 8 };
+typedef struct {
+  int wtype;
+  const void *W;
+  int64_t rows;
+  float *Y;
+} k_mat;
+int k_matmul_q_multi(tpool *pool, const k_mat *mats, int n_mats, int64_t cols,
+                     const void *Xq, int64_t n_tok);
+
 /* Quantizes n_tok rows of X (cols each) for wtype into Xq, split over the
  * pool. Xq must hold n_tok * k_act_row_size(wtype, cols) bytes. */
 void k_quantize_rows(tpool *pool, int wtype, const float *X, int64_t n_tok,
                      int64_t cols, void *Xq);
 
-/* ---- f32 helpers (n: any size) ----------------------------------------------- */
+/* ---- f32 helpers (n: any size)
+ * ----------------------------------------------- */
 
-/* y = x / sqrt(mean(x^2) + eps) * w   (w may be NULL: no weight). In place ok. */
+/* y = x / sqrt(mean(x^2) + eps) * w   (w may be NULL: no weight). In place ok.
+ */
 void k_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
 /* Stable softmax in place. */
 void k_softmax(float *x, int n);
@@ -103,6 +123,16 @@ void k_f16_to_f32(float *y, const uint16_t *x, int n);
  *   k_axpy_f16: y[i] += a * v[i]        (v f16) */
 float k_dot_f16(const float *q, const uint16_t *k, int n);
 void k_axpy_f16(float *y, float a, const uint16_t *v, int n);
+
+/* Attention rows over an f16 KV cache (one query head against many cached
+ * rows; row j starts at base + (idx ? idx[j] : j) * stride, hd halves):
+ *   k_attn_scores_f16: out[j] = scale * dot(q, K_j)             (j < n)
+ *   k_attn_values_f16: out[i] = sum_j p[j] * V_j[i]  (i < hd; overwrites) */
+void k_attn_scores_f16(float *out, const float *q, const uint16_t *base,
+                       const int32_t *idx, size_t stride, int n, int hd,
+                       float scale);
+void k_attn_values_f16(float *out, const float *p, const uint16_t *base,
+                       const int32_t *idx, size_t stride, int n, int hd);
 
 /* Rotary position embedding, in place, over n_heads heads of head_dim floats
  * (x[h*head_dim + i]) at position pos, rotating the first n_rot dims.

@@ -158,6 +158,67 @@ static void a_axpy_f16(float *y, float a, const uint16_t *v, int n) {
     y[i] += a * q_fp16_to_fp32(v[i]);
 }
 
+/* q . K_j for 4 rows at once (q chunk loaded once), hd a multiple of 8. */
+static void a_attn_scores(float *out, const float *q, const uint16_t *base,
+                          const int32_t *idx, size_t stride, int n, int hd,
+                          float scale) {
+  if (hd % 8) {
+    for (int j = 0; j < n; j++)
+      out[j] =
+          scale * a_dot_f16(q, base + (size_t)(idx ? idx[j] : j) * stride, hd);
+    return;
+  }
+  int j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const uint16_t *k[4];
+    __m256 acc[4];
+    for (int r = 0; r < 4; r++) {
+      k[r] = base + (size_t)(idx ? idx[j + r] : j + r) * stride;
+      acc[r] = _mm256_setzero_ps();
+    }
+    for (int i = 0; i < hd; i += 8) {
+      __m256 qv = _mm256_loadu_ps(q + i);
+      for (int r = 0; r < 4; r++)
+        acc[r] = _mm256_fmadd_ps(qv, load_f16x8(k[r] + i), acc[r]);
+    }
+    /* transpose-reduce the 4 accumulators into 4 sums */
+    __m256 s01 = _mm256_hadd_ps(acc[0], acc[1]);
+    __m256 s23 = _mm256_hadd_ps(acc[2], acc[3]);
+    __m256 s = _mm256_hadd_ps(s01, s23);
+    __m128 r4 =
+        _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    _mm_storeu_ps(out + j, _mm_mul_ps(r4, _mm_set1_ps(scale)));
+  }
+  for (; j < n; j++)
+    out[j] =
+        scale * a_dot_f16(q, base + (size_t)(idx ? idx[j] : j) * stride, hd);
+}
+
+/* out = sum_j p[j] V_j, 64 columns at a time kept in registers. */
+static void a_attn_values(float *out, const float *p, const uint16_t *base,
+                          const int32_t *idx, size_t stride, int n, int hd) {
+  int i = 0;
+  for (; i + 64 <= hd; i += 64) {
+    __m256 acc[8];
+    for (int k = 0; k < 8; k++)
+      acc[k] = _mm256_setzero_ps();
+    for (int j = 0; j < n; j++) {
+      const uint16_t *v = base + (size_t)(idx ? idx[j] : j) * stride + i;
+      __m256 pj = _mm256_set1_ps(p[j]);
+      for (int k = 0; k < 8; k++)
+        acc[k] = _mm256_fmadd_ps(pj, load_f16x8(v + 8 * k), acc[k]);
+    }
+    for (int k = 0; k < 8; k++)
+      _mm256_storeu_ps(out + i + 8 * k, acc[k]);
+  }
+  if (i < hd) {
+    memset(out + i, 0, sizeof(float) * (size_t)(hd - i));
+    for (int j = 0; j < n; j++)
+      a_axpy_f16(out + i, p[j], base + (size_t)(idx ? idx[j] : j) * stride + i,
+                 hd - i);
+  }
+}
+
 /* ==== activation quantizers (bit-identical to the reference) ============== */
 
 static void a_quant_q8_0(const float *x, void *vy, int64_t n) {
@@ -499,6 +560,8 @@ void k_register_avx2(k_ops *o) {
   o->f16_to_f32 = a_f16_to_f32;
   o->dot_f16 = a_dot_f16;
   o->axpy_f16 = a_axpy_f16;
+  o->attn_scores = a_attn_scores;
+  o->attn_values = a_attn_values;
 
   o->quant[QT_Q8_0] = a_quant_q8_0;
   o->quant[QT_Q8_1] = a_quant_q8_1;

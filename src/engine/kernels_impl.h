@@ -37,6 +37,11 @@ typedef struct {
   void (*f16_to_f32)(float *y, const uint16_t *x, int n);
   float (*dot_f16)(const float *q, const uint16_t *k, int n);
   void (*axpy_f16)(float *y, float a, const uint16_t *v, int n);
+  void (*attn_scores)(float *out, const float *q, const uint16_t *base,
+                      const int32_t *idx, size_t stride, int n, int hd,
+                      float scale);
+  void (*attn_values)(float *out, const float *p, const uint16_t *base,
+                      const int32_t *idx, size_t stride, int n, int hd);
 } k_ops;
 
 /* Fill in what each ISA level provides (leave other entries untouched). */

@@ -190,6 +190,95 @@ static void test_matmul(void) {
   k_set_simd(levels[n_levels - 1]);
 }
 
+static int close_arr(const float *a, const float *b, int n, float tol);
+
+/* k_matmul_q_multi == one k_matmul_q per matrix. */
+static void test_matmul_multi(void) {
+  const int64_t cols = 512, rows[3] = {40, 17, 70};
+  const int types[3] = {QT_Q5_0, QT_Q8_0, QT_Q4_0}; /* all Q8_0 activations */
+  tpool *p = tpool_create(3);
+  for (int nt = 1; nt <= 9; nt += 8) {
+    float *X = malloc(sizeof(float) * cols * nt), *tmp = malloc(4 * cols);
+    fill(X, cols * nt, 1.0f);
+    size_t xr = k_act_row_size(QT_Q8_0, cols);
+    unsigned char *Xq = malloc(xr * nt);
+    k_quantize_rows(p, QT_Q8_0, X, nt, cols, Xq);
+    k_mat mats[3];
+    float *ref[3];
+    for (int m = 0; m < 3; m++) {
+      size_t wr = qtype_row_size(types[m], cols);
+      unsigned char *W = malloc(wr * rows[m]);
+      for (int64_t r = 0; r < rows[m]; r++) {
+        fill(tmp, cols, 1.0f);
+        q_quant_row(types[m], tmp, W + r * wr, cols);
+      }
+      mats[m] = (k_mat){types[m], W, rows[m], malloc(4 * rows[m] * nt)};
+      ref[m] = malloc(4 * rows[m] * nt);
+      CHECK_INT(k_matmul_q(p, types[m], W, rows[m], cols, Xq, nt, ref[m]), 0);
+    }
+    CHECK_INT(k_matmul_q_multi(p, mats, 3, cols, Xq, nt), 0);
+    for (int m = 0; m < 3; m++) {
+      /* same dots; tiles may cut rows differently: float-order tolerance */
+      CHECK(close_arr(mats[m].Y, ref[m], (int)(rows[m] * nt), 1e-5f));
+      free((void *)mats[m].W), free(mats[m].Y), free(ref[m]);
+    }
+    /* mixed activation types are refused */
+    k_mat bad[2] = {{QT_Q8_0, NULL, 1, NULL}, {QT_Q4_K, NULL, 1, NULL}};
+    CHECK_INT(k_matmul_q_multi(p, bad, 2, 512, Xq, 1), -1);
+    free(X), free(tmp), free(Xq);
+  }
+  tpool_free(p);
+}
+
+/* Attention rows: scores and weighted values vs the helpers one row at a
+ * time, with an index list and odd counts. */
+static void test_attn_rows(void) {
+  enum { HD = 64, NR = 37, STRIDE = 3 * HD };
+  uint16_t kv[NR * STRIDE];
+  float q[2 * HD], tmp[STRIDE], p[NR], out[2 * HD], ref[2 * HD], sc[NR];
+  int32_t idx[NR];
+  for (int j = 0; j < NR; j++) {
+    fill(tmp, STRIDE, 1.0f);
+    k_f32_to_f16(kv + j * STRIDE, tmp, STRIDE);
+    idx[j] = (j * 11) % NR;
+    p[j] = frand();
+  }
+  fill(q, 2 * HD, 1.0f);
+  for (int l = 0; l < n_levels; l++) {
+    k_set_simd(levels[l]);
+    for (int n = 0; n <= NR; n += 9) {
+      for (int use_idx = 0; use_idx <= 1; use_idx++) {
+        const int32_t *ix = use_idx ? idx : NULL;
+        k_attn_scores_f16(sc, q, kv + HD, ix, STRIDE, n, HD, 0.125f);
+        for (int j = 0; j < n; j++) {
+          float r =
+              0.125f * k_dot_f16(q, kv + HD + (ix ? ix[j] : j) * STRIDE, HD);
+          CHECKF(fabsf(sc[j] - r) <= 1e-5f * (1 + fabsf(r)), "score %d %s", j,
+                 k_simd_name(levels[l]));
+        }
+        k_attn_values_f16(out, p, kv + HD, ix, STRIDE, n, HD);
+        memset(ref, 0, sizeof ref);
+        for (int j = 0; j < n; j++)
+          k_axpy_f16(ref, p[j], kv + HD + (ix ? ix[j] : j) * STRIDE, HD);
+        CHECKF(close_arr(out, ref, HD, 1e-5f), "values n=%d %s", n,
+               k_simd_name(levels[l]));
+      }
+    }
+    /* head dims that are not a multiple of 64 / 8 */
+    for (int hd = 4; hd <= 100; hd += 48) {
+      k_attn_values_f16(out, p, kv, NULL, STRIDE, 5, hd);
+      memset(ref, 0, sizeof ref);
+      for (int j = 0; j < 5; j++)
+        k_axpy_f16(ref, p[j], kv + j * STRIDE, hd);
+      CHECKF(close_arr(out, ref, hd, 1e-5f), "values hd=%d", hd);
+      k_attn_scores_f16(sc, q, kv, NULL, STRIDE, 6, hd, 1.0f);
+      for (int j = 0; j < 6; j++)
+        CHECK_NEAR(sc[j], k_dot_f16(q, kv + j * STRIDE, hd), 1e-4);
+    }
+  }
+  k_set_simd(levels[n_levels - 1]);
+}
+
 /* ---- f32 helpers ----------------------------------------------------------
  */
 
@@ -324,7 +413,9 @@ int main(void) {
   RUN(test_vec_dot);
   RUN(test_quantize_act_exact);
   RUN(test_matmul);
+  RUN(test_matmul_multi);
   RUN(test_f32_helpers);
+  RUN(test_attn_rows);
   RUN(test_rope);
   T_MAIN_END();
 }
