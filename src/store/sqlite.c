@@ -5,12 +5,14 @@
  * beyond PRAGMAs) so a PostgreSQL backend can reuse them.
  * Knows nothing about HTTP, api_error or the platform's JSON shapes. */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/ids.h"
 #include "core/paths.h"
@@ -311,6 +313,11 @@ int store_open(const char *data_dir, store **out, char *err, size_t errlen) {
     return STORE_ERROR;
   }
   snprintf(s->db_path, sizeof s->db_path, "%s/hearth.db", data_dir);
+  /* Created 0600 before SQLite sees it (its -wal/-shm inherit the mode):
+   * key hashes and every tenant's objects live here. */
+  int fd = open(s->db_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd >= 0)
+    close(fd);
   pthread_mutex_init(&s->pool_mu, NULL);
   pthread_cond_init(&s->pool_cv, NULL);
   pthread_mutex_init(&s->cache_mu, NULL);
