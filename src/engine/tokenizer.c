@@ -146,7 +146,13 @@ struct tok_vocab {
   int32_t *special; /* control/user-defined/unknown ids, longest text first */
   int n_special;
   int32_t byte_tok[256]; /* SPM byte fallback ids (-1 absent) */
-  char bl_utf8[256][3];  /* BPE: byte -> its byte-level character */
+  /* SPM: fingerprints of every adjacent character pair inside any token
+   * (0 = empty slot). Where two characters of the text form a pair absent
+   * here, no merge can cross: the text is cut there and the pieces merged
+   * independently, with the same result (see spm_tokenize). */
+  uint32_t *pairs;
+  uint32_t pairs_mask;
+  char bl_utf8[256][3]; /* BPE: byte -> its byte-level character */
   uint8_t bl_len[256];
   pcre2_code *re[MAX_RE];
   int n_re;
@@ -187,6 +193,7 @@ void tok_free(tok_vocab *v) {
   free(v->plen);
   free(v->eog);
   free(v->special);
+  free(v->pairs);
   free(v);
 }
 
@@ -562,6 +569,67 @@ static int build_pieces(tok_vocab *v) {
   return 0;
 }
 
+/* Fingerprint of the character pair a (an bytes) + b (bn bytes); never 0.
+ * Collisions only make a pair look present: fewer cuts, same result. */
+static uint32_t pair_fp(const char *a, size_t an, const char *b, size_t bn) {
+  uint32_t h = fnv_step(FNV_INIT, a, an);
+  h = fnv_step(h ^ (uint32_t)an * 0x9E3779B1u, b, bn);
+  return h ? h : 1;
+}
+
+static int pairs_has(const tok_vocab *v, uint32_t fp) {
+  for (uint32_t i = fp & v->pairs_mask;; i = (i + 1) & v->pairs_mask) {
+    if (v->pairs[i] == fp)
+      return 1;
+    if (v->pairs[i] == 0)
+      return 0;
+  }
+}
+
+static void pairs_add(tok_vocab *v, uint32_t fp) {
+  uint32_t i = fp & v->pairs_mask;
+  while (v->pairs[i] != 0 && v->pairs[i] != fp)
+    i = (i + 1) & v->pairs_mask;
+  v->pairs[i] = fp;
+}
+
+/* Calls fn on each adjacent character pair of t[0..n) (characters split as
+ * the tokenizer splits them). */
+static void each_pair(tok_vocab *v, const char *t, size_t n,
+                      void (*fn)(tok_vocab *, uint32_t), size_t *count) {
+  size_t prev = 0, pl = 0;
+  for (size_t o = 0; o < n;) {
+    size_t l = (size_t)utf8_len_lead((unsigned char)t[o]);
+    if (l > n - o)
+      l = n - o;
+    if (o > 0) {
+      if (fn)
+        fn(v, pair_fp(t + prev, pl, t + o, l));
+      if (count)
+        (*count)++;
+    }
+    prev = o;
+    pl = l;
+    o += l;
+  }
+}
+
+static int build_pairs(tok_vocab *v) {
+  size_t total = 0;
+  for (int i = 0; i < v->n; i++)
+    each_pair(v, vtext(v, i), v->len[i], NULL, &total);
+  uint32_t cap = 1024;
+  while (cap < total * 2 && cap < (1u << 30))
+    cap <<= 1;
+  v->pairs = calloc(cap, sizeof *v->pairs);
+  if (!v->pairs)
+    return -1;
+  v->pairs_mask = cap - 1;
+  for (int i = 0; i < v->n; i++)
+    each_pair(v, vtext(v, i), v->len[i], pairs_add, NULL);
+  return 0;
+}
+
 static void build_byte_tables(tok_vocab *v) {
   for (int b = 0; b < 256; b++) {
     char hex[8];
@@ -645,7 +713,10 @@ static void set_defaults(tok_vocab *v, const tok_spec *s, const pre_def *pd) {
   TAKE(eos)
   TAKE(eot)
   TAKE(eom)
-  TAKE(unk) TAKE(sep) TAKE(pad) TAKE(mask)
+  TAKE(unk)
+  TAKE(sep)
+  TAKE(pad)
+  TAKE(mask)
 #undef TAKE
       if (s->add_bos >= 0) v->add_bos = s->add_bos;
   if (s->add_eos >= 0)
@@ -669,6 +740,8 @@ static int build_all(tok_vocab *v, const tok_spec *s, const pre_def *pd,
     return TOK_ERR_NOMEM;
   apply_name_hacks(v, s->name);
   build_byte_tables(v);
+  if (v->kind == TOK_KIND_SPM && build_pairs(v))
+    return TOK_ERR_NOMEM;
   if (v->kind == TOK_KIND_BPE)
     return compile_pre(v, pd, err, errlen);
   return TOK_OK;
@@ -996,15 +1069,13 @@ static void spm_emit(const tok_vocab *v, const sym *s, idbuf *out) {
   }
 }
 
-/* One SentencePiece session over already-escaped text. */
-static int spm_tokenize(const tok_vocab *v, const char *s, size_t n,
-                        idbuf *out) {
+/* Merges s[0..n) by score (llama.cpp llm_tokenizer_spm_session). */
+static int spm_merge(const tok_vocab *v, const char *s, size_t n, sym *syms,
+                     bheap *qp, idbuf *out) {
   if (n == 0)
     return 0;
-  sym *syms = malloc(n * sizeof *syms);
-  bheap q = {0};
-  if (!syms)
-    return -1;
+  bheap q = *qp;
+  q.n = 0;
   int ns = split_chars(s, n, syms), rc = 0;
   for (int i = 1; i < ns && !rc; i++)
     rc = spm_try_bigram(v, syms, &q, i - 1, i);
@@ -1024,6 +1095,40 @@ static int spm_tokenize(const tok_vocab *v, const char *s, size_t n,
   }
   for (int i = 0; i != -1 && !rc && ns > 0; i = syms[i].next)
     spm_emit(v, &syms[i], out);
+  *qp = q; /* keeps the grown heap storage for the next piece */
+  return rc;
+}
+
+/* One SentencePiece session over already-escaped text. llama.cpp merges
+ * the whole text in one priority queue; merges never cross a point whose
+ * two neighbouring characters appear adjacent in no token (no bigram there
+ * is ever a token), and the queue order restricted to one side is that
+ * side's own order, so merging the pieces between such points one by one
+ * gives the same tokens with small queues. */
+static int spm_tokenize(const tok_vocab *v, const char *s, size_t n,
+                        idbuf *out) {
+  if (n == 0)
+    return 0;
+  sym *syms = malloc(n * sizeof *syms);
+  bheap q = {0};
+  if (!syms)
+    return -1;
+  size_t start = 0, prev = 0, pl = 0;
+  int rc = 0;
+  for (size_t o = 0; o < n && !rc;) {
+    size_t l = (size_t)utf8_len_lead((unsigned char)s[o]);
+    if (l > n - o)
+      l = n - o;
+    if (o > 0 && !pairs_has(v, pair_fp(s + prev, pl, s + o, l))) {
+      rc = spm_merge(v, s + start, o - start, syms, &q, out);
+      start = o;
+    }
+    prev = o;
+    pl = l;
+    o += l;
+  }
+  if (!rc)
+    rc = spm_merge(v, s + start, n - start, syms, &q, out);
   free(syms);
   free(q.h);
   return rc;
