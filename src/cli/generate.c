@@ -228,6 +228,12 @@ int cli_generate(int argc, char **argv) {
   int cap = (int)plen + 8;
   int32_t *ids = malloc(sizeof(int32_t) * (size_t)cap);
   int n_ids = ids ? eng_tokenize(m, o.prompt, plen, !o.raw, 1, ids, cap) : -1;
+  if (n_ids < 0 && -n_ids > cap) { /* byte fallback: more ids than bytes */
+    cap = -n_ids;
+    int32_t *more = realloc(ids, sizeof(int32_t) * (size_t)cap);
+    ids = more ? more : ids;
+    n_ids = more ? eng_tokenize(m, o.prompt, plen, !o.raw, 1, ids, cap) : -1;
+  }
   if (n_ids <= 0) {
     fprintf(stderr, "hearth generate: %s\n",
             n_ids == 0 ? "the prompt has no tokens" : "cannot tokenize");
