@@ -185,12 +185,13 @@ static void add_common_headers(reqstate *st, struct MHD_Response *r) {
   MHD_add_response_header(r, "openai-processing-ms", ms);
   MHD_add_response_header(r, "openai-version", "2020-10-01");
   MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
-  MHD_add_response_header(
-      r, "Access-Control-Expose-Headers",
-      "x-request-id, openai-processing-ms, openai-version, "
-      "x-ratelimit-limit-requests, x-ratelimit-limit-tokens, "
-      "x-ratelimit-remaining-requests, x-ratelimit-remaining-tokens, "
-      "x-ratelimit-reset-requests, x-ratelimit-reset-tokens");
+  if (header(st, "Origin")) /* only browsers read it: save the bytes */
+    MHD_add_response_header(
+        r, "Access-Control-Expose-Headers",
+        "x-request-id, openai-processing-ms, openai-version, "
+        "x-ratelimit-limit-requests, x-ratelimit-limit-tokens, "
+        "x-ratelimit-remaining-requests, x-ratelimit-remaining-tokens, "
+        "x-ratelimit-reset-requests, x-ratelimit-reset-tokens");
 }
 
 static enum MHD_Result queue(reqstate *st, int status, struct MHD_Response *r) {
