@@ -287,11 +287,12 @@ static int run(serve_opts *o, const char *data) {
     fprintf(stderr, "hearth serve: %s\n", err);
     goto out;
   }
-  printf("hearth listening on http://%s:%d (data %s)%s\n", o->http.host,
-         http_port(srv), data,
-         o->http.allow_open ? " - no API keys configured: any bearer token "
-                              "is accepted on this loopback address"
-                            : "");
+  if (o->http.allow_open)
+    fprintf(stderr, "hearth: no API keys configured: any bearer token is "
+                    "accepted on this loopback address (hearth keys create "
+                    "makes one)\n");
+  printf("hearth listening on http://%s:%d (data %s)\n", o->http.host,
+         http_port(srv), data);
   fflush(stdout);
   while (sigwait(&sigs, &sig) != 0)
     ;
