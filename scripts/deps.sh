@@ -3,7 +3,8 @@
 # Called by the Makefile when pkg-config or node misses something.
 set -e
 PKGS="build-essential pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
-libssl-dev libpcre2-dev libcurl4-openssl-dev clang nodejs npm wrk nginx curl"
+libssl-dev libpcre2-dev libcurl4-openssl-dev clang nodejs npm wrk nginx curl
+libicu-dev"
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 missing=""
