@@ -272,6 +272,8 @@ struct eng_ctx {
   attn_group *attn_groups;     /* (n_seq) */
   attn_item *attn_items;       /* ((n_batch + n_seq) * n_head) */
   int attn_n_items, attn_rows; /* rows = ATTN_TB * heads per kv head */
+  float *attn_qf;              /* (n_threads, rows, head_dim) */
+  int32_t *attn_vpos;          /* (n_threads, n_ctx) */
   uint16_t *attn_q16;          /* (n_threads, rows, head_dim) */
   float *attn_s;               /* (n_threads, rows, n_ctx) scores */
   uint16_t *attn_p16;          /* (n_threads, rows, n_ctx) probabilities */
@@ -328,6 +330,8 @@ static int ctx_alloc(eng_ctx *c) {
   c->attn_groups = xcalloc((size_t)c->n_seq, sizeof(attn_group), &bad);
   c->attn_items =
       xcalloc((B + c->n_seq) * (size_t)m->n_head, sizeof(attn_item), &bad);
+  c->attn_qf = xcalloc(T * c->attn_rows * m->head_dim, sizeof(float), &bad);
+  c->attn_vpos = xcalloc(T * c->n_ctx, sizeof(int32_t), &bad);
   c->attn_q16 = xcalloc(T * c->attn_rows * m->head_dim, 2, &bad);
   c->attn_s = xcalloc(T * c->attn_rows * c->n_ctx, sizeof(float), &bad);
   c->attn_p16 = xcalloc(T * c->attn_rows * c->n_ctx, 2, &bad);
@@ -392,6 +396,8 @@ void eng_ctx_free(eng_ctx *c) {
   free(c->attn_groups);
   free(c->attn_items);
   free(c->attn_q16);
+  free(c->attn_qf);
+  free(c->attn_vpos);
   free(c->attn_s);
   free(c->attn_p16);
   free(c->all_cells);
@@ -521,6 +527,7 @@ static void attn_item_run(eng_ctx *c, int il, const eng_batch_tok *tok,
   uint16_t *q16 = c->attn_q16 + (size_t)ith * c->attn_rows * hd;
   float *S = c->attn_s + (size_t)ith * c->attn_rows * c->n_ctx;
   uint16_t *P = c->attn_p16 + (size_t)ith * c->attn_rows * c->n_ctx;
+  float *qf = c->attn_qf + (size_t)ith * c->attn_rows * hd;
   const int nq = it->nt * it->nh;
   /* causal: cells past the last one this block of tokens sees are skipped */
   int32_t maxpos = -1;
@@ -533,42 +540,58 @@ static void attn_item_run(eng_ctx *c, int il, const eng_batch_tok *tok,
   while (nr > 1 && !((kv->cells[gr->lo + nr - 1].seqs & bit) &&
                      kv->cells[gr->lo + nr - 1].pos <= maxpos))
     nr--;
-  /* q16 = the queries of the item, rounded to f16 (row = token x head) */
+  /* position of each cell of the range as this sequence sees it (INT32_MAX:
+   * not its cell); the range is padded to 16 cells for the SIMD loops */
+  int32_t *vpos = c->attn_vpos + (size_t)ith * c->n_ctx;
+  int np = (nr + 15) & ~15;
+  if (gr->lo + np > kv->n_cells)
+    np = nr;
+  for (int j = 0; j < np; j++) {
+    const kv_cell *cl = &kv->cells[gr->lo + j];
+    vpos[j] = j < nr && (cl->seqs & bit) ? cl->pos : INT32_MAX;
+  }
+  /* qf = the queries of the item rounded to f16, as llama.cpp rounds them
+   * for its f16 K.q product (row r = token r / nh, head h0 + r % nh) */
   for (int ti = 0; ti < it->nt; ti++) {
     int t = c->attn_order[gr->t0 + it->t0 + ti];
-    for (int j = 0; j < it->nh; j++)
-      k_quantize_act(QT_F16, c->q + (size_t)t * Q + (size_t)(it->h0 + j) * hd,
-                     q16 + (size_t)(ti * it->nh + j) * hd, hd);
+    for (int j = 0; j < it->nh; j++) {
+      size_t r = (size_t)(ti * it->nh + j) * hd;
+      k_f32_to_f16(q16 + r, c->q + (size_t)t * Q + (size_t)(it->h0 + j) * hd,
+                   hd);
+      k_f16_to_f32(qf + r, q16 + r, hd);
+    }
   }
-  /* S = K[g][lo .. lo+nr) . q16 */
-  const uint16_t *K = kv->k[il] + ((size_t)it->g * kv->n_cells + gr->lo) * hd;
-  k_matmul_q(NULL, QT_F16, K, nr, hd, q16, nq, S);
+  /* S[r][j] = sum_d qf[r][d] * K[g][d][lo + j]: long f16 axpys over cells */
+  const size_t nc = (size_t)kv->n_cells;
+  const uint16_t *K = kv->k[il] + (size_t)it->g * hd * nc + gr->lo;
+  memset(S, 0, sizeof(float) * (size_t)nq * np);
+  for (int d = 0; d < hd; d++)
+    for (int r = 0; r < nq; r++)
+      k_axpy_f16(S + (size_t)r * np, qf[(size_t)r * hd + d], K + d * nc, np);
+  const uint16_t *V = kv->v[il] + (size_t)it->g * hd * nc + gr->lo;
   for (int r = 0; r < nq; r++) {
     int t = c->attn_order[gr->t0 + it->t0 + r / it->nh];
     int h = it->h0 + r % it->nh;
-    float *s = S + (size_t)r * nr;
+    int32_t pos = tok[t].pos;
+    float *s = S + (size_t)r * np;
     /* mask (other sequences, later positions), scale, softmax */
     float mx = -INFINITY;
-    for (int j = 0; j < nr; j++) {
-      const kv_cell *cl = &kv->cells[gr->lo + j];
-      int vis = (cl->seqs & bit) && cl->pos <= tok[t].pos;
-      s[j] = vis ? s[j] * scale : -INFINITY;
-      if (s[j] > mx)
-        mx = s[j];
+    for (int j = 0; j < np; j++) {
+      s[j] = vpos[j] <= pos ? s[j] * scale : -INFINITY;
+      mx = s[j] > mx ? s[j] : mx;
     }
     double sum = 0;
-    for (int j = 0; j < nr; j++) {
+    for (int j = 0; j < np; j++) {
       s[j] = s[j] == -INFINITY ? 0.0f : expf(s[j] - mx);
       sum += s[j];
     }
-    k_scale(s, (float)(1.0 / sum), nr);
-    uint16_t *p = P + (size_t)r * nr;
-    k_quantize_act(QT_F16, s, p, nr);
-    /* att[t][h] = V[g] rows . p */
-    const uint16_t *V = kv->v[il] + (size_t)it->g * hd * kv->n_cells + gr->lo;
+    k_scale(s, (float)(1.0 / sum), np);
+    /* p rounded to f16 (llama.cpp's f16 V.p product); att = V[g] rows . p */
+    uint16_t *p = P + (size_t)r * np;
+    k_quantize_act(QT_F16, s, p, np);
     float *out = c->att + (size_t)t * Q + (size_t)h * hd;
     for (int d = 0; d < hd; d++)
-      k_vec_dot(QT_F16, nr, out + d, V + (size_t)d * kv->n_cells, p);
+      k_vec_dot(QT_F16, np, out + d, V + d * nc, p);
   }
 }
 
@@ -616,15 +639,17 @@ static void qkv_post(eng_ctx *c, const mlayer *L, int il, int t, int32_t pos) {
                             m->rope_freqs, m->rope_neox};
   k_rope(q, m->n_head, hd, pos, &rp);
   k_rope(k, m->n_head_kv, hd, pos, &rp);
-  /* keys as rows K[g][cell], values transposed V[g][d][cell] */
+  /* keys and values transposed: K[g][d][cell], V[g][d][cell] */
   const size_t cell = (size_t)c->cell_of[t], nc = (size_t)c->kv.n_cells;
   uint16_t v16[KV];
   k_f32_to_f16(v16, v, KV);
-  for (int g = 0; g < m->n_head_kv; g++)
-    k_f32_to_f16(c->kv.k[il] + ((size_t)g * nc + cell) * hd, k + g * hd, hd);
-  uint16_t *V = c->kv.v[il];
-  for (int i = 0; i < KV; i++)
+  uint16_t k16[KV];
+  k_f32_to_f16(k16, k, KV);
+  uint16_t *K = c->kv.k[il], *V = c->kv.v[il];
+  for (int i = 0; i < KV; i++) {
+    K[(size_t)i * nc + cell] = k16[i];
     V[(size_t)i * nc + cell] = v16[i];
+  }
 }
 
 static void step_token(eng_ctx *c, int il, int step, int t, int32_t pos) {
