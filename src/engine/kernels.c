@@ -296,7 +296,8 @@ static void tile_by_vec_dot(const mm_job *j, int64_t r0, int nr, int64_t t0,
 }
 
 static void mm_rows(const mm_job *j, int64_t r0, int64_t r1) {
-  k_tile_fn tile = j->o->tile[j->wtype];
+  /* decode: one vec_dot per row (tiles pay off only across tokens) */
+  k_tile_fn tile = j->n_tok > 1 ? j->o->tile[j->wtype] : NULL;
   int mr = tile ? j->o->tile_mr[j->wtype] : 1;
   int nt_max = tile ? j->o->tile_nt[j->wtype] : 1;
   for (int64_t tb = 0; tb < j->n_tok; tb += MM_TOK_BLOCK) {

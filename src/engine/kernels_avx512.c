@@ -12,39 +12,14 @@
 
 #pragma GCC target("avx512vnni")
 
-/* ==== vec_dot (VNNI) ========================================================
- */
-
-/* 8 int32 partial sums of x*y over 32 signed bytes with vpdpbusd. */
-static inline __m256i dot_i8_vnni(__m256i x, __m256i y) {
-  const __m256i bias = _mm256_set1_epi8((char)0x80);
-  __m256i ysum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), bias, y);
-  __m256i acc = _mm256_sub_epi32(_mm256_setzero_si256(), ysum);
-  return _mm256_dpbusd_epi32(acc, _mm256_xor_si256(x, bias), y);
-}
-
-static void vd_q8_0_vnni(int n, float *s, const void *vx, const void *vy) {
-  const block_q8_0 *x = vx;
-  const block_q8_0 *y = vy;
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  int nb = n / QK8_0, i = 0;
-  for (; i + 2 <= nb; i += 2) {
-    __m256i p0 = dot_i8_vnni(dec_q8_0(&x[i]),
-                             _mm256_loadu_si256((const __m256i *)y[i].qs));
-    __m256i p1 = dot_i8_vnni(dec_q8_0(&x[i + 1]),
-                             _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
-    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * f16(y[i].d)),
-                           _mm256_cvtepi32_ps(p0), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i + 1].d) * f16(y[i + 1].d)),
-                           _mm256_cvtepi32_ps(p1), acc1);
-  }
-  for (; i < nb; i++) {
-    __m256i p = dot_i8_vnni(dec_q8_0(&x[i]),
-                            _mm256_loadu_si256((const __m256i *)y[i].qs));
-    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * f16(y[i].d)),
-                           _mm256_cvtepi32_ps(p), acc0);
-  }
-  *s = hsum_ps(_mm256_add_ps(acc0, acc1));
+/* Q5_0 block with the fifth bits from a mask register: q - 16 where the
+ * bit is clear. */
+static inline __m256i dec_q5_0_k(const block_q5_0 *b) {
+  uint32_t qh;
+  memcpy(&qh, b->qh, 4);
+  __m256i u = nibbles16(b->qs);
+  return _mm256_mask_sub_epi8(u, _cvtu32_mask32(~qh), u,
+                              _mm256_set1_epi8(0x10));
 }
 
 /* ==== matmul tiles (VNNI) ==================================================
@@ -114,7 +89,7 @@ static inline __m512 zpair_ps(float lo, float hi) {
 
 K_TILE_Q8ACT_VNNI(tile_q8_0_vnni, block_q8_0, dec_q8_0, QT_Q8_0, 4, 4)
 K_TILE_Q8ACT_VNNI(tile_q4_0_vnni, block_q4_0, dec_q4_0, QT_Q4_0, 4, 4)
-K_TILE_Q8ACT_VNNI(tile_q5_0_vnni, block_q5_0, dec_q5_0, QT_Q5_0, 4, 4)
+K_TILE_Q8ACT_VNNI(tile_q5_0_vnni, block_q5_0, dec_q5_0_k, QT_Q5_0, 4, 4)
 K_TILE_Q8ACT_VNNI(tile_iq4_nl_vnni, block_iq4_nl, dec_iq4_nl, QT_IQ4_NL, 4, 4)
 
 /* ---- K-quant tiles: zmm vpdpbusd over 64 unpacked bytes, per-lane scale
@@ -238,6 +213,154 @@ static void tile_q6_k_zmm(int n, const void *W, size_t ws, int nr,
   }
 }
 
+/* ==== K-quant vec_dot on zmm (decode) ===================================== */
+
+/* Q4_K (qh NULL) / Q5_K: 16 int32 lanes summing to sum_j sc[j] * q.y over
+ * sub-block j. 64 elements per step: the 32 bytes of chunk j hold sub-block
+ * 2j in their low nibbles and 2j+1 in their high nibbles, which are exactly
+ * the next 64 activations. */
+static inline __m512i q4k_block_dot_zmm(const uint8_t *qs, const uint8_t *qh,
+                                        const uint8_t *sc, const int8_t *yq) {
+  const __m512i m4 = _mm512_set1_epi8(0x0f), b4 = _mm512_set1_epi8(0x10);
+  __m256i hb =
+      qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+  /* int16 lane l of step j covers elements 64j + 2l, +1: sub-block
+   * 2j + l / 16 */
+  const __m512i sc16 = _mm512_castsi128_si512(
+      _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
+  __m512i idx =
+      _mm512_set_epi16(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0,
+                       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+  __m512i sumi = _mm512_setzero_si512();
+  for (int j = 0; j < 4; j++) {
+    __m512i mul = _mm512_permutexvar_epi16(idx, sc16);
+    idx = _mm512_add_epi16(idx, _mm512_set1_epi16(2));
+    __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+    __m512i q = _mm512_and_si512(zpair(v, _mm256_srli_epi16(v, 4)), m4);
+    if (qh) {
+      __m512i h = zpair(_mm256_slli_epi16(hb, 4), _mm256_slli_epi16(hb, 3));
+      q = _mm512_or_si512(q, _mm512_and_si512(h, b4));
+      hb = _mm256_srli_epi16(hb, 2);
+    }
+    __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512(yq + 64 * j));
+    sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(p, mul));
+  }
+  return sumi;
+}
+
+static void vd_q45k_zmm(int is5, int n, float *s, const void *vx,
+                        const void *vy) {
+  const block_q8_K *y = vy;
+  __m512 acc = _mm512_setzero_ps();
+  float summ = 0;
+  for (int i = 0; i < n / QK_K; i++) {
+    uint8_t sc[16];
+    __m512i sumi;
+    float d, dmin;
+    if (is5) {
+      const block_q5_K *x = (const block_q5_K *)vx + i;
+      unpack_q4k_scales(x->scales, sc);
+      sumi = q4k_block_dot_zmm(x->qs, x->qh, sc, y[i].qs);
+      d = f16(x->d), dmin = f16(x->dmin);
+    } else {
+      const block_q4_K *x = (const block_q4_K *)vx + i;
+      unpack_q4k_scales(x->scales, sc);
+      sumi = q4k_block_dot_zmm(x->qs, NULL, sc, y[i].qs);
+      d = f16(x->d), dmin = f16(x->dmin);
+    }
+    summ += y[i].d * dmin * (float)mins_dot(sc + 8, y[i].bsums);
+    acc = _mm512_fmadd_ps(_mm512_set1_ps(y[i].d * d), _mm512_cvtepi32_ps(sumi),
+                          acc);
+  }
+  *s = _mm512_reduce_add_ps(acc) - summ;
+}
+
+static void vd_q4_k_zmm(int n, float *s, const void *vx, const void *vy) {
+  vd_q45k_zmm(0, n, s, vx, vy);
+}
+
+static void vd_q5_k_zmm(int n, float *s, const void *vx, const void *vy) {
+  vd_q45k_zmm(1, n, s, vx, vy);
+}
+
+/* Q6_K: per half of 128 elements, ql's 64 bytes give elements 0..63 (low
+ * nibbles) and 64..127 (high nibbles); qh's 32 bytes add bit pairs 0-1/2-3
+ * and 4-5/6-7 to them. Scales per 16 elements via vpermw. */
+static void vd_q6_k_zmm(int n, float *s, const void *vx, const void *vy) {
+  const block_q6_K *x = vx;
+  const block_q8_K *y = vy;
+  const __m512i m4 = _mm512_set1_epi8(0x0f), h2 = _mm512_set1_epi8(0x30);
+  /* int16 lane l of a 64-element step covers elements 2l, 2l+1: group l/8 */
+  const __m512i g0 =
+      _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1,
+                       1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i g4 = _mm512_add_epi16(g0, _mm512_set1_epi16(4));
+  __m512 acc = _mm512_setzero_ps();
+  for (int i = 0; i < n / QK_K; i++) {
+    __m512i sc16 = _mm512_castsi256_si512(
+        _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales)));
+    __m512i sumi = _mm512_setzero_si512();
+    for (int h = 0; h < 2; h++) {
+      __m512i l = _mm512_loadu_si512(x[i].ql + 64 * h);
+      __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
+      __m512i h01 = zpair(_mm256_slli_epi16(qh, 4), _mm256_slli_epi16(qh, 2));
+      __m512i h23 = zpair(qh, _mm256_srli_epi16(qh, 2));
+      __m512i q01 =
+          _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_and_si512(h01, h2));
+      __m512i q23 =
+          _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                          _mm512_and_si512(h23, h2));
+      const int8_t *yq = y[i].qs + 128 * h;
+      /* groups of this half: 8h .. 8h+7; q01 -> 8h+0..3, q23 -> 8h+4..7 */
+      __m512i base = _mm512_set1_epi16((int16_t)(8 * h));
+      __m512i s01 = _mm512_permutexvar_epi16(_mm512_add_epi16(g0, base), sc16);
+      __m512i s23 = _mm512_permutexvar_epi16(_mm512_add_epi16(g4, base), sc16);
+      __m512i p01 = _mm512_maddubs_epi16(q01, _mm512_loadu_si512(yq));
+      __m512i p23 = _mm512_maddubs_epi16(q23, _mm512_loadu_si512(yq + 64));
+      sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(p01, s01));
+      sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(p23, s23));
+    }
+    int corr = 32 * scales16_dot(x[i].scales, y[i].bsums);
+    sumi = _mm512_sub_epi32(sumi, _mm512_maskz_set1_epi32(1, corr));
+    acc = _mm512_fmadd_ps(_mm512_set1_ps(y[i].d * f16(x[i].d)),
+                          _mm512_cvtepi32_ps(sumi), acc);
+  }
+  *s = _mm512_reduce_add_ps(acc);
+}
+
+/* Q5_0 (and Q4_0 / IQ4_NL via DECODE) against Q8_0, two blocks per zmm:
+ * vpdpbusd of the biased weights, bias removed with -128 * sum(y). */
+#define K_VD_Q8ACT_ZMM(NAME, BT, DECODE)                                       \
+  static void NAME(int n, float *s, const void *vx, const void *vy) {          \
+    const BT *x = vx;                                                          \
+    const block_q8_0 *y = vy;                                                  \
+    const __m512i bias = _mm512_set1_epi8((char)0x80);                         \
+    const int nb = n / 32;                                                     \
+    __m512 acc = _mm512_setzero_ps();                                          \
+    for (int i = 0; i < nb; i += 2) {                                          \
+      const int two = i + 1 < nb;                                              \
+      __m256i hi = two ? DECODE(&x[i + 1]) : _mm256_setzero_si256();           \
+      __m512i uq = _mm512_xor_si512(zpair(DECODE(&x[i]), hi), bias);           \
+      __m256i ylo = _mm256_loadu_si256((const __m256i *)y[i].qs);              \
+      __m256i yhi = two ? _mm256_loadu_si256((const __m256i *)y[i + 1].qs)     \
+                        : _mm256_setzero_si256();                              \
+      __m512i yv = zpair(ylo, yhi);                                            \
+      __m512i neg = _mm512_sub_epi32(                                          \
+          _mm512_setzero_si512(),                                              \
+          _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, yv));              \
+      __m512i p = _mm512_dpbusd_epi32(neg, uq, yv);                            \
+      __m512 d = zpair_ps(f16(x[i].d) * f16(y[i].d),                           \
+                          two ? f16(x[i + 1].d) * f16(y[i + 1].d) : 0.0f);     \
+      acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);                    \
+    }                                                                          \
+    *s = _mm512_reduce_add_ps(acc);                                            \
+  }
+
+K_VD_Q8ACT_ZMM(vd_q5_0_zmm, block_q5_0, dec_q5_0_k)
+K_VD_Q8ACT_ZMM(vd_q4_0_zmm, block_q4_0, dec_q4_0)
+K_VD_Q8ACT_ZMM(vd_iq4_nl_zmm, block_iq4_nl, dec_iq4_nl)
+K_VD_Q8ACT_ZMM(vd_q8_0_zmm, block_q8_0, dec_q8_0)
+
 static void set_tile(k_ops *o, int type, k_tile_fn f, int mr, int nt) {
   o->tile[type] = f;
   o->tile_mr[type] = mr;
@@ -247,7 +370,13 @@ static void set_tile(k_ops *o, int type, k_tile_fn f, int mr, int nt) {
 void k_register_avx512(k_ops *o, int has_vnni) {
   if (!has_vnni)
     return; /* the AVX2 kernels serve AVX-512 without VNNI */
-  o->vec_dot[QT_Q8_0] = vd_q8_0_vnni;
+  o->vec_dot[QT_Q8_0] = vd_q8_0_zmm;
+  o->vec_dot[QT_Q4_0] = vd_q4_0_zmm;
+  o->vec_dot[QT_Q5_0] = vd_q5_0_zmm;
+  o->vec_dot[QT_IQ4_NL] = vd_iq4_nl_zmm;
+  o->vec_dot[QT_Q4_K] = vd_q4_k_zmm;
+  o->vec_dot[QT_Q5_K] = vd_q5_k_zmm;
+  o->vec_dot[QT_Q6_K] = vd_q6_k_zmm;
   set_tile(o, QT_Q8_0, tile_q8_0_vnni, 4, 4);
   set_tile(o, QT_Q4_0, tile_q4_0_vnni, 4, 4);
   set_tile(o, QT_Q5_0, tile_q5_0_vnni, 4, 4);
