@@ -3,6 +3,7 @@
  * queries and concurrent use from several threads. */
 #include <ftw.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -324,6 +325,31 @@ static void test_open_errors(void) {
   CHECK(strlen(err) > 0);
 }
 
+static void test_newer_schema_is_refused(void) {
+  char dir[64], err[256] = "", db[128];
+  store *s = open_tmp(dir);
+  if (!s) {
+    CHECK(0);
+    return;
+  }
+  store_close(s);
+  /* a database written by a future hearth */
+  snprintf(db, sizeof db, "%s/hearth.db", dir);
+  sqlite3 *raw;
+  CHECK_INT(sqlite3_open(db, &raw), SQLITE_OK);
+  CHECK_INT(sqlite3_exec(raw,
+                         "INSERT INTO schema_version (version, applied_at) "
+                         "VALUES (999, 0)",
+                         NULL, NULL, NULL),
+            SQLITE_OK);
+  sqlite3_close(raw);
+  s = NULL;
+  CHECK_INT(store_open(dir, &s, err, sizeof err), STORE_ERROR);
+  CHECK(s == NULL);
+  CHECK(strlen(err) > 0);
+  nftw(dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+}
+
 int main(void) {
   RUN(test_crud_and_isolation);
   RUN(test_update);
@@ -332,5 +358,6 @@ int main(void) {
   RUN(test_each_and_expired);
   RUN(test_concurrent_threads);
   RUN(test_open_errors);
+  RUN(test_newer_schema_is_refused);
   T_MAIN_END();
 }
