@@ -2,6 +2,7 @@
  * with valid / missing / wrong keys, open loopback mode, the OpenAI-Project
  * header, key revocation. */
 #include <ftw.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "core/auth.h"
@@ -150,10 +151,65 @@ static void test_project_header(void) {
   nftw(dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
 }
 
+typedef struct racer {
+  store *s;
+  const char *hdr;
+  int ok, bad;
+} racer;
+
+static void *race(void *arg) {
+  racer *r = arg;
+  for (int i = 0; i < 2000; i++) {
+    principal p;
+    api_error e;
+    if (auth_resolve(r->s, r->hdr, NULL, 0, &p, &e) == 0)
+      r->ok++;
+    else
+      r->bad++;
+  }
+  return NULL;
+}
+
+/* Resolving from many threads while keys change: valid keys always pass,
+ * the cache never hands out a wrong answer. */
+static void test_concurrent_resolve(void) {
+  char dir[64], keys[4][AUTH_KEY_MAX], hdrs[5][512];
+  store *s = open_tmp(dir);
+  if (!s) {
+    CHECK(0);
+    return;
+  }
+  api_error e;
+  for (int i = 0; i < 4; i++) {
+    auth_key_create(s, i % 2 ? "odd" : "even", 0, keys[i], NULL, &e);
+    snprintf(hdrs[i], sizeof hdrs[i], "Bearer %s", keys[i]);
+  }
+  snprintf(hdrs[4], sizeof hdrs[4], "Bearer %s", "sk-hearth-not-a-key");
+  pthread_t th[5];
+  racer r[5];
+  for (int i = 0; i < 5; i++) {
+    r[i] = (racer){s, hdrs[i], 0, 0};
+    pthread_create(&th[i], NULL, race, &r[i]);
+  }
+  char extra[AUTH_KEY_MAX];
+  for (int i = 0; i < 20; i++) /* invalidates the cache under the racers */
+    auth_key_create(s, "churn", 0, extra, NULL, &e);
+  for (int i = 0; i < 5; i++)
+    pthread_join(th[i], NULL);
+  for (int i = 0; i < 4; i++) {
+    CHECK_INT(r[i].ok, 2000);
+    CHECK_INT(r[i].bad, 0);
+  }
+  CHECK_INT(r[4].ok, 0);
+  store_close(s);
+  nftw(dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+}
+
 int main(void) {
   RUN(test_hash_and_redact);
   RUN(test_create_and_resolve);
   RUN(test_open_mode);
   RUN(test_project_header);
+  RUN(test_concurrent_resolve);
   T_MAIN_END();
 }
