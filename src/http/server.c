@@ -228,12 +228,6 @@ static enum MHD_Result send_error(reqstate *st, const api_error *e) {
   return queue(st, e->status, r);
 }
 
-static void free_raw(void *cls) {
-  api_resp *holder = cls;
-  holder->raw_free(holder->raw_cls);
-  free(holder);
-}
-
 /* ------------------------------------------------- streamed bodies */
 
 static void stream_suspend(void *cls) {
@@ -306,16 +300,11 @@ static enum MHD_Result send_resp(reqstate *st, api_resp *resp) {
     if (r)
       resp->fd = -1; /* the response closes it */
   } else if (resp->raw && resp->raw_free) {
-    api_resp *holder = malloc(sizeof *holder);
-    if (holder) {
-      *holder = *resp;
-      r = MHD_create_response_from_buffer_with_free_callback_cls(
-          resp->raw_len, (void *)resp->raw, free_raw, holder);
-      if (r)
-        resp->raw_free = NULL; /* the response frees it */
-      else
-        free(holder);
-    }
+    /* raw_free has the shape of libmicrohttpd's free callback */
+    r = MHD_create_response_from_buffer_with_free_callback_cls(
+        resp->raw_len, (void *)resp->raw, resp->raw_free, resp->raw_cls);
+    if (r)
+      resp->raw_free = NULL; /* the response frees it */
   } else if (resp->raw) {
     r = MHD_create_response_from_buffer(resp->raw_len, (void *)resp->raw,
                                         MHD_RESPMEM_PERSISTENT);
