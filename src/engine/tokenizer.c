@@ -140,7 +140,8 @@ struct tok_vocab {
   char *pblob;
   uint32_t *poff, *plen;
   int32_t bos, eos, eot, eom, unk, sep, pad, mask;
-  int add_bos, add_eos, add_space_prefix, ignore_merges, clean_spaces;
+  int add_bos, add_eos, add_sep, add_space_prefix, ignore_merges, clean_spaces;
+  int max_token_len; /* bytes of the longest token text (WordPiece) */
   int32_t *eog;
   int n_eog;
   int32_t *special; /* control/user-defined/unknown ids, longest text first */
@@ -170,7 +171,8 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...) {
 void tok_spec_init(tok_spec *s) {
   memset(s, 0, sizeof *s);
   s->bos = s->eos = s->eot = s->eom = s->unk = s->sep = s->pad = s->mask = -1;
-  s->add_bos = s->add_eos = s->add_space_prefix = s->remove_extra_space = -1;
+  s->add_bos = s->add_eos = s->add_sep = s->add_space_prefix = -1;
+  s->remove_extra_space = -1;
 }
 
 void tok_free(tok_vocab *v) {
@@ -665,6 +667,8 @@ static int build_tokens(tok_vocab *v, const tok_spec *s) {
   if (!v->score || !v->attr)
     return -1;
   for (int i = 0; i < v->n; i++) {
+    if ((int)v->len[i] > v->max_token_len)
+      v->max_token_len = (int)v->len[i];
     v->score[i] = s->scores ? s->scores[i] : 0.0f;
     v->attr[i] = s->types ? attr_of_type(s->types[i]) : A_NORMAL;
   }
@@ -696,16 +700,20 @@ static int build_merges(tok_vocab *v, const tok_spec *s) {
 }
 
 static void set_defaults(tok_vocab *v, const tok_spec *s, const pre_def *pd) {
+  v->eot = v->eom = v->sep = v->pad = v->mask = -1;
   if (v->kind == TOK_KIND_SPM) {
     v->bos = 1, v->eos = 2, v->unk = 0;
     v->add_bos = 1, v->add_space_prefix = 1;
+  } else if (v->kind == TOK_KIND_WPM) { /* BERT: [CLS] text [SEP] */
+    v->bos = 101, v->eos = -1, v->unk = 100, v->sep = 102, v->pad = 0;
+    v->mask = 103;
+    v->add_bos = 1, v->add_sep = 1, v->clean_spaces = 1;
   } else {
     v->bos = 11, v->eos = 11, v->unk = -1;
     v->add_bos = pd && pd->add_bos > 0;
     v->ignore_merges = pd && pd->ignore_merges;
     v->clean_spaces = pd ? pd->clean_spaces : 1;
   }
-  v->eot = v->eom = v->sep = v->pad = v->mask = -1;
 #define TAKE(f)                                                                \
   if (s->f >= 0 && s->f < v->n)                                                \
     v->f = s->f;
@@ -718,12 +726,16 @@ static void set_defaults(tok_vocab *v, const tok_spec *s, const pre_def *pd) {
   TAKE(pad)
   TAKE(mask)
 #undef TAKE
-      if (s->add_bos >= 0) v->add_bos = s->add_bos;
+  if (s->add_bos >= 0)
+    v->add_bos = s->add_bos;
   if (s->add_eos >= 0)
     v->add_eos = s->add_eos;
   if (s->add_space_prefix >= 0)
     v->add_space_prefix = s->add_space_prefix;
+  if (s->add_sep >= 0)
+    v->add_sep = s->add_sep;
   v->bos = valid_id(v, v->bos);
+  v->sep = valid_id(v, v->sep);
   v->eos = valid_id(v, v->eos);
   v->unk = valid_id(v, v->unk);
 }
@@ -753,11 +765,6 @@ int tok_build(const tok_spec *s, tok_vocab **out, char *err, size_t errlen) {
   if (!kind) {
     set_err(err, errlen, "unknown tokenizer model '%s'",
             s->model ? s->model : "(none)");
-    return TOK_ERR_UNSUPPORTED;
-  }
-  if (kind == TOK_KIND_WPM) {
-    set_err(err, errlen,
-            "tokenizer model 'bert' (WordPiece) is not implemented");
     return TOK_ERR_UNSUPPORTED;
   }
   const pre_def *pd = NULL;
@@ -808,6 +815,9 @@ int32_t tok_unk(const tok_vocab *v) {
 }
 int32_t tok_pad(const tok_vocab *v) {
   return v->pad;
+}
+int32_t tok_sep(const tok_vocab *v) {
+  return v->sep;
 }
 int tok_add_bos(const tok_vocab *v) {
   return v->add_bos && v->bos >= 0;
@@ -1389,6 +1399,107 @@ static int bpe_encode(const tok_vocab *v, const char *text, const fraglist *fl,
   return 0;
 }
 
+/* ======================= WordPiece (BERT) ======================= */
+
+/* Greedy longest-match of one "▁word" (w[0..n)), as llama.cpp: byte
+ * positions, at most max_token_len bytes per try; a word with an
+ * unmatchable position becomes a single [UNK]. */
+static void wpm_word(const tok_vocab *v, const char *w, size_t n, idbuf *out) {
+  int start = out->n;
+  for (size_t i = 0; i < n; i++) {
+    size_t j = i + (size_t)v->max_token_len + 1;
+    if (j > n)
+      j = n;
+    int32_t id = -1;
+    for (; j > i; j--)
+      if ((id = strmap_get(&v->map, w + i, j - i)) >= 0)
+        break;
+    if (id < 0) {
+      out->n = start; /* discard the word's tokens */
+      break;
+    }
+    push_id(out, id);
+    i = j - 1;
+  }
+  if (out->n == start)
+    push_id(out, v->unk);
+}
+
+static int is_cjk_ideograph(uint32_t c) {
+  return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) ||
+         (c >= 0x20000 && c <= 0x2A6DF) || (c >= 0x2A700 && c <= 0x2B73F) ||
+         (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B920 && c <= 0x2CEAF) ||
+         (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
+}
+
+/* Word buffer: "▁" then the word's characters. */
+typedef struct {
+  char *b;
+  size_t n;
+} wbuf;
+
+static void wpm_flush(const tok_vocab *v, wbuf *w, idbuf *out) {
+  if (w->n > 3)
+    wpm_word(v, w->b, w->n, out);
+  w->n = 3;
+}
+
+/* llama.cpp's WordPiece preprocessing: each code point replaced by the first
+ * of its NFD decomposition; whitespace separates words; NUL, U+FFFD and
+ * control characters vanish; the rest is lowercased; punctuation, ASCII
+ * symbols and CJK ideographs are words of their own. */
+static int wpm_fragment(const tok_vocab *v, const char *s, size_t n,
+                        idbuf *out) {
+  wbuf w = {malloc(n * 4 + 8), 3};
+  if (!w.b)
+    return -1;
+  memcpy(w.b, "\xe2\x96\x81", 3);
+  for (size_t i = 0; i < n;) {
+    uint32_t cp;
+    int l = utf8_decode(s + i, n - i, &cp);
+    if (l <= 0)
+      cp = 0xFFFD, l = 1;
+    i += (size_t)l;
+    cp = ucp_nfd_first(cp);
+    int f = ucp_flags(cp);
+    if (f & UCP_WHITESPACE) {
+      wpm_flush(v, &w, out);
+      continue;
+    }
+    if (cp == 0 || cp == 0xFFFD || (f & UCP_CONTROL))
+      continue;
+    char enc[4];
+    int el = utf8_encode(ucp_tolower(cp), enc);
+    int alone = (f & UCP_PUNCT) || (cp < 0x7F && (f & UCP_SYMBOL)) ||
+                is_cjk_ideograph(cp);
+    if (alone)
+      wpm_flush(v, &w, out);
+    memcpy(w.b + w.n, enc, (size_t)el);
+    w.n += (size_t)el;
+    if (alone)
+      wpm_flush(v, &w, out);
+  }
+  wpm_flush(v, &w, out);
+  free(w.b);
+  return 0;
+}
+
+static int wpm_encode(const tok_vocab *v, const char *text, const fraglist *fl,
+                      int add_special, idbuf *out) {
+  if (add_special && v->add_bos && v->bos >= 0)
+    push_id(out, v->bos);
+  for (int i = 0; i < fl->n; i++) {
+    const frag *f = &fl->f[i];
+    if (f->tok >= 0)
+      push_id(out, f->tok);
+    else if (wpm_fragment(v, text + f->off, f->len, out))
+      return -1;
+  }
+  if (add_special && v->add_sep && v->sep >= 0)
+    push_id(out, v->sep);
+  return 0;
+}
+
 /* ======================= encode ======================= */
 
 int tok_encode(const tok_vocab *v, const char *text, size_t len,
@@ -1402,7 +1513,9 @@ int tok_encode(const tok_vocab *v, const char *text, size_t len,
     return TOK_ERR_NOMEM;
   idbuf ob = {out, max_out, 0};
   int rc = v->kind == TOK_KIND_SPM ? spm_encode(v, text, &fl, add_special, &ob)
-                                   : bpe_encode(v, text, &fl, add_special, &ob);
+           : v->kind == TOK_KIND_WPM
+               ? wpm_encode(v, text, &fl, add_special, &ob)
+               : bpe_encode(v, text, &fl, add_special, &ob);
   free(fl.f);
   if (rc)
     return TOK_ERR_NOMEM;
@@ -1594,6 +1707,9 @@ static void read_ids(const gguf_file *f, tok_spec *s) {
   get_id(f, "tokenizer.ggml.seperator_token_id", &s->sep);
   get_id(f, "tokenizer.ggml.padding_token_id", &s->pad);
   get_id(f, "tokenizer.ggml.mask_token_id", &s->mask);
+  if (s->bos < 0)
+    get_id(f, "tokenizer.ggml.cls_token_id", &s->bos); /* BERT's [CLS] */
+  get_flag(f, "tokenizer.ggml.add_sep_token", &s->add_sep);
   get_flag(f, "tokenizer.ggml.add_bos_token", &s->add_bos);
   get_flag(f, "tokenizer.ggml.add_eos_token", &s->add_eos);
   get_flag(f, "tokenizer.ggml.add_space_prefix", &s->add_space_prefix);

@@ -1,7 +1,9 @@
 /* tokenizer.h: text <-> token ids for GGUF vocabularies, matching llama.cpp
  * token for token: SentencePiece-style ("llama": bigram merges by score, byte
  * fallback), byte-level BPE ("gpt2": PCRE2 pre-tokenizer per
- * tokenizer.ggml.pre, merge ranks), special/control token splitting, and a
+ * tokenizer.ggml.pre, merge ranks), WordPiece ("bert": first code point of
+ * NFD, lowercase, greedy longest match), special/control token splitting,
+ * and a
  * streaming detokenizer that never emits half a UTF-8 character.
  *
  * Knows GGUF metadata keys (through gguf.h) and nothing about models,
@@ -61,6 +63,7 @@ typedef struct {
   /* special ids, -1 = not given (then inferred as llama.cpp does) */
   int32_t bos, eos, eot, eom, unk, sep, pad, mask;
   int add_bos, add_eos;   /* -1 = default for the kind */
+  int add_sep;            /* WordPiece: [SEP] at the end; -1 = default */
   int add_space_prefix;   /* -1 = default for the kind */
   int remove_extra_space; /* -1 = default */
 } tok_spec;
@@ -84,6 +87,8 @@ int32_t tok_eos(const tok_vocab *v); /* -1 when none */
 int32_t tok_eot(const tok_vocab *v); /* -1 when none */
 int32_t tok_unk(const tok_vocab *v); /* -1 when none */
 int32_t tok_pad(const tok_vocab *v); /* -1 when none */
+int32_t tok_sep(const tok_vocab *v); /* -1 when none (BERT's [SEP]) */
+int32_t tok_sep(const tok_vocab *v); /* -1 when none (BERT's [SEP]) */
 int tok_add_bos(const tok_vocab *v); /* 1 when add_special adds BOS */
 int tok_add_eos(const tok_vocab *v); /* 1 when add_special adds EOS */
 /* 1 if id ends a generation (eos, eot, eom, <|im_end|>, <|endoftext|>...). */
@@ -96,7 +101,8 @@ const char *tok_text(const tok_vocab *v, int32_t id, size_t *len);
 /* Id of an exact vocabulary string, -1 when absent. */
 int32_t tok_find(const tok_vocab *v, const char *text, size_t len);
 
-/* Text to ids. add_special: BOS/EOS as the vocabulary asks; parse_special:
+/* Text to ids. add_special: BOS/EOS ([CLS]/[SEP] for WordPiece) as the
+ * vocabulary asks; parse_special:
  * control/user-defined token texts in the input become those tokens.
  * Returns the number of ids written; -(needed) when max_out is too small
  * (out then holds the first max_out ids; needed > max_out); or a TOK_ERR_*

@@ -4,6 +4,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unicode/uchar.h>
+#include <unicode/unorm2.h>
+#include <unicode/utf16.h>
 
 int utf8_len_lead(unsigned char c) {
   static const int lens[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
@@ -168,4 +171,56 @@ int bytelevel_byte(uint32_t cp) {
   if (k < 67)
     return (int)(0x7F + k - 33);
   return 0xAD;
+}
+
+/* ---- code point properties (ICU) ---- */
+
+int ucp_flags(uint32_t cp) {
+  if (cp > 0x10FFFF)
+    return 0;
+  UChar32 c = (UChar32)cp;
+  int f = u_hasBinaryProperty(c, UCHAR_WHITE_SPACE) ? UCP_WHITESPACE : 0;
+  switch (u_charType(c)) {
+  case U_CONTROL_CHAR:
+  case U_FORMAT_CHAR:
+  case U_PRIVATE_USE_CHAR:
+  case U_SURROGATE:
+    return f | UCP_CONTROL;
+  case U_DASH_PUNCTUATION:
+  case U_START_PUNCTUATION:
+  case U_END_PUNCTUATION:
+  case U_CONNECTOR_PUNCTUATION:
+  case U_OTHER_PUNCTUATION:
+  case U_INITIAL_PUNCTUATION:
+  case U_FINAL_PUNCTUATION:
+    return f | UCP_PUNCT;
+  case U_MATH_SYMBOL:
+  case U_CURRENCY_SYMBOL:
+  case U_MODIFIER_SYMBOL:
+  case U_OTHER_SYMBOL:
+    return f | UCP_SYMBOL;
+  default:
+    return f;
+  }
+}
+
+uint32_t ucp_tolower(uint32_t cp) {
+  return cp > 0x10FFFF ? cp : (uint32_t)u_tolower((UChar32)cp);
+}
+
+uint32_t ucp_nfd_first(uint32_t cp) {
+  if (cp < 0xC0 || cp > 0x10FFFF)
+    return cp; /* nothing below U+00C0 decomposes */
+  UErrorCode e = U_ZERO_ERROR;
+  const UNormalizer2 *nfd = unorm2_getNFDInstance(&e);
+  if (U_FAILURE(e) || !nfd)
+    return cp;
+  UChar buf[32];
+  int32_t n = unorm2_getDecomposition(nfd, (UChar32)cp, buf, 32, &e);
+  if (U_FAILURE(e) || n <= 0)
+    return cp;
+  UChar32 first;
+  int32_t i = 0;
+  U16_NEXT(buf, i, n, first);
+  return (uint32_t)first;
 }

@@ -1,8 +1,10 @@
 /* unicode.h: the small UTF-8 helpers the tokenizer needs: sequence lengths,
  * strict validation and sanitizing (invalid bytes -> U+FFFD), code point
  * encoding, and GPT-2's byte <-> printable-code-point table used by
- * byte-level BPE vocabularies. Character classes (\p{L}, \p{N}, ...) are
- * PCRE2's job, not this file's. Knows nothing about vocabularies. */
+ * byte-level BPE vocabularies, and the few code point properties WordPiece's
+ * normalizer needs (through ICU). Pre-tokenizer character classes (\p{L},
+ * \p{N}, ...) are PCRE2's job, not this file's. Knows nothing about
+ * vocabularies. */
 #ifndef HEARTH_UNICODE_H
 #define HEARTH_UNICODE_H
 
@@ -42,5 +44,20 @@ int utf8_decode(const char *s, size_t n, uint32_t *cp);
 uint32_t bytelevel_cp(unsigned char b);
 /* The byte a code point stands for, or -1 when cp is not in the table. */
 int bytelevel_byte(uint32_t cp);
+
+/* Code point properties (ICU), with llama.cpp's meanings. */
+enum {
+  UCP_WHITESPACE = 1, /* White_Space property */
+  UCP_CONTROL = 2,    /* general category Cc, Cf, Co or Cs */
+  UCP_PUNCT = 4,      /* general category P* */
+  UCP_SYMBOL = 8,     /* general category S* */
+};
+int ucp_flags(uint32_t cp);
+/* Simple lowercase mapping (cp itself when none). */
+uint32_t ucp_tolower(uint32_t cp);
+/* First code point of cp's canonical decomposition (NFD), cp itself when it
+ * has none: "Ä" -> "A". llama.cpp's WordPiece normalizer maps each code
+ * point this way. */
+uint32_t ucp_nfd_first(uint32_t cp);
 
 #endif

@@ -512,8 +512,8 @@ static tok_vocab *open_vocab(const char *path, char *why, size_t whylen) {
 }
 
 static const char *const VOCABS[] = {
-    "llama-spm", "phi-3",  "llama-bpe", "qwen2",
-    "gpt-2",     "falcon", "starcoder", "deepseek-coder",
+    "llama-spm", "phi-3",     "llama-bpe",      "qwen2",    "gpt-2",
+    "falcon",    "starcoder", "deepseek-coder", "bert-bge",
 };
 
 /* ../shared's directory sub (e.g. "testdata/tokenizers") into buf, or NULL
@@ -593,18 +593,6 @@ static void test_llamacpp_vectors(void) {
     free(out);
     tok_free(v);
   }
-}
-
-static void test_llamacpp_vectors_bert(void) {
-  char dir[512], path[600], why[256] = "";
-  if (!shared_sub("testdata/tokenizers", dir, sizeof dir))
-    SKIP("../shared/testdata/tokenizers absent: no llama.cpp vectors");
-  snprintf(path, sizeof path, "%s/ggml-vocab-bert-bge.gguf", dir);
-  tok_vocab *v = open_vocab(path, why, sizeof why);
-  if (!v)
-    SKIP("bert-bge: %s", why);
-  tok_free(v);
-  CHECKF(0, "bert-bge loads: add its vectors to VOCABS");
 }
 
 /* tokenize[] of a golden file: ids (no special parsing) and ids_special. */
@@ -750,7 +738,6 @@ int main(void) {
   RUN(test_fixture_spm);
   RUN(test_fixture_bpe);
   RUN(test_llamacpp_vectors);
-  RUN(test_llamacpp_vectors_bert);
   RUN(test_model_goldens);
   T_MAIN_END();
 }
