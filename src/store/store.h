@@ -125,7 +125,8 @@ int store_delete(store *s, const char *project, const char *kind,
  * back if fn returns 0. fn's nonzero return is passed through unchanged and
  * nothing is written (use positive values distinct from STORE_* codes, e.g.
  * 100+). STORE_NOT_FOUND if absent. Concurrent updates of one object are
- * serialized. */
+ * serialized. fn runs inside the write transaction: it must not call the
+ * store (other writers wait on it) and should be quick. */
 typedef int (*store_update_fn)(store_obj *o, void *ctx);
 int store_update(store *s, const char *project, const char *kind,
                  const char *id, store_update_fn fn, void *ctx);
