@@ -33,7 +33,12 @@ trap cleanup EXIT INT TERM
 free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 
 # --- hearth, with a key so auth runs --------------------------------------
-mkdir -p "$TMP/data"
+mkdir -p "$TMP/data/models"
+# A few models so the list renders real objects: minimal valid GGUF headers
+# (v3, no tensors, no metadata), listed by file name.
+for m in bench-llama-3b bench-qwen-0.5b bench-embed-small; do
+  printf 'GGUF\003\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000' >"$TMP/data/models/$m.gguf"
+done
 KEY=$("$HEARTH" keys create --project bench --data "$TMP/data" | grep -v '^\s*$' | tail -n 1)
 [ -n "$KEY" ] || { echo "bench: hearth keys create printed no key"; exit 1; }
 HPORT=$(free_port)
