@@ -2,8 +2,9 @@
  * decoder model with a *.golden.json recorded by node-llama-cpp (the in-repo
  * goldens of fixtures in tests/golden/, rebuilt with the fixture maker, and
  * the shared test data in ../shared/testdata/models when present), the
- * prompt plus the golden greedy continuation is evaluated teacher-forced in
- * one batch (in chunks of 16) and compared: the top-5 probabilities at every
+ * prompt is evaluated in one batch (in chunks of 16: the prefill path) and
+ * the golden greedy continuation token by token (the decode path), teacher
+ * forced, and compared: the top-5 probabilities at every
  * position and greedy step, and the argmax where llama.cpp's top-2 margin is
  * clear. Tolerances: see `tolerance` below; each model prints its figures.
  * Uses only the public API (engine.h), the fixture maker, and jansson. */
@@ -155,13 +156,10 @@ static int check_golden(const char *golden_path, const char *model_at,
   float *p = malloc(sizeof(float) * nv);
   cmp_stats st = {0};
   if (!rc && b.tok && p) {
-    /* prompt, then the golden greedy tokens (teacher forced) */
+    /* the prompt in one batch (chunks of n_batch: prefill path) */
     for (int i = 0; i < np; i++)
       eng_batch_add(&b, (int32_t)json_integer_value(json_array_get(prompt, i)),
                     i, 0, 1);
-    for (int k = 0; k < ng; k++)
-      eng_batch_add(&b, (int32_t)json_integer_value(json_array_get(gtoks, k)),
-                    np + k, 0, 1);
     rc = eng_decode(ctx, &b);
     CHECKF(rc == ENG_OK, "decode: %s", eng_ctx_last_error(ctx));
     for (int i = 0; !rc && i < np; i++) {
@@ -169,9 +167,20 @@ static int check_golden(const char *golden_path, const char *model_at,
       json_t *pos = json_array_get(positions, i);
       compare_top(p, nv, json_object_get(pos, "top"), tol, "position", i, &st);
     }
-    /* step k's distribution follows prompt + greedy[0..k) */
+    /* then the golden greedy tokens one at a time (decode path, teacher
+     * forced): step k's distribution follows prompt + greedy[0..k) */
     for (int k = 0; !rc && k < (int)json_array_size(steps) && k < ng; k++) {
-      softmax(eng_get_logits(ctx, np - 1 + k), p, nv);
+      if (k > 0) {
+        eng_batch_clear(&b);
+        eng_batch_add(&b,
+                      (int32_t)json_integer_value(json_array_get(gtoks, k - 1)),
+                      np + k - 1, 0, 1);
+        rc = eng_decode(ctx, &b);
+        CHECKF(rc == ENG_OK, "decode: %s", eng_ctx_last_error(ctx));
+        if (rc)
+          break;
+      }
+      softmax(eng_get_logits(ctx, k > 0 ? 0 : np - 1), p, nv);
       compare_top(p, nv, json_object_get(json_array_get(steps, k), "top"), tol,
                   "greedy step", k, &st);
     }
