@@ -619,6 +619,7 @@ typedef struct row {
 typedef struct rows {
   row *v;
   size_t n, cap;
+  int data_only; /* leave obj.internal NULL (lists render data alone) */
 } rows;
 
 static void rows_free(rows *r) {
@@ -632,7 +633,7 @@ static void rows_free(rows *r) {
   "project_id, seq, id, created_at, filter, expires_at, data, internal"
 
 /* Decodes one row selected with OBJ_COLS. */
-static int row_decode(sqlite3_stmt *st, row *r) {
+static int row_decode(sqlite3_stmt *st, row *r, int data_only) {
   memset(r, 0, sizeof *r);
   copy_col(r->project, sizeof r->project, st, 0);
   r->seq = sqlite3_column_int64(st, 1);
@@ -642,7 +643,8 @@ static int row_decode(sqlite3_stmt *st, row *r) {
   copy_col(o->filter, sizeof o->filter, st, 4);
   o->expires_at = sqlite3_column_int64(st, 5);
   const char *data = (const char *)sqlite3_column_text(st, 6);
-  const char *internal = (const char *)sqlite3_column_text(st, 7);
+  const char *internal =
+      data_only ? NULL : (const char *)sqlite3_column_text(st, 7);
   o->data = data ? json_loads(data, 0, NULL) : NULL;
   o->internal = internal ? json_loads(internal, 0, NULL) : NULL;
   if (!o->data) {
@@ -667,7 +669,7 @@ static int rows_read(sqlite3 *db, sqlite3_stmt *st, rows *out) {
       out->v = v;
       out->cap = cap;
     }
-    if (row_decode(st, &out->v[out->n]) != STORE_OK) {
+    if (row_decode(st, &out->v[out->n], out->data_only) != STORE_OK) {
       release(st);
       return STORE_ERROR;
     }
@@ -966,7 +968,7 @@ int store_list(store *s, const char *project, const char *kind,
   sqlite3 *db = conn_get(s);
   if (!db)
     return STORE_ERROR;
-  rows r = {0};
+  rows r = {.data_only = 1};
   int has_more = 0;
   int rc = list_rows(db, project, kind, filter, p, &r, &has_more);
   conn_put(s, db);
