@@ -229,8 +229,12 @@ static int read_hparams(loader *L) {
   size_t tl = 0;
   snprintf(key, sizeof key, "%s.rope.scaling.type", m->arch_name);
   const char *st = gguf_get_str(m->gguf, key, &tl);
-  if (st && tl == 6 && !memcmp(st, "linear", 6) &&
-      meta_float(m, "rope.scaling.factor", &d) && d > 0)
+  if (st && !(tl == 4 && !memcmp(st, "none", 4)) &&
+      !(tl == 6 && !memcmp(st, "linear", 6)))
+    return fail(L->err, L->errlen, ENG_ERR_UNSUPPORTED,
+                "rope scaling type '%.*s' is not supported (none, linear)",
+                (int)(tl > 32 ? 32 : tl), st);
+  if (st && tl == 6 && meta_float(m, "rope.scaling.factor", &d) && d > 0)
     m->rope_scale = (float)(1.0 / d);
   else if (meta_float(m, "rope.scale_linear", &d) && d > 0)
     m->rope_scale = (float)(1.0 / d);
