@@ -9,8 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine/engine.h"
+#include "engine/fixture.h"
+#include "engine/quant.h"
 #include "t.h"
 
 /* ---- helpers -------------------------------------------------------------*/
@@ -279,11 +282,83 @@ static void test_load_errors(void) {
   CHECKF(strstr(err, "'bert'") != NULL, "%s", err);
 }
 
+/* Writes a tiny fixture, patches its bytes (find -> repl, same length; or
+ * sets the type of tensor `retype` to `type`) and returns the load status
+ * with its message in err. */
+static int load_patched(const char *find, const char *repl, const char *retype,
+                        int type, char *err, size_t errlen) {
+  char path[] = "/tmp/hearth_test_patched_XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0)
+    return 1;
+  close(fd);
+  fixture_params p;
+  fixture_default_params(&p);
+  int rc = 1;
+  if (fixture_write(&p, path, err, errlen))
+    goto out;
+  FILE *f = fopen(path, "r+b");
+  if (!f)
+    goto out;
+  fseek(f, 0, SEEK_END);
+  long size = ftell(f);
+  char *buf = malloc((size_t)size);
+  fseek(f, 0, SEEK_SET);
+  if (!buf || fread(buf, 1, (size_t)size, f) != (size_t)size) {
+    free(buf);
+    fclose(f);
+    goto out;
+  }
+  const char *key = find ? find : retype;
+  char *at = memmem(buf, (size_t)size, key, strlen(key));
+  if (at && find) {
+    memcpy(at, repl, strlen(repl));
+  } else if (at) { /* name, n_dims (u32), ne (u64 each), type (u32) */
+    uint32_t nd;
+    memcpy(&nd, at + strlen(key), 4);
+    uint32_t t = (uint32_t)type;
+    memcpy(at + strlen(key) + 4 + 8 * nd, &t, 4);
+  }
+  fseek(f, 0, SEEK_SET);
+  fwrite(buf, 1, (size_t)size, f);
+  fclose(f);
+  free(buf);
+  if (!at)
+    goto out;
+  eng_model *m = NULL;
+  rc = eng_model_load(path, NULL, &m, err, errlen);
+  eng_model_free(m);
+out:
+  remove(path);
+  return rc;
+}
+
+static void test_load_refusals(void) {
+  char err[256] = "";
+  /* unknown architecture, refused by name */
+  CHECK_INT(load_patched("llama", "lxama", NULL, 0, err, sizeof err),
+            ENG_ERR_UNSUPPORTED);
+  CHECKF(strstr(err, "'lxama'") != NULL, "%s", err);
+  /* a missing tensor is named */
+  CHECK_INT(load_patched("blk.1.ffn_up.weight", "blk.1.ffn_xx.weight", NULL, 0,
+                         err, sizeof err),
+            ENG_ERR_FORMAT);
+  CHECKF(strstr(err, "blk.1.ffn_up.weight") != NULL, "%s", err);
+  /* a tensor type the engine cannot multiply is refused by name */
+  int rc = load_patched(NULL, NULL, "blk.0.attn_q.weight", QT_IQ2_XXS, err,
+                        sizeof err);
+  CHECKF(rc == ENG_ERR_UNSUPPORTED || rc == ENG_ERR_FORMAT, "rc %d", rc);
+  fprintf(stderr, "  refusal: %s\n", err);
+  CHECKF(strstr(err, "iq2_xxs") != NULL || strstr(err, "IQ2_XXS") != NULL, "%s",
+         err);
+}
+
 int main(void) {
   RUN(test_batched_equals_alone);
   RUN(test_prefix_reuse);
   RUN(test_rules_and_full);
   RUN(test_model_info);
   RUN(test_load_errors);
+  RUN(test_load_refusals);
   T_MAIN_END();
 }
