@@ -303,7 +303,12 @@ int model_load(const char *path, int prefault, eng_model **out, char *err,
     if (!f)
       return fail(err, errlen, ENG_ERR_IO, "%s: cannot open", path);
     fclose(f);
-    return fail(err, errlen, ENG_ERR_FORMAT, "%s: %s", path, gerr);
+    /* gguf's message names the file and what is wrong with it; a type it
+     * knows but cannot read (e.g. IQ2_XXS) is unsupported, not corrupt */
+    return fail(err, errlen,
+                strstr(gerr, "unsupported") ? ENG_ERR_UNSUPPORTED
+                                            : ENG_ERR_FORMAT,
+                "%s", gerr);
   }
   int rc;
   if ((rc = read_arch(&L)) || (rc = read_hparams(&L)) ||
