@@ -909,23 +909,36 @@ static void qnt_q6_K(const float *x, block_q6_K *y, int64_t nb) {
   }
 }
 
-/* Index of the IQ4 level nearest to v. */
-static int iq4_best(float v) {
-  int best = 0;
-  float bd = fabsf(v - q_iq4nl_values[0]);
-  for (int k = 1; k < 16; k++) {
-    const float dd = fabsf(v - q_iq4nl_values[k]);
-    if (dd < bd) {
-      bd = dd;
-      best = k;
-    }
+/* Nearest IQ4 level by lookup: every midpoint between adjacent levels is
+ * a multiple of 0.5, so within each half-unit bin of [-128, 128) the
+ * nearest level is constant. Built per call (512 steps), no global state. */
+typedef struct {
+  uint8_t bin[512];
+} iq4_lut;
+
+static void iq4_lut_init(iq4_lut *t) {
+  int k = 0;
+  for (int b = 0; b < 512; b++) {
+    const float c = (b + 0.5f) * 0.5f - 128.0f; /* bin centre */
+    while (k < 15 &&
+           fabsf(c - q_iq4nl_values[k + 1]) < fabsf(c - q_iq4nl_values[k]))
+      k++;
+    t->bin[b] = (uint8_t)k;
   }
-  return best;
+}
+
+static inline int iq4_best(const iq4_lut *t, float v) {
+  if (!(v >= -128.0f))
+    return 0; /* also NaN */
+  if (v >= 127.5f)
+    return 15;
+  return t->bin[(int)((v + 128.0f) * 2.0f)];
 }
 
 /* Fits n values to d * q_iq4nl_values[L]: tries inverse scales around
  * -127/max, refits d by weighted least squares, keeps the best. */
-static float fit_iq4(int n, const float *x, const float *w, uint8_t *L) {
+static float fit_iq4(const iq4_lut *lut, int n, const float *x, const float *w,
+                     uint8_t *L) {
   float amax;
   const float max = absmax_signed(x, n, &amax);
   memset(L, 8, (size_t)n); /* level 1: nearest to zero */
@@ -937,7 +950,7 @@ static float fit_iq4(int n, const float *x, const float *w, uint8_t *L) {
     const float id = (t + q_iq4nl_values[0]) / max;
     float sqx = 0, sq2 = 0;
     for (int i = 0; i < n; i++) {
-      La[i] = (uint8_t)iq4_best(id * x[i]);
+      La[i] = (uint8_t)iq4_best(lut, id * x[i]);
       const float q = q_iq4nl_values[La[i]];
       sqx += w[i] * q * x[i];
       sq2 += w[i] * q * q;
@@ -952,28 +965,32 @@ static float fit_iq4(int n, const float *x, const float *w, uint8_t *L) {
 }
 
 static void qnt_iq4_nl(const float *x, block_iq4_nl *y, int64_t nb) {
+  iq4_lut lut;
+  iq4_lut_init(&lut);
   for (int64_t i = 0; i < nb; i++, x += QK4_NL) {
     float w[QK4_NL];
     uint8_t L[QK4_NL];
     weights_for(x, QK4_NL, w);
-    const float d = fit_iq4(QK4_NL, x, w, L);
+    const float d = fit_iq4(&lut, QK4_NL, x, w, L);
     y[i].d = F2H(d);
     /* requantize against the stored (fp16) scale */
     const float dd = H2F(y[i].d), id = dd ? 1 / dd : 0;
     for (int j = 0; j < QK4_NL; j++)
-      L[j] = (uint8_t)iq4_best(id * x[j]);
+      L[j] = (uint8_t)iq4_best(&lut, id * x[j]);
     for (int j = 0; j < QK4_NL / 2; j++)
       y[i].qs[j] = (uint8_t)(L[j] | (L[j + 16] << 4));
   }
 }
 
 static void qnt_iq4_xs(const float *x, block_iq4_xs *y, int64_t nb) {
+  iq4_lut lut;
+  iq4_lut_init(&lut);
   for (int64_t i = 0; i < nb; i++, x += QK_K) {
     float w[QK_K], sc[8], amax = 0, max = 0;
     uint8_t L[QK_K];
     weights_for(x, QK_K, w);
     for (int ib = 0; ib < 8; ib++) {
-      sc[ib] = fit_iq4(32, x + 32 * ib, w + 32 * ib, L + 32 * ib);
+      sc[ib] = fit_iq4(&lut, 32, x + 32 * ib, w + 32 * ib, L + 32 * ib);
       if (fabsf(sc[ib]) > amax) {
         amax = fabsf(sc[ib]);
         max = sc[ib];
@@ -991,7 +1008,7 @@ static void qnt_iq4_xs(const float *x, block_iq4_xs *y, int64_t nb) {
       const float dl = dh * (l - 32), idl = dl ? 1 / dl : 0;
       uint8_t *qs = y[i].qs + 16 * ib;
       for (int j = 0; j < 32; j++)
-        L[32 * ib + j] = (uint8_t)iq4_best(idl * x[32 * ib + j]);
+        L[32 * ib + j] = (uint8_t)iq4_best(&lut, idl * x[32 * ib + j]);
       for (int j = 0; j < 16; j++)
         qs[j] = (uint8_t)(L[32 * ib + j] | (L[32 * ib + j + 16] << 4));
     }
