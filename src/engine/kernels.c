@@ -277,6 +277,8 @@ typedef struct {
   size_t xrow; /* bytes per activation row */
   int64_t n_tok;
   float *Y;
+  const uint8_t *Xp; /* prepared activations (kernels_impl.h) or NULL */
+  size_t xprow;      /* bytes per prepared activation row */
 } mm_job;
 
 /* Fallback tile: one vec_dot per (row, token). */
@@ -295,9 +297,89 @@ static void tile_by_vec_dot(const mm_job *j, int64_t r0, int nr, int64_t t0,
     }
 }
 
+/* Decode prefetch distance in bytes ahead of the row being read: hardware
+ * prefetchers stop at 4 KiB page boundaries; software prefetch keeps a
+ * single thread's stream of weights going across them. */
+static int g_pf_dist = -1;
+
+static int pf_dist(void) {
+  if (g_pf_dist < 0) {
+    const char *e = getenv("HEARTH_PF");
+    g_pf_dist = e ? atoi(e) : 0;
+  }
+  return g_pf_dist;
+}
+
+/* Matrix x vector over rows [r0, r1): the weights stream once. */
+static void mv_rows(const mm_job *j, int64_t r0, int64_t r1) {
+  k_vec_dot_fn f = j->o->vec_dot[j->wtype];
+  const uint8_t *w = j->W + (size_t)r0 * j->wrow;
+  const uint8_t *end = j->W + (size_t)r1 * j->wrow;
+  const int dist = pf_dist();
+  const uint8_t *pf = w + dist;
+  for (int64_t r = r0; r < r1; r++, w += j->wrow) {
+    if (dist) {
+      const uint8_t *lim = w + j->wrow + dist;
+      if (lim > end)
+        lim = end;
+      for (; pf < lim; pf += 64)
+        __builtin_prefetch(pf, 0, 0);
+    }
+    if (f)
+      f((int)j->cols, &j->Y[r], w, j->X);
+    else
+      q_vec_dot_ref(j->wtype, (int)j->cols, &j->Y[r], w, j->X);
+  }
+}
+
+/* Prepared path limits: tokens per block (their prepared activations stay
+ * in L2 while the thread's rows stream past), and the widest row whose
+ * prepared copy (PP_MAX_MR rows) fits the stack buffer. */
+enum { PP_TOK_BLOCK = 32, PP_MAX_PAIRS = 256, PP_MAX_MR = 4 };
+
+static int pp_pairs(int64_t cols) {
+  return (int)((cols / 32 + 1) / 2);
+}
+
+/* 1 when the prepared path serves this weight type and size. */
+static int pp_usable(const k_ops *o, int wtype, int64_t cols, int64_t n_tok) {
+  return n_tok > 1 && o->wprep[wtype] && o->xprep_q8_0 &&
+         qtype(wtype)->vec_dot_type == QT_Q8_0 &&
+         pp_pairs(cols) <= PP_MAX_PAIRS && o->tile_p_mr <= PP_MAX_MR;
+}
+
+static void mm_rows_prep(const mm_job *j, int64_t r0, int64_t r1) {
+  const k_ops *o = j->o;
+  const int mr = o->tile_p_mr, ntm = o->tile_p_nt, np = pp_pairs(j->cols);
+  const size_t wps = (size_t)np * K_WPAIR;
+  _Alignas(64) uint8_t wbuf[PP_MAX_MR * PP_MAX_PAIRS * K_WPAIR];
+  for (int64_t tb = 0; tb < j->n_tok; tb += PP_TOK_BLOCK) {
+    int64_t te = tb + PP_TOK_BLOCK < j->n_tok ? tb + PP_TOK_BLOCK : j->n_tok;
+    for (int64_t r = r0; r < r1; r += mr) {
+      int nr = (int)(r1 - r < mr ? r1 - r : mr);
+      for (int k = 0; k < nr; k++)
+        o->wprep[j->wtype](j->W + (size_t)(r + k) * j->wrow, (int)j->cols,
+                           wbuf + (size_t)k * wps);
+      for (int64_t t = tb; t < te; t += ntm) {
+        int nt = (int)(te - t < ntm ? te - t : ntm);
+        o->tile_p(np, wbuf, wps, nr, j->Xp + (size_t)t * j->xprow, j->xprow, nt,
+                  j->Y + (size_t)t * (size_t)j->rows + (size_t)r,
+                  (size_t)j->rows);
+      }
+    }
+  }
+}
+
 static void mm_rows(const mm_job *j, int64_t r0, int64_t r1) {
-  /* decode: one vec_dot per row (tiles pay off only across tokens) */
-  k_tile_fn tile = j->n_tok > 1 ? j->o->tile[j->wtype] : NULL;
+  if (j->n_tok == 1) {
+    mv_rows(j, r0, r1);
+    return;
+  }
+  if (j->Xp) {
+    mm_rows_prep(j, r0, r1);
+    return;
+  }
+  k_tile_fn tile = j->o->tile[j->wtype];
   int mr = tile ? j->o->tile_mr[j->wtype] : 1;
   int nt_max = tile ? j->o->tile_nt[j->wtype] : 1;
   for (int64_t tb = 0; tb < j->n_tok; tb += MM_TOK_BLOCK) {
@@ -327,18 +409,83 @@ static void mm_worker(void *arg, int ith, int nth) {
     mm_rows(j, r0, r1);
 }
 
+/* ---- running jobs: prepare activations when the prepared path applies -- */
+
+typedef struct {
+  const mm_job *m;
+  uint8_t *Xp;
+} xp_job;
+
+static void xp_worker(void *arg, int ith, int nth) {
+  const xp_job *x = arg;
+  long long t0, t1;
+  tpool_split(x->m->n_tok, ith, nth, 1, &t0, &t1);
+  for (long long t = t0; t < t1; t++)
+    x->m->o->xprep_q8_0(x->m->X + (size_t)t * x->m->xrow, (int)x->m->cols,
+                        x->Xp + (size_t)t * x->m->xprow);
+}
+
+/* Bytes of prepared activations the jobs need (0: prepared path unused). */
+static size_t xp_bytes(const mm_job *m, int n) {
+  for (int i = 0; i < n; i++)
+    if (pp_usable(m[i].o, m[i].wtype, m[i].cols, m[i].n_tok))
+      return (size_t)m[0].n_tok * (size_t)pp_pairs(m[0].cols) * K_XPAIR;
+  return 0;
+}
+
+/* Prepares the activations into buf (when any job can use them) and points
+ * the jobs that can at them. */
+static void xp_attach(tpool *pool, mm_job *m, int n, uint8_t *buf) {
+  if (!buf)
+    return;
+  m[0].xprow = (size_t)pp_pairs(m[0].cols) * K_XPAIR;
+  xp_job x = {&m[0], buf};
+  tpool_run(pool, xp_worker, &x);
+  for (int i = 0; i < n; i++)
+    if (pp_usable(m[i].o, m[i].wtype, m[i].cols, m[i].n_tok)) {
+      m[i].Xp = buf;
+      m[i].xprow = m[0].xprow;
+    }
+}
+
+static mm_job make_job(int wtype, const void *W, int64_t rows, int64_t cols,
+                       const void *Xq, int64_t n_tok, float *Y) {
+  return (mm_job){ops(), wtype, W,    qtype_row_size(wtype, cols),
+                  rows,  cols,  Xq,   k_act_row_size(wtype, cols),
+                  n_tok, Y,     NULL, 0};
+}
+
+static int valid_shape(int wtype, int64_t rows, int64_t cols, int64_t n_tok) {
+  return k_type_supported(wtype) && rows >= 0 && n_tok >= 0 && cols > 0 &&
+         cols % qtype(wtype)->blck == 0 && cols <= INT32_MAX;
+}
+
+/* Runs single-matrix job j; xp: buffer for prepared activations of
+ * xp_bytes(), or NULL to take it from the pool's scratch (malloc without a
+ * pool). */
+static int mm_run1(tpool *pool, mm_job *j, uint8_t *xp) {
+  size_t need = xp_bytes(j, 1);
+  void *own = NULL;
+  if (need && !xp) {
+    xp = pool ? tpool_scratch(pool, need)
+              : (own = aligned_alloc(64, (need + 63) & ~(size_t)63));
+    if (!xp)
+      return -1;
+  }
+  xp_attach(pool, j, 1, need ? xp : NULL);
+  tpool_run(pool, mm_worker, j);
+  free(own);
+  return 0;
+}
+
 int k_matmul_q(tpool *pool, int wtype, const void *W, int64_t rows,
                int64_t cols, const void *Xq, int64_t n_tok, float *Y) {
-  if (!k_type_supported(wtype) || rows < 0 || n_tok < 0 || cols <= 0 ||
-      cols % qtype(wtype)->blck || cols > INT32_MAX)
+  if (!valid_shape(wtype, rows, cols, n_tok))
     return -1;
   if (rows == 0 || n_tok == 0)
     return 0;
-  mm_job j = {ops(), wtype, W,  qtype_row_size(wtype, cols),
-              rows,  cols,  Xq, k_act_row_size(wtype, cols),
-              n_tok, Y};
-  tpool_run(pool, mm_worker, &j);
-  return 0;
+  mm_job j = make_job(wtype, W, rows, cols, Xq, n_tok, Y);
+  return mm_run1(pool, &j, NULL);
 }
 
 typedef struct {
@@ -363,26 +510,30 @@ static void mm_multi_worker(void *arg, int ith, int nth) {
 
 int k_matmul_q_multi(tpool *pool, const k_mat *mats, int n_mats, int64_t cols,
                      const void *Xq, int64_t n_tok) {
-  if (n_mats < 1 || n_mats > K_MULTI_MAX || cols <= 0 || cols > INT32_MAX ||
-      n_tok < 0)
+  if (n_mats < 1 || n_mats > K_MULTI_MAX)
     return -1;
   mm_multi_job j = {.n = n_mats};
-  int vdt = -1;
   for (int m = 0; m < n_mats; m++) {
     int t = mats[m].wtype;
-    if (!k_type_supported(t) || cols % qtype(t)->blck || mats[m].rows < 0 ||
-        (m > 0 && qtype(t)->vec_dot_type != vdt))
+    if (!valid_shape(t, mats[m].rows, cols, n_tok) ||
+        qtype(t)->vec_dot_type != qtype(mats[0].wtype)->vec_dot_type)
       return -1;
-    vdt = qtype(t)->vec_dot_type;
-    j.m[m] =
-        (mm_job){ops(),        t,        mats[m].W, qtype_row_size(t, cols),
-                 mats[m].rows, cols,     Xq,        k_act_row_size(t, cols),
-                 n_tok,        mats[m].Y};
+    j.m[m] = make_job(t, mats[m].W, mats[m].rows, cols, Xq, n_tok, mats[m].Y);
     j.total += mats[m].rows;
   }
   if (n_tok == 0 || j.total == 0)
     return 0;
+  size_t need = xp_bytes(j.m, n_mats);
+  void *own = NULL, *xp = NULL;
+  if (need) {
+    xp = pool ? tpool_scratch(pool, need)
+              : (own = aligned_alloc(64, (need + 63) & ~(size_t)63));
+    if (!xp)
+      return -1;
+  }
+  xp_attach(pool, j.m, n_mats, xp);
   tpool_run(pool, mm_multi_worker, &j);
+  free(own);
   return 0;
 }
 
@@ -415,19 +566,22 @@ void k_quantize_rows(tpool *pool, int wtype, const float *X, int64_t n_tok,
 
 int k_matmul(tpool *pool, int wtype, const void *W, int64_t rows, int64_t cols,
              const float *X, int64_t n_tok, float *Y) {
-  if (!k_type_supported(wtype) || cols <= 0 || cols % qtype(wtype)->blck ||
-      n_tok < 0)
+  if (!valid_shape(wtype, rows, cols, n_tok))
     return -1;
   if (n_tok == 0 || rows == 0)
     return 0;
-  size_t bytes = (size_t)n_tok * k_act_row_size(wtype, cols);
-  void *own = NULL, *Xq = tpool_scratch(pool, bytes);
-  if (!pool)
-    Xq = own = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-  if (!Xq)
+  /* one scratch block: quantized activations, then prepared ones */
+  size_t qb = ((size_t)n_tok * k_act_row_size(wtype, cols) + 63) & ~(size_t)63;
+  mm_job j = make_job(wtype, W, rows, cols, NULL, n_tok, Y);
+  size_t pb = xp_bytes(&j, 1);
+  void *own = NULL;
+  uint8_t *buf = pool ? tpool_scratch(pool, qb + pb)
+                      : (own = aligned_alloc(64, qb + pb + 64));
+  if (!buf)
     return -1;
-  k_quantize_rows(pool, wtype, X, n_tok, cols, Xq);
-  int rc = k_matmul_q(pool, wtype, W, rows, cols, Xq, n_tok, Y);
+  k_quantize_rows(pool, wtype, X, n_tok, cols, buf);
+  j.X = buf;
+  int rc = mm_run1(pool, &j, pb ? buf + qb : NULL);
   free(own);
   return rc;
 }

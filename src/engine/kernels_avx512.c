@@ -361,6 +361,121 @@ K_VD_Q8ACT_ZMM(vd_q4_0_zmm, block_q4_0, dec_q4_0)
 K_VD_Q8ACT_ZMM(vd_iq4_nl_zmm, block_iq4_nl, dec_iq4_nl)
 K_VD_Q8ACT_ZMM(vd_q8_0_zmm, block_q8_0, dec_q8_0)
 
+/* ==== prepared prefill path (see kernels_impl.h) ========================= */
+
+typedef struct {
+  uint8_t u[64];
+  float d[16];
+} wpair;
+typedef struct {
+  int8_t y[64];
+  int32_t neg[16];
+  float d[16];
+} xpair;
+_Static_assert(sizeof(wpair) == K_WPAIR, "wpair");
+_Static_assert(sizeof(xpair) == K_XPAIR, "xpair");
+
+#define K_WPREP(NAME, BT, DECODE)                                              \
+  static void NAME(const void *row, int n, void *out) {                        \
+    const BT *b = row;                                                         \
+    wpair *o = out;                                                            \
+    const __m512i bias = _mm512_set1_epi8((char)0x80);                         \
+    const int nb = n / 32;                                                     \
+    for (int i = 0; i < nb; i += 2, o++) {                                     \
+      const int two = i + 1 < nb;                                              \
+      __m256i hi = two ? DECODE(&b[i + 1]) : _mm256_setzero_si256();           \
+      _mm512_store_si512(o->u,                                                 \
+                         _mm512_xor_si512(zpair(DECODE(&b[i]), hi), bias));    \
+      _mm512_store_ps(o->d,                                                    \
+                      zpair_ps(f16(b[i].d), two ? f16(b[i + 1].d) : 0.0f));    \
+    }                                                                          \
+  }
+
+K_WPREP(wprep_q8_0, block_q8_0, dec_q8_0)
+K_WPREP(wprep_q4_0, block_q4_0, dec_q4_0)
+K_WPREP(wprep_q5_0, block_q5_0, dec_q5_0_k)
+K_WPREP(wprep_iq4_nl, block_iq4_nl, dec_iq4_nl)
+
+static void xprep_q8_0(const void *row, int n, void *out) {
+  const block_q8_0 *y = row;
+  xpair *o = out;
+  const __m512i bias = _mm512_set1_epi8((char)0x80);
+  const int nb = n / 32;
+  for (int i = 0; i < nb; i += 2, o++) {
+    const int two = i + 1 < nb;
+    __m256i ylo = _mm256_loadu_si256((const __m256i *)y[i].qs);
+    __m256i yhi = two ? _mm256_loadu_si256((const __m256i *)y[i + 1].qs)
+                      : _mm256_setzero_si256();
+    __m512i yv = zpair(ylo, yhi);
+    _mm512_store_si512(o->y, yv);
+    _mm512_store_si512(
+        o->neg, _mm512_sub_epi32(
+                    _mm512_setzero_si512(),
+                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, yv)));
+    _mm512_store_ps(o->d, zpair_ps(f16(y[i].d), two ? f16(y[i + 1].d) : 0.0f));
+  }
+}
+
+/* One (row, token) dot on prepared pairs. */
+static float dot_pp(int np, const wpair *w, const xpair *x) {
+  __m512 acc = _mm512_setzero_ps();
+  for (int i = 0; i < np; i++) {
+    __m512i p = _mm512_dpbusd_epi32(_mm512_load_si512(x[i].neg),
+                                    _mm512_load_si512(w[i].u),
+                                    _mm512_load_si512(x[i].y));
+    acc = _mm512_fmadd_ps(
+        _mm512_mul_ps(_mm512_load_ps(w[i].d), _mm512_load_ps(x[i].d)),
+        _mm512_cvtepi32_ps(p), acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
+enum { PP_MR = 4, PP_NT = 4 };
+
+/* The hot loop of prefill: PP_MR rows x PP_NT tokens of accumulators, every
+ * operand a plain load. */
+static void tile_pp(int np, const void *Wp, size_t wps, int nr, const void *Xp,
+                    size_t xps, int nt, float *Y, size_t ldy) {
+  if (nr != PP_MR || nt != PP_NT) {
+    for (int t = 0; t < nt; t++)
+      for (int r = 0; r < nr; r++)
+        Y[t * ldy + r] = dot_pp(np, (const wpair *)((const char *)Wp + r * wps),
+                                (const xpair *)((const char *)Xp + t * xps));
+    return;
+  }
+  const wpair *w[PP_MR];
+  const xpair *x[PP_NT];
+  for (int r = 0; r < PP_MR; r++)
+    w[r] = (const wpair *)((const char *)Wp + r * wps);
+  for (int t = 0; t < PP_NT; t++)
+    x[t] = (const xpair *)((const char *)Xp + t * xps);
+  __m512 acc[PP_MR][PP_NT];
+  for (int r = 0; r < PP_MR; r++)
+    for (int t = 0; t < PP_NT; t++)
+      acc[r][t] = _mm512_setzero_ps();
+  for (int i = 0; i < np; i++) {
+    __m512i u[PP_MR];
+    __m512 dx[PP_MR];
+    for (int r = 0; r < PP_MR; r++) {
+      u[r] = _mm512_load_si512(w[r][i].u);
+      dx[r] = _mm512_load_ps(w[r][i].d);
+    }
+    for (int t = 0; t < PP_NT; t++) {
+      __m512i yv = _mm512_load_si512(x[t][i].y);
+      __m512i neg = _mm512_load_si512(x[t][i].neg);
+      __m512 dy = _mm512_load_ps(x[t][i].d);
+      for (int r = 0; r < PP_MR; r++) {
+        __m512i p = _mm512_dpbusd_epi32(neg, u[r], yv);
+        acc[r][t] = _mm512_fmadd_ps(_mm512_mul_ps(dx[r], dy),
+                                    _mm512_cvtepi32_ps(p), acc[r][t]);
+      }
+    }
+  }
+  for (int t = 0; t < PP_NT; t++)
+    for (int r = 0; r < PP_MR; r++)
+      Y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
 static void set_tile(k_ops *o, int type, k_tile_fn f, int mr, int nt) {
   o->tile[type] = f;
   o->tile_mr[type] = mr;
@@ -384,4 +499,13 @@ void k_register_avx512(k_ops *o, int has_vnni) {
   set_tile(o, QT_Q4_K, tile_q4_k_zmm, 1, K_TILE_NT);
   set_tile(o, QT_Q5_K, tile_q5_k_zmm, 1, K_TILE_NT);
   set_tile(o, QT_Q6_K, tile_q6_k_zmm, 1, K_TILE_NT);
+
+  o->wprep[QT_Q8_0] = wprep_q8_0;
+  o->wprep[QT_Q4_0] = wprep_q4_0;
+  o->wprep[QT_Q5_0] = wprep_q5_0;
+  o->wprep[QT_IQ4_NL] = wprep_iq4_nl;
+  o->xprep_q8_0 = xprep_q8_0;
+  o->tile_p = tile_pp;
+  o->tile_p_mr = PP_MR;
+  o->tile_p_nt = PP_NT;
 }

@@ -19,11 +19,27 @@ typedef void (*k_tile_fn)(int n, const void *W, size_t wstride, int nr,
                           const void *X, size_t xstride, int nt, float *Y,
                           size_t ldy);
 
+/* Prepared prefill path (weights with Q8_0 activations, where available):
+ * a weight row is decoded once per token block into pairs of 32-blocks
+ * (K_WPAIR bytes: 64 biased bytes q + 128, 16 f32 lane scales), the
+ * activations once per matmul into K_XPAIR-byte pairs (64 bytes y, 16 int32
+ * of -128 * sum(y) per 4 bytes, 16 f32 lane scales); the tile then only
+ * loads and multiplies. An odd last block is paired with zeros. */
+enum { K_WPAIR = 128, K_XPAIR = 192 };
+typedef void (*k_prep_fn)(const void *row, int n, void *pairs);
+typedef void (*k_tilep_fn)(int npairs, const void *Wp, size_t wps, int nr,
+                           const void *Xp, size_t xps, int nt, float *Y,
+                           size_t ldy);
+
 typedef struct {
   k_vec_dot_fn vec_dot[QT_COUNT]; /* by weight type; NULL: q_vec_dot_ref */
   k_quant_fn quant[QT_COUNT];     /* by activation type; NULL: q_quant_row */
   k_tile_fn tile[QT_COUNT];       /* by weight type; NULL: vec_dot loop */
   int tile_mr[QT_COUNT], tile_nt[QT_COUNT];
+  k_prep_fn wprep[QT_COUNT]; /* by weight type; NULL: no prepared path */
+  k_prep_fn xprep_q8_0;      /* Q8_0 activation row -> pairs */
+  k_tilep_fn tile_p;         /* up to tile_p_mr rows x tile_p_nt tokens */
+  int tile_p_mr, tile_p_nt;
 
   float (*dot_f32)(const float *x, const float *y, int n);
   float (*sumsq_f32)(const float *x, int n);
