@@ -234,7 +234,8 @@ int eng_batch_add(eng_batch *b, int32_t token, int32_t pos, int32_t seq_id,
 /* Context                                                                  */
 /* ======================================================================== */
 
-#define ATTN_TB 16 /* tokens per work item */
+#define ATTN_TB 16  /* tokens per work item */
+#define ATTN_CB 256 /* cells per block of the score and value loops */
 
 /* The chunk's tokens grouped by sequence, and each group's cell range. */
 typedef struct attn_group {
@@ -616,33 +617,44 @@ static void attn_item_run(eng_ctx *c, int il, const eng_batch_tok *tok,
   const size_t nc = (size_t)kv->n_cells;
   const uint16_t *K = kv->k[il] + (size_t)it->g * hd * nc + gr->lo;
   memset(S, 0, sizeof(float) * (size_t)nq * np);
-  for (int d = 0; d < hd; d++)
+  /* in blocks of ATTN_CB cells so the block of K (hd rows) stays in L1
+   * while every query row passes over it */
+  for (int j0 = 0; j0 < np; j0 += ATTN_CB) {
+    int nb = np - j0 < ATTN_CB ? np - j0 : ATTN_CB;
     for (int r = 0; r < nq; r++)
-      k_axpy_f16(S + (size_t)r * np, qf[(size_t)r * hd + d], K + d * nc, np);
+      for (int d = 0; d < hd; d++)
+        k_axpy_f16(S + (size_t)r * np + j0, qf[(size_t)r * hd + d],
+                   K + d * nc + j0, nb);
+  }
+  /* per row: mask (other sequences, later positions), scale, softmax, and
+   * p rounded to f16 as llama.cpp's f16 V.p product does */
+  for (int r = 0; r < nq; r++) {
+    int32_t pos = tok[c->attn_order[gr->t0 + it->t0 + r / it->nh]].pos;
+    float *s = S + (size_t)r * np;
+    for (int j = 0; j < np; j++)
+      s[j] = vpos[j] <= pos ? s[j] * scale : -INFINITY;
+    k_softmax(s, np);
+    k_quantize_act(QT_F16, s, P + (size_t)r * np, np);
+  }
+  /* att[t][h][d] = sum_j V[g][d][lo + j] * p[r][j], in the same blocks */
   const uint16_t *V = kv->v[il] + (size_t)it->g * hd * nc + gr->lo;
   for (int r = 0; r < nq; r++) {
     int t = c->attn_order[gr->t0 + it->t0 + r / it->nh];
-    int h = it->h0 + r % it->nh;
-    int32_t pos = tok[t].pos;
-    float *s = S + (size_t)r * np;
-    /* mask (other sequences, later positions), scale, softmax */
-    float mx = -INFINITY;
-    for (int j = 0; j < np; j++) {
-      s[j] = vpos[j] <= pos ? s[j] * scale : -INFINITY;
-      mx = s[j] > mx ? s[j] : mx;
+    memset(c->att + (size_t)t * Q + (size_t)(it->h0 + r % it->nh) * hd, 0,
+           sizeof(float) * hd);
+  }
+  for (int j0 = 0; j0 < np; j0 += ATTN_CB) {
+    int nb = np - j0 < ATTN_CB ? np - j0 : ATTN_CB;
+    for (int r = 0; r < nq; r++) {
+      int t = c->attn_order[gr->t0 + it->t0 + r / it->nh];
+      float *out = c->att + (size_t)t * Q + (size_t)(it->h0 + r % it->nh) * hd;
+      const uint16_t *p = P + (size_t)r * np + j0;
+      for (int d = 0; d < hd; d++) {
+        float part;
+        k_vec_dot(QT_F16, nb, &part, V + d * nc + j0, p);
+        out[d] += part;
+      }
     }
-    double sum = 0;
-    for (int j = 0; j < np; j++) {
-      s[j] = s[j] == -INFINITY ? 0.0f : expf(s[j] - mx);
-      sum += s[j];
-    }
-    k_scale(s, (float)(1.0 / sum), np);
-    /* p rounded to f16 (llama.cpp's f16 V.p product); att = V[g] rows . p */
-    uint16_t *p = P + (size_t)r * np;
-    k_quantize_act(QT_F16, s, p, np);
-    float *out = c->att + (size_t)t * Q + (size_t)h * hd;
-    for (int d = 0; d < hd; d++)
-      k_vec_dot(QT_F16, np, out + d, V + d * nc, p);
   }
 }
 
