@@ -118,6 +118,29 @@ suite('robustness', {}, (test) => {
     assert.equal(await (await t.client.files.content(done.file.id)).text(), want);
   }, { timeoutMs: 120000 });
 
+  test('errors quoting invalid UTF-8 input still carry a message', async (t) => {
+    const m = multipart([{ name: 'purpose', value: Buffer.from([0x62, 0xff, 0x61]) }, { name: 'file', filename: 'a.txt', data: 'x' }]);
+    const cases = [
+      ['multipart purpose b\\xffa', await t.json('/v1/files', { method: 'POST', headers: { 'content-type': m.contentType }, body: m.body })],
+      ['GET /v1/files?order=%ff', await t.json('/v1/files?order=%ff')],
+      ['GET /v1/files/file-%ff', await t.json('/v1/files/file-%ff')],
+      ['GET /v1/models/a%ffb', await t.json('/v1/models/a%ffb')],
+    ];
+    const bad = cases.filter(([, r]) => !(r.status >= 400 && r.status < 500 && typeof r.body?.error?.message === 'string'));
+    assert.ok(bad.length === 0, bad.map(([w, r]) => `${w}: ${r.status} ${JSON.stringify(r.body)}`).join('\n'));
+  });
+
+  test('a filename with invalid UTF-8 is sanitized or refused (400), never a 500', async (t) => {
+    const m = multipart([{ name: 'purpose', value: 'user_data' }, { name: 'file', filename: 'f.\u00d2l', data: 'x' }]);
+    // multipart() writes the head as UTF-8 (c3 92): put the lone byte d2 there.
+    const body = Buffer.from(m.body.toString('latin1').replace('f.\u00c3\u0092l', 'f.\u00d2l'), 'latin1');
+    assert.ok(body.includes(Buffer.from([0x2e, 0xd2, 0x6c])), 'raw invalid byte in the body');
+    const r = await t.json('/v1/files', { method: 'POST', headers: { 'content-type': m.contentType }, body });
+    assert.ok(r.status === 200 || r.status === 400, `status ${r.status}: ${JSON.stringify(r.body)}`);
+    if (r.status === 200) assert.equal(typeof r.body.filename, 'string');
+    else assert.ok(r.body?.error?.message, 'error message');
+  });
+
   test('a part id listed twice is refused', async (t) => {
     const u = await t.client.uploads.create({ filename: 'd.txt', purpose: 'assistants', bytes: 6, mime_type: 'text/plain' });
     const p = await t.client.uploads.parts.create(u.id, { data: await toFile(Buffer.from('abc'), 'p') });
@@ -130,4 +153,62 @@ suite('robustness', {}, (test) => {
     const r = await t.json(`/v1/uploads/${u.id}/parts`, { method: 'POST', headers: { 'content-type': m.contentType }, body: m.body });
     expectErrorBody(r, { status: 400, type: 'invalid_request_error', param: 'data' });
   });
+});
+
+// Deterministic PRNG (mulberry32) so a failure reproduces.
+function rng(seed) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// Flips, inserts, deletes or duplicates a few bytes of buf.
+function mutate(buf, r) {
+  let b = Buffer.from(buf);
+  const n = 1 + Math.floor(r() * 4);
+  for (let k = 0; k < n; k++) {
+    const i = Math.floor(r() * (b.length + 1));
+    const op = Math.floor(r() * 4);
+    const byte = Buffer.from([Math.floor(r() * 256)]);
+    if (op === 0 && i < b.length) b[i] = byte[0];
+    else if (op === 1) b = Buffer.concat([b.subarray(0, i), byte, b.subarray(i)]);
+    else if (op === 2) b = Buffer.concat([b.subarray(0, i), b.subarray(i + 1 + Math.floor(r() * 8))]);
+    else b = Buffer.concat([b.subarray(0, i), b.subarray(i, i + 16), b.subarray(i)]);
+  }
+  return b;
+}
+
+suite('mutation', {}, (test) => {
+  test('400 mutated requests: never a 5xx, always the error format, server stays up', async (t) => {
+    const seed = Number(process.env.HEARTH_E2E_SEED || 20261125);
+    const count = Number(process.env.HEARTH_E2E_MUTATIONS || 400);
+    t.note(`seed ${seed} (HEARTH_E2E_SEED), ${count} requests (HEARTH_E2E_MUTATIONS)`);
+    const r = rng(seed);
+    const u = await t.client.uploads.create({ filename: 'm.txt', purpose: 'batch', bytes: 1 << 20, mime_type: 'text/plain' });
+    const p = await t.client.uploads.parts.create(u.id, { data: await toFile(Buffer.from('seed'), 'p') });
+    const mp = multipart([{ name: 'purpose', value: 'batch' }, { name: 'expires_after[anchor]', value: 'created_at' }, { name: 'expires_after[seconds]', value: '3600' }, { name: 'file', filename: 'f.jsonl', data: '{"a":1}\n' }], 'fuzzBoundary');
+    const part = multipart([{ name: 'data', filename: 'blob', data: 'hello part' }], 'fuzzBoundary');
+    const seeds = [
+      ['/v1/uploads', 'application/json', Buffer.from(JSON.stringify({ filename: 'a.jsonl', purpose: 'batch', bytes: 10, mime_type: 'text/jsonl', expires_after: { anchor: 'created_at', seconds: 3600 } }))],
+      [`/v1/uploads/${u.id}/complete`, 'application/json', Buffer.from(JSON.stringify({ part_ids: [p.id], md5: 'd41d8cd98f00b204e9800998ecf8427e' }))],
+      ['/v1/files', 'multipart/form-data; boundary=fuzzBoundary', mp.body],
+      [`/v1/uploads/${u.id}/parts`, 'multipart/form-data; boundary=fuzzBoundary', part.body],
+    ];
+    const bad = [];
+    const statuses = {};
+    for (let i = 0; i < count; i++) {
+      const [path, ct, body] = seeds[i % seeds.length];
+      const mutated = mutate(body, r);
+      const res = await t.json(path, { method: 'POST', headers: { 'content-type': ct }, body: mutated });
+      statuses[res.status] = (statuses[res.status] || 0) + 1;
+      if (res.status >= 500 || (res.status >= 400 && !res.body?.error?.message))
+        bad.push(`#${i} ${path}: ${res.status} ${JSON.stringify(res.body).slice(0, 120)} body(b64)=${mutated.toString('base64').slice(0, res.status >= 500 ? undefined : 400)}`);
+    }
+    t.note(`statuses: ${JSON.stringify(statuses)}`);
+    assert.ok(bad.length === 0, `${bad.length} bad answers:\n${bad.join('\n')}`);
+    await healthy(t);
+  }, { timeoutMs: 120000 });
 });
