@@ -234,7 +234,7 @@ int eng_batch_add(eng_batch *b, int32_t token, int32_t pos, int32_t seq_id,
 /* Context                                                                  */
 /* ======================================================================== */
 
-#define ATTN_TB 16  /* tokens per work item */
+#define ATTN_TB 16  /* most tokens per work item (fewer for long contexts) */
 #define ATTN_CB 256 /* cells per block of the score and value loops */
 
 /* The chunk's tokens grouped by sequence, and each group's cell range. */
@@ -272,7 +272,8 @@ struct eng_ctx {
   int32_t *attn_order;         /* (n_batch) tokens grouped by sequence */
   attn_group *attn_groups;     /* (n_seq) */
   attn_item *attn_items;       /* ((n_batch + n_seq) * n_head) */
-  int attn_n_items, attn_rows; /* rows = ATTN_TB * heads per kv head */
+  int attn_n_items, attn_rows; /* rows = attn_tb * heads per kv head */
+  int attn_tb;                 /* tokens per work item */
   float *attn_qf;              /* (n_threads, rows, head_dim) */
   int32_t *attn_vpos;          /* (n_threads, n_ctx) */
   uint16_t *attn_q16;          /* (n_threads, rows, head_dim) */
@@ -326,7 +327,11 @@ static int ctx_alloc(eng_ctx *c) {
   c->cell_of = xcalloc(B, sizeof(int32_t), &bad);
   c->seq_cells = xcalloc((size_t)c->n_ctx, sizeof(int32_t), &bad);
   size_t grp = (size_t)(m->n_head / m->n_head_kv), T = (size_t)c->n_threads;
-  c->attn_rows = (int)(ATTN_TB * grp);
+  /* tokens per item: up to ATTN_TB while a thread's scores and
+   * probabilities (rows x n_ctx x 6 bytes) stay within ~4 MB */
+  size_t tb = ((size_t)4 << 20) / (grp * (size_t)c->n_ctx * 6);
+  c->attn_tb = tb < 1 ? 1 : tb > ATTN_TB ? ATTN_TB : (int)tb;
+  c->attn_rows = (int)(c->attn_tb * grp);
   c->attn_order = xcalloc(B, sizeof(int32_t), &bad);
   c->attn_groups = xcalloc((size_t)c->n_seq, sizeof(attn_group), &bad);
   c->attn_items =
@@ -550,19 +555,19 @@ static void attn_plan(eng_ctx *c, const eng_batch_tok *tok, int n) {
   const int grp = m->n_head / m->n_head_kv;
   int blocks = 0;
   for (int gi = 0; gi < ng; gi++)
-    blocks += (c->attn_groups[gi].nt + ATTN_TB - 1) / ATTN_TB;
+    blocks += (c->attn_groups[gi].nt + c->attn_tb - 1) / c->attn_tb;
   int hstep = blocks * m->n_head_kv < 2 * c->n_threads ? 1 : grp;
   int ni = 0;
   for (int gi = 0; gi < ng; gi++)
-    for (int t0 = 0; t0 < c->attn_groups[gi].nt; t0 += ATTN_TB)
+    for (int t0 = 0; t0 < c->attn_groups[gi].nt; t0 += c->attn_tb)
       for (int g = 0; g < m->n_head_kv; g++)
         for (int h0 = 0; h0 < grp; h0 += hstep) {
           attn_item *it = &c->attn_items[ni++];
           it->gi = gi, it->g = g, it->h0 = g * grp + h0, it->nh = hstep;
           it->t0 = t0;
-          it->nt = c->attn_groups[gi].nt - t0 < ATTN_TB
+          it->nt = c->attn_groups[gi].nt - t0 < c->attn_tb
                        ? c->attn_groups[gi].nt - t0
-                       : ATTN_TB;
+                       : c->attn_tb;
         }
   c->attn_n_items = ni;
 }
