@@ -55,10 +55,47 @@ static void test_long_message_truncates_safely(void) {
   CHECK(strlen(e.param) == sizeof e.param - 1);
 }
 
+/* Messages quoting a client's bytes stay valid JSON and keep their text. */
+static void test_invalid_utf8_is_replaced(void) {
+  api_error e;
+  err_invalid(&e, "purpose", "Invalid value: '%s'.",
+              "b\xff"
+              "a\xed\xa0\x80z");
+  json_t *j = api_error_json(&e);
+  const char *m = json_string_value(
+      json_object_get(json_object_get(j, "error"), "message"));
+  CHECK_STR(m, "Invalid value: 'b\xef\xbf\xbd"
+               "a\xef\xbf\xbd\xef\xbf\xbd"
+               "\xef\xbf\xbdz'.");
+  json_decref(j);
+  /* a multi-byte character cut by truncation at the end */
+  char big[1100];
+  memset(big, 'a', sizeof big);
+  memcpy(big + 1021, "\xe2\x82\xac", 3); /* the euro sign across the cut */
+  big[sizeof big - 1] = 0;
+  err_invalid(&e, NULL, "%s", big);
+  j = api_error_json(&e);
+  m = json_string_value(
+      json_object_get(json_object_get(j, "error"), "message"));
+  CHECK(m != NULL && strlen(m) >= 1021);
+  json_decref(j);
+  /* valid UTF-8 passes unchanged */
+  err_invalid(&e, "p\xc3\xa9", "caf\xc3\xa9 \xf0\x9f\x94\xa5");
+  j = api_error_json(&e);
+  CHECK_STR(json_string_value(
+                json_object_get(json_object_get(j, "error"), "message")),
+            "caf\xc3\xa9 \xf0\x9f\x94\xa5");
+  CHECK_STR(
+      json_string_value(json_object_get(json_object_get(j, "error"), "param")),
+      "p\xc3\xa9");
+  json_decref(j);
+}
+
 int main(void) {
   RUN(test_invalid_renders_param_and_null_code);
   RUN(test_empty_param_is_null);
   RUN(test_set_with_code_and_not_found);
   RUN(test_long_message_truncates_safely);
+  RUN(test_invalid_utf8_is_replaced);
   T_MAIN_END();
 }
