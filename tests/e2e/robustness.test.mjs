@@ -207,6 +207,24 @@ suite('mutation', {}, (test) => {
       if (res.status >= 500 || (res.status >= 400 && !res.body?.error?.message))
         bad.push(`#${i} ${path}: ${res.status} ${JSON.stringify(res.body).slice(0, 120)} body(b64)=${mutated.toString('base64').slice(0, res.status >= 500 ? undefined : 400)}`);
     }
+    // GETs with mutated paths and query strings (bytes outside the URL-safe
+    // set percent-encoded so the request line stays valid).
+    const gets = ['/v1/files?limit=2&order=asc&after=file-abc&purpose=batch', `/v1/files/${u.id}/content`, '/v1/models/gpt-4o-mini', `/v1/files?after=${p.id}`];
+    for (let i = 0; i < count / 4; i++) {
+      const m = mutate(Buffer.from(gets[i % gets.length]), r);
+      let url = '';
+      for (const c of m) url += c > 0x20 && c < 0x7f && c !== 0x23 ? String.fromCharCode(c) : '%' + c.toString(16).padStart(2, '0');
+      if (!url.startsWith('/')) url = '/' + url;
+      let res;
+      try {
+        res = await t.json(url);
+      } catch (e) {
+        bad.push(`GET ${url}: ${e.message}`);
+        continue;
+      }
+      statuses[res.status] = (statuses[res.status] || 0) + 1;
+      if (res.status >= 500 || (res.status >= 400 && !res.body?.error?.message)) bad.push(`GET ${url}: ${res.status} ${JSON.stringify(res.body).slice(0, 160)}`);
+    }
     t.note(`statuses: ${JSON.stringify(statuses)}`);
     assert.ok(bad.length === 0, `${bad.length} bad answers:\n${bad.join('\n')}`);
     await healthy(t);
