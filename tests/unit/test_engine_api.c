@@ -353,9 +353,41 @@ static void test_load_refusals(void) {
          err);
 }
 
+/* A long context (smaller attention work items, cells far apart) and a
+ * fragmented cache give the same logits as a small fresh context. */
+static void test_long_context_fragmented(void) {
+  eng_model *m = load_shared("tiny-qwen2-f32.gguf");
+  if (!m)
+    SKIP("../shared/testdata/models/synthetic/tiny-qwen2-f32.gguf absent");
+  int nv = eng_model_n_vocab(m);
+  float *ref = malloc(sizeof(float) * nv);
+  CHECK(logits_alone(m, SEQ_C, LEN(SEQ_C), ref) == 0);
+  eng_ctx *c = new_ctx(m, 100000, 2, 512);
+  eng_batch b = eng_batch_init(64);
+  /* seq 1 takes cells 0..9, seq 0 interleaves with it, then seq 1 goes */
+  for (int i = 0; i < 10; i++)
+    eng_batch_add(&b, 5 + i, i, 1, 0);
+  CHECK(eng_decode(c, &b) == ENG_OK);
+  eng_kv_seq_rm(c, 1, 2, 4); /* holes at cells 2, 3 */
+  eng_batch_clear(&b);
+  for (int i = 0; i < LEN(SEQ_C); i++) {
+    eng_batch_add(&b, SEQ_C[i], i, 0, i == LEN(SEQ_C) - 1);
+    if (i < 5)
+      eng_batch_add(&b, 20 + i, 10 + i, 1, 0);
+  }
+  CHECK(eng_decode(c, &b) == ENG_OK);
+  double d = max_diff(eng_get_logits(c, b.n_tokens - 1), ref, nv);
+  CHECKF(d < 1e-4, "long/fragmented context logits differ by %g", d);
+  eng_batch_free(&b);
+  eng_ctx_free(c);
+  free(ref);
+  eng_model_free(m);
+}
+
 int main(void) {
   RUN(test_batched_equals_alone);
   RUN(test_prefix_reuse);
+  RUN(test_long_context_fragmented);
   RUN(test_rules_and_full);
   RUN(test_model_info);
   RUN(test_load_errors);
