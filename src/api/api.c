@@ -100,3 +100,36 @@ api_stream *api_resp_stream(api_resp *resp, const char *content_type) {
            content_type ? content_type : "text/event-stream");
   return s;
 }
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when invalid
+ * (overlong forms, surrogates and code points past U+10FFFF included). */
+static int utf8_seq(const unsigned char *s) {
+  unsigned c = s[0];
+  int n = c < 0x80                 ? 1
+          : c >= 0xC2 && c <= 0xDF ? 2
+          : (c & 0xF0) == 0xE0     ? 3
+          : c >= 0xF0 && c <= 0xF4 ? 4
+                                   : 0;
+  for (int i = 1; i < n; i++)
+    if ((s[i] & 0xC0) != 0x80)
+      return 0;
+  if ((n == 3 && c == 0xE0 && s[1] < 0xA0) ||
+      (n == 3 && c == 0xED && s[1] >= 0xA0) ||
+      (n == 4 && c == 0xF0 && s[1] < 0x90) ||
+      (n == 4 && c == 0xF4 && s[1] >= 0x90))
+    return 0;
+  return n;
+}
+
+/* Replaces bytes that are not valid UTF-8 with '?', in place: messages
+ * quote client input, and JSON strings must be valid UTF-8. */
+void api_utf8_scrub(char *p) {
+  unsigned char *s = (unsigned char *)p;
+  while (*s) {
+    int n = utf8_seq(s);
+    if (n == 0)
+      *s++ = '?';
+    else
+      s += n;
+  }
+}

@@ -114,6 +114,10 @@ json_t *api_json_body(const api_req *r, api_error *e);
  * to it from any thread, then api_stream_end it. NULL on OOM (resp then
  * holds a 500). */
 struct api_stream *api_resp_stream(api_resp *resp, const char *content_type);
+/* Replaces bytes of s that are not valid UTF-8 with '?', in place (JSON
+ * strings must be valid UTF-8; client input quoted in messages, filenames
+ * and multipart headers need not be). */
+void api_utf8_scrub(char *s);
 /* Sets a 200 JSON body (takes the reference). */
 void api_ok(api_resp *resp, json_t *body);
 void api_resp_init(api_resp *resp);

@@ -169,6 +169,8 @@ void api_files_create(api_req *req, api_resp *resp) {
     return;
   }
   json_t *out;
+  api_utf8_scrub(file->filename);
+  api_utf8_scrub(file->content_type);
   const char *name = file->filename[0] ? file->filename : "upload";
   if (files_create(req->ctx, req->project, name, purpose, &bi,
                    file->content_type, expires, &out, e) < 0) {

@@ -28,6 +28,7 @@
 
 #include "api/stream.h"
 #include "core/auth.h"
+#include "http/alog.h"
 #include "http/multipart.h"
 #include "http/router.h"
 #include "store/blob.h"
@@ -59,6 +60,7 @@ struct http_server {
   struct MHD_Daemon *d;
   pthread_mutex_t streams_mu;
   stream_hold *streams;
+  alog *log; /* access log, NULL when quiet */
   http_config cfg;
   api_ctx *ctx;
   router *router;
@@ -173,7 +175,8 @@ static void access_log(reqstate *st, int status) {
                    st->method, st->url, st->rt ? st->rt->op : "-", status,
                    us / 1000, us % 1000);
   if (n > 0)
-    (void)!write(2, line, (size_t)n < sizeof line ? (size_t)n : sizeof line);
+    alog_line(st->srv->log, line,
+              (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
 }
 
 /* ---------------------------------------------------------- responses */
@@ -219,7 +222,10 @@ static struct MHD_Response *json_response(json_t *j) {
   return r;
 }
 
-static enum MHD_Result send_error(reqstate *st, const api_error *e) {
+static enum MHD_Result send_error(reqstate *st, const api_error *err) {
+  api_error copy = *err, *e = &copy;
+  api_utf8_scrub(copy.message);
+  api_utf8_scrub(copy.param);
   json_t *j = api_error_json(e);
   struct MHD_Response *r = json_response(j);
   json_decref(j);
@@ -796,6 +802,8 @@ http_server *http_start(const http_config *cfg, api_ctx *ctx, char *err,
     free(s);
     return NULL;
   }
+  if (cfg->log > HTTP_LOG_QUIET)
+    s->log = alog_start(2);
   const union MHD_DaemonInfo *di =
       MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
   s->port = di ? di->port : cfg->port;
@@ -829,6 +837,7 @@ void http_stop(http_server *s, int grace_s) {
   pthread_mutex_unlock(&s->streams_mu);
   wait_idle(s, 40);
   MHD_stop_daemon(s->d);
+  alog_stop(s->log);
   pthread_mutex_destroy(&s->streams_mu);
   router_free(s->router);
   free(s);

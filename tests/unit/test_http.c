@@ -387,6 +387,16 @@ static void test_stream_client_disconnect(void) {
   CHECK(atomic_load(&producer_saw_cancel));
 }
 
+static void test_utf8_scrub(void) {
+  char a[] = "ok \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+  char b[] = "bad \xff \xc0\xaf \xed\xa0\x80 \xe2\x82 \xf4\x90\x80\x80";
+  const char *pa = a, *pb = b;
+  api_utf8_scrub(a);
+  CHECK_STR(pa, "ok \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+  api_utf8_scrub(b);
+  CHECK_STR(pb, "bad ? ?? ??? ?? ????");
+}
+
 static void test_loopback(void) {
   CHECK(http_host_is_loopback("127.0.0.1"));
   CHECK(http_host_is_loopback("127.1.2.3"));
@@ -457,6 +467,7 @@ int main(void) {
   RUN(test_multipart_upload);
   RUN(test_stream_sse);
   RUN(test_stream_client_disconnect);
+  RUN(test_utf8_scrub);
   RUN(test_loopback);
   RUN(test_shutdown_with_idle_connections);
   http_stop(srv, 1);
