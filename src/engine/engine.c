@@ -322,7 +322,7 @@ static int ctx_alloc(eng_ctx *c) {
   c->att = xcalloc(B * Q, sizeof(float), &bad);
   c->hb = xcalloc(B * F, sizeof(float), &bad);
   c->hb2 = xcalloc(B * F, sizeof(float), &bad);
-  c->xq_bytes = (B + 4) * (widest * 4 + 512); /* decode: 4 slots */
+  c->xq_bytes = B * (widest * 4 + 512);
   c->xq = xcalloc(c->xq_bytes, 1, &bad);
   c->cell_of = xcalloc(B, sizeof(int32_t), &bad);
   c->seq_cells = xcalloc((size_t)c->n_ctx, sizeof(int32_t), &bad);
@@ -438,72 +438,30 @@ typedef struct {
   float *y;
 } mm_job;
 
-/* Decode (one token): the matrices of a group share ONE pass over the pool:
- * their rows, laid end to end, are split evenly over the threads and each
- * thread multiplies its slices alone. One wake-up instead of one per matrix
- * and per quantization. Types and sizes were validated at load, so
- * k_matmul_q cannot fail here. */
-typedef struct {
-  const mm_job *jobs;
-  const void *xq[4]; /* the input quantized for each job */
-  int n_jobs;
-  int64_t cols, total_rows;
-} mv_args;
-
-static void mv_task(void *arg, int ith, int nth) {
-  const mv_args *a = arg;
-  long long r0, r1, base = 0;
-  tpool_split(a->total_rows, ith, nth, 8, &r0, &r1);
-  for (int j = 0; j < a->n_jobs; base += a->jobs[j].w->rows, j++) {
-    const mtensor *w = a->jobs[j].w;
-    long long lo = r0 > base ? r0 : base;
-    long long hi = r1 < base + w->rows ? r1 : base + w->rows;
-    if (lo >= hi)
-      continue;
-    (void)k_matmul_q(NULL, w->type,
-                     (const char *)w->data + (size_t)(lo - base) * w->row_bytes,
-                     hi - lo, a->cols, a->xq[j], 1, a->jobs[j].y + (lo - base));
-  }
-}
-
-static int matvec_group(eng_ctx *c, const float *x, int64_t cols,
-                        const mm_job *jobs, int n_jobs) {
-  mv_args a = {jobs, {0}, n_jobs, cols, 0};
-  size_t slot = c->xq_bytes / 4;
-  int have_vdt = -2;
-  const void *last = NULL;
-  for (int j = 0; j < n_jobs; j++) {
-    int vdt = qtype(jobs[j].w->type)->vec_dot_type;
-    if (vdt != have_vdt) { /* quantize x into the next slot */
-      void *q = (char *)c->xq + (size_t)j * slot;
-      k_quantize_act(vdt, x, q, cols);
-      last = q;
-      have_vdt = vdt;
-    }
-    a.xq[j] = last;
-    a.total_rows += jobs[j].w->rows;
-  }
-  tpool_run(c->pool, mv_task, &a);
-  return 0;
-}
-
-/* Y_i = X @ W_i^T for each job, quantizing X (n rows of cols) once per
- * distinct activation type. Returns 0 or -1. */
+/* Y_i = X @ W_i^T for each job (X: n rows of cols). Consecutive jobs whose
+ * weights take the same activation type share one quantization of X and one
+ * pass over the pool (k_matmul_q_multi: their rows split together). A single
+ * row (decode) is quantized inline, without waking the pool. Returns 0 or
+ * -1. */
 static int matmul_group(eng_ctx *c, const float *X, int n, int64_t cols,
                         const mm_job *jobs, int n_jobs) {
-  if (n == 1 && n_jobs <= 4)
-    return matvec_group(c, X, cols, jobs, n_jobs);
-  int have_vdt = -2;
-  for (int j = 0; j < n_jobs; j++) {
-    const mtensor *w = jobs[j].w;
-    int vdt = qtype(w->type)->vec_dot_type;
-    if (vdt != have_vdt) {
-      k_quantize_rows(c->pool, w->type, X, n, cols, c->xq);
-      have_vdt = vdt;
+  for (int j0 = 0; j0 < n_jobs;) {
+    int vdt = qtype(jobs[j0].w->type)->vec_dot_type;
+    k_mat mats[K_MULTI_MAX];
+    int nm = 0;
+    for (; j0 + nm < n_jobs && nm < K_MULTI_MAX; nm++) {
+      const mtensor *w = jobs[j0 + nm].w;
+      if (qtype(w->type)->vec_dot_type != vdt)
+        break;
+      mats[nm] = (k_mat){w->type, w->data, w->rows, jobs[j0 + nm].y};
     }
-    if (k_matmul_q(c->pool, w->type, w->data, w->rows, cols, c->xq, n,
-                   jobs[j].y))
+    if (n == 1)
+      k_quantize_act(vdt, X, c->xq, cols);
+    else
+      k_quantize_rows(c->pool, jobs[j0].w->type, X, n, cols, c->xq);
+    if (k_matmul_q_multi(c->pool, mats, nm, cols, c->xq, n))
       return -1;
+    j0 += nm;
   }
   return 0;
 }
