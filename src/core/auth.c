@@ -99,7 +99,7 @@ static int bearer_token(const char *h, const char **tok, size_t *len) {
 }
 
 static void err_no_key(api_error *e) {
-  api_error_set(e, 401, "invalid_request_error", "invalid_api_key", NULL,
+  api_error_set(e, 401, "invalid_request_error", NULL, NULL,
                 "You didn't provide an API key. You need to provide your API "
                 "key in an Authorization header using Bearer auth (i.e. "
                 "Authorization: Bearer YOUR_KEY). Create one with `hearth "

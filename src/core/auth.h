@@ -46,7 +46,8 @@ void auth_redact(const char *key, char *out, size_t outlen);
  * Otherwise the key must exist:
  *  - missing header -> 401 "You didn't provide an API key. ..."
  *  - unknown key    -> 401 "Incorrect API key provided: sk-hea***xyz. ..."
- *  both with type invalid_request_error, code invalid_api_key.
+ *  both with type invalid_request_error; code null for the missing key
+ *  and invalid_api_key for the wrong one, as the platform answers.
  *  - project_hdr naming another project than a non-admin key's -> 401
  *    "OpenAI-Project header should match project for API key";
  *    an admin key may name any existing project with it (404 otherwise).
