@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "engine/gguf.h"
 #include "engine/gguf_write.h"
@@ -787,6 +788,8 @@ int fixture_write(const fixture_params *p, const char *path, char *err,
 done:
   if (fp && fclose(fp) && !rc)
     rc = fail(err, errlen, "%s: write failed", path);
+  if (fp && rc)
+    unlink(path); /* no half-written model left behind */
   gguf_writer_free(w);
   free(t);
   vocab_free(&v);

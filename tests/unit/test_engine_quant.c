@@ -58,10 +58,8 @@ static void test_fp16_roundtrip_all(void) {
 static void test_fp16_vs_compiler(void) {
   int bad = 0;
   for (int i = 0; i < 200000; i++) {
-    uint32_t bits = (uint32_t)(rng_state = rng_state * 6364136223846793005ull +
-                                           1442695040888963407ull) >>
-                    0;
-    bits = (uint32_t)(rng_state >> 32);
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    const uint32_t bits = (uint32_t)(rng_state >> 32);
     float f;
     memcpy(&f, &bits, 4);
     if (isnan(f))
