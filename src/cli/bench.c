@@ -133,9 +133,10 @@ static double rss_mb(void) {
 /* Index of the largest logit. */
 static int32_t argmax(const float *x, int n) {
   int32_t best = 0;
+  float bv = x[0];
   for (int i = 1; i < n; i++)
-    if (x[i] > x[best])
-      best = i;
+    if (x[i] > bv)
+      bv = x[best = i];
   return best;
 }
 
