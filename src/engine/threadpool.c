@@ -1,7 +1,7 @@
 /* Persistent thread pool (see threadpool.h). One generation counter is the
- * futex word (low 8 bits: how many threads the task uses, so a worker reads
- * it atomically with the generation): tpool_run publishes the task, bumps the
- * generation and wakes
+ * futex word (low 8 bits: how many threads the task uses, bit 8: dynamic
+ * task, so a worker reads them atomically with the generation): tpool_run
+ * publishes the task, bumps the generation and wakes
  * sleepers; workers spin on it briefly (decode calls the pool many times per
  * token, microseconds apart) before sleeping in futex_wait. Completion is a
  * countdown the caller spins on (then yields). Knows nothing about what the
@@ -29,6 +29,7 @@
  * goes to sleep, and before the waiting caller starts yielding. */
 enum { SPIN_WORKER = 4000, SPIN_CALLER = 2000 };
 enum { TPOOL_MAX_THREADS = 255 }; /* nth lives in 8 bits of the futex word */
+enum { GEN_SHIFT = 9, GEN_DYN = 1u << 8, DYN_CLOSED = 1u << 15 };
 
 struct tpool;
 
@@ -41,12 +42,14 @@ struct tpool {
   int n;              /* threads including the caller */
   pthread_t *threads; /* n - 1 workers */
   tworker *workers;   /* n - 1 */
-  atomic_uint gen;    /* futex word: (generation << 8) | nth of the task */
+  atomic_uint gen;    /* futex word: generation << 9 | dyn << 8 | nth */
   atomic_int n_sleep; /* workers inside futex_wait (or about to be) */
-  atomic_int pending; /* workers still running the current task */
+  atomic_int pending; /* static task: workers still running it */
+  atomic_uint dyn;    /* dynamic task: gen tag << 16 | CLOSED | joined */
+  atomic_int done;    /* dynamic task: joined workers that finished */
   atomic_int stop;
   tpool_fn fn; /* current task, published before gen is bumped and */
-  void *arg;   /* unchanged until its pending count reaches 0 */
+  void *arg;   /* unchanged until every thread running it is done */
   void *scratch;
   size_t scratch_size;
 };
@@ -80,6 +83,18 @@ static unsigned wait_new_gen(tpool *p, unsigned seen) {
   }
 }
 
+/* Joins dynamic task `word` unless the caller has closed it already. */
+static int dyn_join(tpool *p, unsigned word) {
+  unsigned tag = ((word >> GEN_SHIFT) & 0xffff) << 16;
+  unsigned v = atomic_load(&p->dyn);
+  for (;;) {
+    if ((v & 0xffff0000u) != tag || (v & DYN_CLOSED))
+      return 0;
+    if (atomic_compare_exchange_weak(&p->dyn, &v, v + 1))
+      return 1;
+  }
+}
+
 static void *worker_main(void *v) {
   tworker *w = v;
   tpool *p = w->pool;
@@ -89,7 +104,14 @@ static void *worker_main(void *v) {
     if (atomic_load_explicit(&p->stop, memory_order_acquire))
       break;
     int nth = (int)(seen & 0xff);
-    if (w->ith < nth) {
+    if (w->ith >= nth)
+      continue;
+    if (seen & GEN_DYN) {
+      if (!dyn_join(p, seen))
+        continue;
+      p->fn(p->arg, w->ith, nth);
+      atomic_fetch_add_explicit(&p->done, 1, memory_order_acq_rel);
+    } else {
       p->fn(p->arg, w->ith, nth);
       atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel);
     }
@@ -114,6 +136,8 @@ tpool *tpool_create(int n_threads) {
   atomic_init(&p->gen, 0);
   atomic_init(&p->n_sleep, 0);
   atomic_init(&p->pending, 0);
+  atomic_init(&p->dyn, DYN_CLOSED);
+  atomic_init(&p->done, 0);
   atomic_init(&p->stop, 0);
   if (n_threads == 1)
     return p;
@@ -140,6 +164,36 @@ int tpool_n_threads(const tpool *p) {
   return p ? p->n : 1;
 }
 
+/* Publishes a task to the first nth threads: returns the new word. */
+static unsigned publish(tpool *p, tpool_fn fn, void *arg, int nth, int dyn) {
+  p->fn = fn;
+  p->arg = arg;
+  unsigned g = atomic_load_explicit(&p->gen, memory_order_relaxed);
+  unsigned word = (((g >> GEN_SHIFT) + 1) << GEN_SHIFT) | (dyn ? GEN_DYN : 0) |
+                  (unsigned)nth;
+  if (dyn) {
+    atomic_store(&p->done, 0);
+    atomic_store(&p->dyn, ((word >> GEN_SHIFT) & 0xffff) << 16);
+  } else {
+    atomic_store_explicit(&p->pending, nth - 1, memory_order_relaxed);
+  }
+  /* seq_cst: publishes fn/arg/pending/dyn before the new word is seen */
+  atomic_store(&p->gen, word);
+  if (atomic_load(&p->n_sleep) > 0)
+    futex_wake_all(&p->gen);
+  return word;
+}
+
+static void wait_zero(atomic_int *c, int target) {
+  for (int i = 0; atomic_load_explicit(c, memory_order_acquire) != target;
+       i++) {
+    if (i < SPIN_CALLER)
+      CPU_RELAX();
+    else
+      sched_yield();
+  }
+}
+
 void tpool_run_n(tpool *p, tpool_fn fn, void *arg, int nth) {
   if (!p || p->n == 1 || nth <= 1) {
     fn(arg, 0, 1);
@@ -147,22 +201,20 @@ void tpool_run_n(tpool *p, tpool_fn fn, void *arg, int nth) {
   }
   if (nth > p->n)
     nth = p->n;
-  p->fn = fn;
-  p->arg = arg;
-  atomic_store_explicit(&p->pending, nth - 1, memory_order_relaxed);
-  unsigned g = atomic_load_explicit(&p->gen, memory_order_relaxed);
-  /* seq_cst: publishes fn/arg/pending before the new word is seen */
-  atomic_store(&p->gen, (((g >> 8) + 1) << 8) | (unsigned)nth);
-  if (atomic_load(&p->n_sleep) > 0)
-    futex_wake_all(&p->gen);
+  publish(p, fn, arg, nth, 0);
   fn(arg, 0, nth);
-  for (int i = 0; atomic_load_explicit(&p->pending, memory_order_acquire);
-       i++) {
-    if (i < SPIN_CALLER)
-      CPU_RELAX();
-    else
-      sched_yield();
+  wait_zero(&p->pending, 0);
+}
+
+void tpool_run_dyn(tpool *p, tpool_fn fn, void *arg) {
+  if (!p || p->n == 1) {
+    fn(arg, 0, 1);
+    return;
   }
+  publish(p, fn, arg, p->n, 1);
+  fn(arg, 0, p->n);
+  unsigned v = atomic_fetch_or(&p->dyn, DYN_CLOSED);
+  wait_zero(&p->done, (int)(v & 0x7fff));
 }
 
 void tpool_run(tpool *p, tpool_fn fn, void *arg) {
@@ -191,7 +243,7 @@ void tpool_free(tpool *p) {
     return;
   if (p->n > 1) {
     atomic_store(&p->stop, 1);
-    atomic_fetch_add(&p->gen, 1u << 8);
+    atomic_fetch_add(&p->gen, 1u << GEN_SHIFT);
     futex_wake_all(&p->gen);
     for (int i = 0; i < p->n - 1; i++)
       pthread_join(p->threads[i], NULL);

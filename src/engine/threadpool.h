@@ -29,6 +29,15 @@ void tpool_run(tpool *p, tpool_fn fn, void *arg);
  * useful for small jobs where waking every worker costs more than it saves. */
 void tpool_run_n(tpool *p, tpool_fn fn, void *arg, int nth);
 
+/* Dynamic variant for work taken from a shared counter: fn(arg, ith, nth)
+ * is called by the caller (ith 0) and by those of the other nth-1 threads
+ * that arrive before the caller has finished its own call; the caller then
+ * waits only for the ones that started. fn must therefore take its work
+ * from a shared atomic counter until none is left (never split work by
+ * ith). A preempted worker thus never holds the caller up by more than the
+ * item it is running. */
+void tpool_run_dyn(tpool *p, tpool_fn fn, void *arg);
+
 /* Scratch memory owned by the pool, at least `bytes` long and 64-byte
  * aligned; grows (reallocates) only when a larger size is asked for, so it is
  * allocation-free in steady state. Valid until the next call or tpool_free.

@@ -121,6 +121,52 @@ static void test_wake_after_sleep(void) {
   tpool_free(p);
 }
 
+typedef struct {
+  atomic_int next;
+  int n_items;
+  atomic_int hits[512];
+  atomic_int calls;
+} dyn_job;
+
+static void dyn_task(void *arg, int ith, int nth) {
+  dyn_job *j = arg;
+  (void)ith, (void)nth;
+  atomic_fetch_add(&j->calls, 1);
+  for (int it; (it = atomic_fetch_add(&j->next, 1)) < j->n_items;)
+    atomic_fetch_add(&j->hits[it], 1);
+}
+
+/* Dynamic tasks: every item exactly once, the caller always takes part,
+ * interleaved with static tasks on the same pool (stale generations). */
+static void test_run_dyn(void) {
+  for (int n = 1; n <= 4; n++) {
+    tpool *p = tpool_create(n);
+    static dyn_job j;
+    int bad = 0;
+    for (int r = 0; r < 1500 && !bad; r++) {
+      memset(&j, 0, sizeof j);
+      j.n_items = r % 512;
+      tpool_run_dyn(r % 7 == 6 ? NULL : p, dyn_task, &j);
+      for (int i = 0; i < 512; i++)
+        if (atomic_load(&j.hits[i]) != (i < j.n_items))
+          bad = 1;
+      int c = atomic_load(&j.calls);
+      if (c < 1 || c > n)
+        bad = 1;
+      if (r % 3 == 0) { /* a static task in between */
+        sum_job s = {.expect_nth = n};
+        atomic_init(&s.calls, 0);
+        atomic_init(&s.bad, 0);
+        tpool_run(p, full_task, &s);
+        if (atomic_load(&s.calls) != n || atomic_load(&s.bad))
+          bad = 1;
+      }
+    }
+    CHECKF(!bad, "n=%d", n);
+    tpool_free(p);
+  }
+}
+
 static void test_scratch(void) {
   tpool *p = tpool_create(1);
   CHECK(tpool_scratch(NULL, 10) == NULL);
@@ -159,6 +205,7 @@ int main(void) {
   RUN(test_sums_4);
   RUN(test_run_all_and_null);
   RUN(test_wake_after_sleep);
+  RUN(test_run_dyn);
   RUN(test_scratch);
   RUN(test_split);
   T_MAIN_END();
