@@ -286,7 +286,6 @@ struct eng_ctx {
   float *logits;     /* (n_out, n_vocab) */
   size_t logits_cap; /* rows */
   int32_t *out_row;  /* (batch tokens) row in logits or -1 */
-  int out_cap;
   int n_batch_last;
 
   char err[256];
@@ -467,13 +466,14 @@ static int matmul_group(eng_ctx *c, const float *X, int n, int64_t cols,
 }
 
 /* ---- attention ------------------------------------------------------------
- * The cache of a layer holds, per kv head g, keys as rows K[g][cell][hd] and
- * values transposed as rows V[g][d][cell] (both f16), so that for a sequence
- * whose cells lie in [lo, lo+nr) the scores of a group of queries are one
- * f16 matrix product (K rows lo.. times q) and the output is nr-long f16 dot
- * products of V rows with the probabilities, as llama.cpp computes them (q
- * and the probabilities rounded to f16). Cells of that range that belong to
- * other sequences, or lie at later positions, are masked out. */
+ * The cache of a layer holds, per kv head g, keys and values transposed:
+ * K[g][d][cell] and V[g][d][cell] (f16). For a sequence whose visible cells
+ * lie in [lo, lo+nr), the scores of a query are hd long f16 axpys over the
+ * cell range (sum over d of q[d] * K[g][d][lo..]) and its output is hd
+ * nr-long f16 dot products of V rows with the probabilities: long vectors
+ * for the SIMD kernels, and the numerics of llama.cpp's f16 KQ and KQV
+ * products (q and the probabilities rounded to f16). Cells of the range that
+ * belong to other sequences, or lie at later positions, are masked out. */
 
 typedef struct {
   eng_ctx *c;

@@ -22,8 +22,9 @@ typedef struct {
   int n_cells, n_layer, n_seq;
   int row; /* f16 elements per cell per layer: n_head_kv * head_dim */
   kv_cell *cells;
-  uint16_t **k; /* [n_layer] -> (n_cells, row) f16 keys (after rope) */
-  uint16_t **v; /* [n_layer] -> (n_cells, row) f16 values */
+  uint16_t **k; /* [n_layer] -> row x n_cells f16: keys (after rope),
+                   transposed: element d of cell c at [d * n_cells + c] */
+  uint16_t **v; /* [n_layer] -> row x n_cells f16: values, same layout */
   int n_used;
 } kv_cache;
 
