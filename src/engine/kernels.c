@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -263,10 +264,6 @@ size_t k_act_row_size(int wtype, int64_t n) {
 /* ==== matmul ================================================================
  */
 
-/* Tokens per cache block in prefill: the quantized activations of one block
- * stay in L2 while every row tile of the thread streams past them. */
-enum { MM_TOK_BLOCK = 64 };
-
 typedef struct {
   const k_ops *o;
   int wtype;
@@ -348,65 +345,110 @@ static int pp_usable(const k_ops *o, int wtype, int64_t cols, int64_t n_tok) {
          pp_pairs(cols) <= PP_MAX_PAIRS && o->tile_p_mr <= PP_MAX_MR;
 }
 
-static void mm_rows_prep(const mm_job *j, int64_t r0, int64_t r1) {
+/* Prefill rows [r0, r1) x tokens [t0, t1) on the prepared path. */
+static void mm_part_prep(const mm_job *j, int64_t r0, int64_t r1, int64_t t0,
+                         int64_t t1) {
   const k_ops *o = j->o;
   const int mr = o->tile_p_mr, ntm = o->tile_p_nt, np = pp_pairs(j->cols);
   const size_t wps = (size_t)np * K_WPAIR;
   _Alignas(64) uint8_t wbuf[PP_MAX_MR * PP_MAX_PAIRS * K_WPAIR];
-  for (int64_t tb = 0; tb < j->n_tok; tb += PP_TOK_BLOCK) {
-    int64_t te = tb + PP_TOK_BLOCK < j->n_tok ? tb + PP_TOK_BLOCK : j->n_tok;
-    for (int64_t r = r0; r < r1; r += mr) {
-      int nr = (int)(r1 - r < mr ? r1 - r : mr);
-      for (int k = 0; k < nr; k++)
-        o->wprep[j->wtype](j->W + (size_t)(r + k) * j->wrow, (int)j->cols,
-                           wbuf + (size_t)k * wps);
-      for (int64_t t = tb; t < te; t += ntm) {
-        int nt = (int)(te - t < ntm ? te - t : ntm);
-        o->tile_p(np, wbuf, wps, nr, j->Xp + (size_t)t * j->xprow, j->xprow, nt,
-                  j->Y + (size_t)t * (size_t)j->rows + (size_t)r,
-                  (size_t)j->rows);
-      }
+  for (int64_t r = r0; r < r1; r += mr) {
+    int nr = (int)(r1 - r < mr ? r1 - r : mr);
+    for (int k = 0; k < nr; k++)
+      o->wprep[j->wtype](j->W + (size_t)(r + k) * j->wrow, (int)j->cols,
+                         wbuf + (size_t)k * wps);
+    for (int64_t t = t0; t < t1; t += ntm) {
+      int nt = (int)(t1 - t < ntm ? t1 - t : ntm);
+      o->tile_p(np, wbuf, wps, nr, j->Xp + (size_t)t * j->xprow, j->xprow, nt,
+                j->Y + (size_t)t * (size_t)j->rows + (size_t)r,
+                (size_t)j->rows);
     }
   }
 }
 
-static void mm_rows(const mm_job *j, int64_t r0, int64_t r1) {
-  if (j->n_tok == 1) {
-    mv_rows(j, r0, r1);
-    return;
-  }
-  if (j->Xp) {
-    mm_rows_prep(j, r0, r1);
-    return;
-  }
+/* Prefill rows [r0, r1) x tokens [t0, t1) with the type's tile (or one
+ * vec_dot per pair). */
+static void mm_part_tile(const mm_job *j, int64_t r0, int64_t r1, int64_t t0,
+                         int64_t t1) {
   k_tile_fn tile = j->o->tile[j->wtype];
   int mr = tile ? j->o->tile_mr[j->wtype] : 1;
   int nt_max = tile ? j->o->tile_nt[j->wtype] : 1;
-  for (int64_t tb = 0; tb < j->n_tok; tb += MM_TOK_BLOCK) {
-    int64_t te = tb + MM_TOK_BLOCK < j->n_tok ? tb + MM_TOK_BLOCK : j->n_tok;
-    for (int64_t r = r0; r < r1; r += mr) {
-      int nr = (int)(r1 - r < mr ? r1 - r : mr);
-      for (int64_t t = tb; t < te; t += nt_max) {
-        int nt = (int)(te - t < nt_max ? te - t : nt_max);
-        if (tile)
-          tile((int)j->cols, j->W + (size_t)r * j->wrow, j->wrow, nr,
-               j->X + (size_t)t * j->xrow, j->xrow, nt,
-               j->Y + (size_t)t * (size_t)j->rows + (size_t)r, (size_t)j->rows);
-        else
-          tile_by_vec_dot(j, r, nr, t, nt);
-      }
+  for (int64_t r = r0; r < r1; r += mr) {
+    int nr = (int)(r1 - r < mr ? r1 - r : mr);
+    for (int64_t t = t0; t < t1; t += nt_max) {
+      int nt = (int)(t1 - t < nt_max ? t1 - t : nt_max);
+      if (tile)
+        tile((int)j->cols, j->W + (size_t)r * j->wrow, j->wrow, nr,
+             j->X + (size_t)t * j->xrow, j->xrow, nt,
+             j->Y + (size_t)t * (size_t)j->rows + (size_t)r, (size_t)j->rows);
+      else
+        tile_by_vec_dot(j, r, nr, t, nt);
     }
   }
 }
 
-static void mm_worker(void *arg, int ith, int nth) {
-  const mm_job *j = arg;
-  long long r0, r1;
-  /* contiguous row chunks; multiples of 16 rows keep tiles whole and
-   * output cache lines owned by one thread */
-  tpool_split(j->rows, ith, nth, 16, &r0, &r1);
-  if (r0 < r1)
-    mm_rows(j, r0, r1);
+static void mm_part(const mm_job *j, int64_t r0, int64_t r1, int64_t t0,
+                    int64_t t1) {
+  if (j->n_tok == 1)
+    mv_rows(j, r0, r1);
+  else if (j->Xp)
+    mm_part_prep(j, r0, r1, t0, t1);
+  else
+    mm_part_tile(j, r0, r1, t0, t1);
+}
+
+/* Work items of one or more jobs sharing their input: (token block, chunk
+ * of the concatenated rows), token-block major so the threads share a block
+ * of activations while the weights stream; taken from a shared counter
+ * (tpool_run_dyn) so a preempted thread's share is picked up by the others. */
+typedef struct {
+  const mm_job *m;
+  int n;
+  int64_t total; /* rows of all jobs */
+  int64_t chunk; /* rows per item (multiple of 16: tiles stay whole) */
+  int64_t n_rc;  /* row chunks */
+  int64_t tblk;  /* tokens per item */
+  int64_t n_items;
+  atomic_llong next;
+} mm_sched;
+
+static void mm_item(const mm_sched *s, int64_t it) {
+  const int64_t n_tok = s->m[0].n_tok;
+  int64_t t0 = it / s->n_rc * s->tblk, a = it % s->n_rc * s->chunk;
+  int64_t t1 = t0 + s->tblk < n_tok ? t0 + s->tblk : n_tok;
+  int64_t b = a + s->chunk < s->total ? a + s->chunk : s->total;
+  int64_t base = 0;
+  for (int m = 0; m < s->n && base < b; base += s->m[m].rows, m++) {
+    int64_t lo = a > base ? a - base : 0;
+    int64_t hi = b - base < s->m[m].rows ? b - base : s->m[m].rows;
+    if (lo < hi)
+      mm_part(&s->m[m], lo, hi, t0, t1);
+  }
+}
+
+static void mm_dyn_worker(void *arg, int ith, int nth) {
+  mm_sched *s = arg;
+  (void)ith, (void)nth;
+  for (int64_t it; (it = atomic_fetch_add(&s->next, 1)) < s->n_items;)
+    mm_item(s, it);
+}
+
+/* Runs the jobs (all with the same n_tok) over the pool. */
+static void mm_schedule(tpool *pool, const mm_job *m, int n) {
+  mm_sched s = {.m = m, .n = n};
+  for (int i = 0; i < n; i++)
+    s.total += m[i].rows;
+  const int64_t n_tok = m[0].n_tok, nth = tpool_n_threads(pool);
+  s.tblk = n_tok == 1 ? 1 : PP_TOK_BLOCK;
+  int64_t n_tb = (n_tok + s.tblk - 1) / s.tblk;
+  /* about 8 items per thread in all, at least 16 rows each */
+  int64_t want = (8 * nth + n_tb - 1) / n_tb;
+  s.chunk = (s.total + want - 1) / want;
+  s.chunk = (s.chunk + 15) / 16 * 16;
+  s.n_rc = (s.total + s.chunk - 1) / s.chunk;
+  s.n_items = s.n_rc * n_tb;
+  atomic_init(&s.next, 0);
+  tpool_run_dyn(pool, mm_dyn_worker, &s);
 }
 
 /* ---- running jobs: prepare activations when the prepared path applies -- */
@@ -414,13 +456,13 @@ static void mm_worker(void *arg, int ith, int nth) {
 typedef struct {
   const mm_job *m;
   uint8_t *Xp;
+  atomic_llong next; /* next token */
 } xp_job;
 
 static void xp_worker(void *arg, int ith, int nth) {
-  const xp_job *x = arg;
-  long long t0, t1;
-  tpool_split(x->m->n_tok, ith, nth, 1, &t0, &t1);
-  for (long long t = t0; t < t1; t++)
+  xp_job *x = arg;
+  (void)ith, (void)nth;
+  for (int64_t t; (t = atomic_fetch_add(&x->next, 1)) < x->m->n_tok;)
     x->m->o->xprep_q8_0(x->m->X + (size_t)t * x->m->xrow, (int)x->m->cols,
                         x->Xp + (size_t)t * x->m->xprow);
 }
@@ -439,8 +481,8 @@ static void xp_attach(tpool *pool, mm_job *m, int n, uint8_t *buf) {
   if (!buf)
     return;
   m[0].xprow = (size_t)pp_pairs(m[0].cols) * K_XPAIR;
-  xp_job x = {&m[0], buf};
-  tpool_run(pool, xp_worker, &x);
+  xp_job x = {&m[0], buf, 0};
+  tpool_run_dyn(pool, xp_worker, &x);
   for (int i = 0; i < n; i++)
     if (pp_usable(m[i].o, m[i].wtype, m[i].cols, m[i].n_tok)) {
       m[i].Xp = buf;
@@ -473,7 +515,7 @@ static int mm_run1(tpool *pool, mm_job *j, uint8_t *xp) {
       return -1;
   }
   xp_attach(pool, j, 1, need ? xp : NULL);
-  tpool_run(pool, mm_worker, j);
+  mm_schedule(pool, j, 1);
   free(own);
   return 0;
 }
@@ -488,42 +530,23 @@ int k_matmul_q(tpool *pool, int wtype, const void *W, int64_t rows,
   return mm_run1(pool, &j, NULL);
 }
 
-typedef struct {
-  mm_job m[K_MULTI_MAX];
-  int n;
-  int64_t total; /* rows of all matrices */
-} mm_multi_job;
-
-/* Thread ith's share of the concatenated rows, cut at matrix boundaries. */
-static void mm_multi_worker(void *arg, int ith, int nth) {
-  const mm_multi_job *j = arg;
-  long long a, b;
-  tpool_split(j->total, ith, nth, 16, &a, &b);
-  int64_t base = 0;
-  for (int m = 0; m < j->n && base < b; base += j->m[m].rows, m++) {
-    int64_t lo = a > base ? a - base : 0;
-    int64_t hi = b - base < j->m[m].rows ? b - base : j->m[m].rows;
-    if (lo < hi)
-      mm_rows(&j->m[m], lo, hi);
-  }
-}
-
 int k_matmul_q_multi(tpool *pool, const k_mat *mats, int n_mats, int64_t cols,
                      const void *Xq, int64_t n_tok) {
   if (n_mats < 1 || n_mats > K_MULTI_MAX)
     return -1;
-  mm_multi_job j = {.n = n_mats};
+  mm_job jm[K_MULTI_MAX];
+  int64_t total = 0;
   for (int m = 0; m < n_mats; m++) {
     int t = mats[m].wtype;
     if (!valid_shape(t, mats[m].rows, cols, n_tok) ||
         qtype(t)->vec_dot_type != qtype(mats[0].wtype)->vec_dot_type)
       return -1;
-    j.m[m] = make_job(t, mats[m].W, mats[m].rows, cols, Xq, n_tok, mats[m].Y);
-    j.total += mats[m].rows;
+    jm[m] = make_job(t, mats[m].W, mats[m].rows, cols, Xq, n_tok, mats[m].Y);
+    total += mats[m].rows;
   }
-  if (n_tok == 0 || j.total == 0)
+  if (n_tok == 0 || total == 0)
     return 0;
-  size_t need = xp_bytes(j.m, n_mats);
+  size_t need = xp_bytes(jm, n_mats);
   void *own = NULL, *xp = NULL;
   if (need) {
     xp = pool ? tpool_scratch(pool, need)
@@ -531,8 +554,8 @@ int k_matmul_q_multi(tpool *pool, const k_mat *mats, int n_mats, int64_t cols,
     if (!xp)
       return -1;
   }
-  xp_attach(pool, j.m, n_mats, xp);
-  tpool_run(pool, mm_multi_worker, &j);
+  xp_attach(pool, jm, n_mats, xp);
+  mm_schedule(pool, jm, n_mats);
   free(own);
   return 0;
 }
@@ -543,25 +566,25 @@ typedef struct {
   int64_t n_tok, cols;
   uint8_t *Xq;
   size_t xrow;
+  atomic_llong next; /* next token */
 } qr_job;
 
 static void qr_worker(void *arg, int ith, int nth) {
-  const qr_job *j = arg;
-  long long t0, t1;
-  tpool_split(j->n_tok, ith, nth, 1, &t0, &t1);
-  for (long long t = t0; t < t1; t++)
+  qr_job *j = arg;
+  (void)ith, (void)nth;
+  for (int64_t t; (t = atomic_fetch_add(&j->next, 1)) < j->n_tok;)
     k_quantize_act(j->vdt, j->X + t * j->cols, j->Xq + (size_t)t * j->xrow,
                    j->cols);
 }
 
 void k_quantize_rows(tpool *pool, int wtype, const float *X, int64_t n_tok,
                      int64_t cols, void *Xq) {
-  qr_job j = {qtype(wtype)->vec_dot_type, X, n_tok, cols, Xq,
-              k_act_row_size(wtype, cols)};
+  qr_job j = {qtype(wtype)->vec_dot_type,  X, n_tok, cols, Xq,
+              k_act_row_size(wtype, cols), 0};
   if (n_tok < 4)
     qr_worker(&j, 0, 1); /* not worth waking the workers */
   else
-    tpool_run(pool, qr_worker, &j);
+    tpool_run_dyn(pool, qr_worker, &j);
 }
 
 int k_matmul(tpool *pool, int wtype, const void *W, int64_t rows, int64_t cols,
