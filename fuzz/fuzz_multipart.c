@@ -3,7 +3,8 @@
  * streaming parser in those random splits. Checks that the parse outcome and
  * the bytes delivered to the callbacks do not depend on how the body was
  * split (a one-shot parse is the reference), that callbacks nest properly
- * (begin, data*, end), and that parts' fields are NUL-terminated.
+ * (begin, data*, end), that parts' fields are NUL-terminated, and that a
+ * callback asking to stop ends the parse with MP_ERR_ABORTED.
  * Also fuzzes mp_boundary_from_content_type on the input's first line.
  * Pure computation, no I/O; built by scripts/fuzz.sh. */
 #include <assert.h>
@@ -16,8 +17,15 @@ typedef struct trace {
   uint64_t hash; /* FNV-1a over every event and data byte */
   size_t bytes;
   int parts;
-  int open; /* inside a part */
+  int open;     /* inside a part */
+  int abort_at; /* callback number that says stop (0: never) */
+  int calls;
 } trace;
+
+/* Counts a callback; nonzero when this one must ask the parser to stop. */
+static int stop_here(trace *t) {
+  return t->abort_at && ++t->calls == t->abort_at;
+}
 
 static void mix(trace *t, const void *p, size_t n) {
   const unsigned char *c = p;
@@ -38,7 +46,7 @@ static int on_begin(void *u, const mp_part *part) {
   mix(t, part->filename, strlen(part->filename) + 1);
   mix(t, part->content_type, strlen(part->content_type) + 1);
   mix(t, &part->has_filename, sizeof part->has_filename);
-  return 0;
+  return stop_here(t);
 }
 
 static int on_data(void *u, const char *d, size_t n) {
@@ -46,7 +54,7 @@ static int on_data(void *u, const char *d, size_t n) {
   assert(t->open);
   mix(t, d, n);
   t->bytes += n;
-  return 0;
+  return stop_here(t);
 }
 
 static int on_end(void *u) {
@@ -54,7 +62,7 @@ static int on_end(void *u) {
   assert(t->open);
   t->open = 0;
   mix(t, "E", 1);
-  return 0;
+  return stop_here(t);
 }
 
 static const mp_callbacks kCb = {on_begin, on_data, on_end};
@@ -68,10 +76,11 @@ typedef struct outcome {
 
 /* Feeds body in chunks whose sizes cycle through splits (0: one shot). */
 static outcome run(const char *boundary, const uint8_t *body, size_t n,
-                   const uint8_t *splits, size_t nsplits) {
+                   const uint8_t *splits, size_t nsplits, int abort_at) {
   outcome o;
   memset(&o, 0, sizeof o);
   o.t.hash = 1469598103934665603ULL;
+  o.t.abort_at = abort_at;
   mp_parser p;
   if (mp_init(&p, boundary, &kCb, &o.t) != 0) {
     o.feed = MP_ERR_SYNTAX;
@@ -127,9 +136,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     return 0;
   const uint8_t *body = splits + nsplits;
   size_t n = size - (2 + blen + nsplits);
-  outcome whole = run(boundary, body, n, NULL, 0);
-  outcome split = run(boundary, body, n, splits, nsplits);
-  outcome bytewise = run(boundary, body, n, (const uint8_t *)"\0", 1);
+  outcome whole = run(boundary, body, n, NULL, 0, 0);
+  outcome split = run(boundary, body, n, splits, nsplits, 0);
+  outcome bytewise = run(boundary, body, n, (const uint8_t *)"\0", 1, 0);
+  /* A callback that says stop must stop the parse with MP_ERR_ABORTED and
+   * get no further callbacks (the count stays where it said stop). */
+  int abort_at = (int)(data[0] % 5) + 1;
+  outcome stopped = run(boundary, body, n, splits, nsplits, abort_at);
+  if (stopped.t.calls >= abort_at) {
+    assert(stopped.t.calls == abort_at);
+    assert(stopped.feed == MP_ERR_ABORTED || stopped.fin == MP_ERR_ABORTED);
+  }
   assert(whole.feed == split.feed && whole.feed == bytewise.feed);
   if (whole.feed == MP_OK) {
     assert(whole.fin == split.fin && whole.fin == bytewise.fin);
