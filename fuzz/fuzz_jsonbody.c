@@ -1,8 +1,9 @@
 /* libFuzzer target for core/jsonbody: parses the input as a request body and
  * runs every typed getter over every key it finds (and over a few fixed
  * names), then the string helpers (jb_check_enum, jb_parse_int) over the
- * input as a C string. Checks the getters' contract: 1/0/-1 only, and an
- * error always carries a 400, a type, a param and a message.
+ * input as a C string. Checks the getters' contract: 1/0/-1 only, values
+ * within the limits asked for, and an error always carrying a 400, a type,
+ * a param and a message.
  * Knows nothing about HTTP or storage; built by scripts/fuzz.sh. */
 #include <assert.h>
 #include <stdint.h>
@@ -24,7 +25,23 @@ static void check_result(int r, const api_error *e) {
   }
 }
 
-/* Every getter on one key, required and nullable variants. */
+/* UTF-8 code points in s (s is valid UTF-8: jansson checked it). */
+static size_t code_points(const char *s) {
+  size_t n = 0;
+  for (; *s; s++)
+    n += ((unsigned char)*s & 0xC0) != 0x80;
+  return n;
+}
+
+static int in_enum(const char *s) {
+  for (size_t i = 0; kEnum[i]; i++)
+    if (!strcmp(s, kEnum[i]))
+      return 1;
+  return 0;
+}
+
+/* Every getter on one key, required and nullable variants; values returned
+ * must honour the limits asked for. */
 static void probe(json_t *obj, const char *name) {
   static const int flags[] = {JB_OPTIONAL, JB_REQUIRED, JB_NULLABLE,
                               JB_REQUIRED | JB_NULLABLE};
@@ -35,18 +52,29 @@ static void probe(json_t *obj, const char *name) {
     double d = 0;
     int b = 0;
     json_t *j = NULL;
+    int r;
     memset(&e, 0, sizeof e);
-    check_result(jb_string(obj, name, flags[i], 8, &s, &e), &e);
+    r = jb_string(obj, name, flags[i], 8, &s, &e);
+    check_result(r, &e);
+    assert(r != 1 || code_points(s) <= 8);
     memset(&e, 0, sizeof e);
     check_result(jb_string(obj, name, flags[i], 0, &s, &e), &e);
     memset(&e, 0, sizeof e);
-    check_result(jb_int(obj, name, flags[i], -5, 1000000, &ll, &e), &e);
+    r = jb_int(obj, name, flags[i], -5, 1000000, &ll, &e);
+    check_result(r, &e);
+    assert(r != 1 || (ll >= -5 && ll <= 1000000));
     memset(&e, 0, sizeof e);
-    check_result(jb_number(obj, name, flags[i], 0.0, 2.0, &d, &e), &e);
+    r = jb_number(obj, name, flags[i], 0.0, 2.0, &d, &e);
+    check_result(r, &e);
+    assert(r != 1 || (d >= 0.0 && d <= 2.0));
     memset(&e, 0, sizeof e);
-    check_result(jb_bool(obj, name, flags[i], &b, &e), &e);
+    r = jb_bool(obj, name, flags[i], &b, &e);
+    check_result(r, &e);
+    assert(r != 1 || b == 0 || b == 1);
     memset(&e, 0, sizeof e);
-    check_result(jb_enum(obj, name, flags[i], kEnum, &s, &e), &e);
+    r = jb_enum(obj, name, flags[i], kEnum, &s, &e);
+    check_result(r, &e);
+    assert(r != 1 || in_enum(s));
     memset(&e, 0, sizeof e);
     check_result(jb_object(obj, name, flags[i], &j, &e), &e);
     memset(&e, 0, sizeof e);
