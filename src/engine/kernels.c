@@ -187,6 +187,11 @@ static void init_once(void) {
   if (g_avail[K_SIMD_AVX512])
     k_register_avx512(&g_ops[K_SIMD_AVX512], f.avx512vnni);
 #endif
+  /* HEARTH_PF=bytes: software prefetch distance of decode's weight stream
+   * (default 0: off; hardware prefetch only) */
+  const char *pf = getenv("HEARTH_PF");
+  for (int l = 0; l < 3; l++)
+    g_ops[l].pf_dist = pf ? atoi(pf) : 0;
   int want = level_from_env();
   while (want > 0 && !g_avail[want])
     want--;
@@ -276,6 +281,8 @@ typedef struct {
   float *Y;
   const uint8_t *Xp; /* prepared activations (kernels_impl.h) or NULL */
   size_t xprow;      /* bytes per prepared activation row */
+  uint8_t *wb;       /* prepared weight rows: one buffer per thread, */
+  size_t wb_stride;  /* wb + ith * wb_stride */
 } mm_job;
 
 /* Fallback tile: one vec_dot per (row, token). */
@@ -294,25 +301,12 @@ static void tile_by_vec_dot(const mm_job *j, int64_t r0, int nr, int64_t t0,
     }
 }
 
-/* Decode prefetch distance in bytes ahead of the row being read: hardware
- * prefetchers stop at 4 KiB page boundaries; software prefetch keeps a
- * single thread's stream of weights going across them. */
-static int g_pf_dist = -1;
-
-static int pf_dist(void) {
-  if (g_pf_dist < 0) {
-    const char *e = getenv("HEARTH_PF");
-    g_pf_dist = e ? atoi(e) : 0;
-  }
-  return g_pf_dist;
-}
-
 /* Matrix x vector over rows [r0, r1): the weights stream once. */
 static void mv_rows(const mm_job *j, int64_t r0, int64_t r1) {
   k_vec_dot_fn f = j->o->vec_dot[j->wtype];
   const uint8_t *w = j->W + (size_t)r0 * j->wrow;
   const uint8_t *end = j->W + (size_t)r1 * j->wrow;
-  const int dist = pf_dist();
+  const int dist = j->o->pf_dist;
   const uint8_t *pf = w + dist;
   for (int64_t r = r0; r < r1; r++, w += j->wrow) {
     if (dist) {
@@ -330,9 +324,8 @@ static void mv_rows(const mm_job *j, int64_t r0, int64_t r1) {
 }
 
 /* Prepared path limits: tokens per block (their prepared activations stay
- * in L2 while the thread's rows stream past), and the widest row whose
- * prepared copy (PP_MAX_MR rows) fits the stack buffer. */
-enum { PP_TOK_BLOCK = 32, PP_MAX_PAIRS = 256, PP_MAX_MR = 4 };
+ * in L2 while the thread's rows stream past). */
+enum { PP_TOK_BLOCK = 32 };
 
 static int pp_pairs(int64_t cols) {
   return (int)((cols / 32 + 1) / 2);
@@ -341,17 +334,16 @@ static int pp_pairs(int64_t cols) {
 /* 1 when the prepared path serves this weight type and size. */
 static int pp_usable(const k_ops *o, int wtype, int64_t cols, int64_t n_tok) {
   return n_tok > 1 && o->wprep[wtype] && o->xprep_q8_0 &&
-         qtype(wtype)->vec_dot_type == QT_Q8_0 &&
-         pp_pairs(cols) <= PP_MAX_PAIRS && o->tile_p_mr <= PP_MAX_MR;
+         qtype(wtype)->vec_dot_type == QT_Q8_0 && cols > 0;
 }
 
 /* Prefill rows [r0, r1) x tokens [t0, t1) on the prepared path. */
 static void mm_part_prep(const mm_job *j, int64_t r0, int64_t r1, int64_t t0,
-                         int64_t t1) {
+                         int64_t t1, int ith) {
   const k_ops *o = j->o;
   const int mr = o->tile_p_mr, ntm = o->tile_p_nt, np = pp_pairs(j->cols);
   const size_t wps = (size_t)np * K_WPAIR;
-  _Alignas(64) uint8_t wbuf[PP_MAX_MR * PP_MAX_PAIRS * K_WPAIR];
+  uint8_t *wbuf = j->wb + (size_t)ith * j->wb_stride; /* mr rows */
   for (int64_t r = r0; r < r1; r += mr) {
     int nr = (int)(r1 - r < mr ? r1 - r : mr);
     for (int k = 0; k < nr; k++)
@@ -388,11 +380,11 @@ static void mm_part_tile(const mm_job *j, int64_t r0, int64_t r1, int64_t t0,
 }
 
 static void mm_part(const mm_job *j, int64_t r0, int64_t r1, int64_t t0,
-                    int64_t t1) {
+                    int64_t t1, int ith) {
   if (j->n_tok == 1)
     mv_rows(j, r0, r1);
   else if (j->Xp)
-    mm_part_prep(j, r0, r1, t0, t1);
+    mm_part_prep(j, r0, r1, t0, t1, ith);
   else
     mm_part_tile(j, r0, r1, t0, t1);
 }
@@ -412,7 +404,7 @@ typedef struct {
   atomic_llong next;
 } mm_sched;
 
-static void mm_item(const mm_sched *s, int64_t it) {
+static void mm_item(const mm_sched *s, int64_t it, int ith) {
   const int64_t n_tok = s->m[0].n_tok;
   int64_t t0 = it / s->n_rc * s->tblk, a = it % s->n_rc * s->chunk;
   int64_t t1 = t0 + s->tblk < n_tok ? t0 + s->tblk : n_tok;
@@ -422,15 +414,15 @@ static void mm_item(const mm_sched *s, int64_t it) {
     int64_t lo = a > base ? a - base : 0;
     int64_t hi = b - base < s->m[m].rows ? b - base : s->m[m].rows;
     if (lo < hi)
-      mm_part(&s->m[m], lo, hi, t0, t1);
+      mm_part(&s->m[m], lo, hi, t0, t1, ith);
   }
 }
 
 static void mm_dyn_worker(void *arg, int ith, int nth) {
   mm_sched *s = arg;
-  (void)ith, (void)nth;
+  (void)nth;
   for (int64_t it; (it = atomic_fetch_add(&s->next, 1)) < s->n_items;)
-    mm_item(s, it);
+    mm_item(s, it, ith);
 }
 
 /* Runs the jobs (all with the same n_tok) over the pool. */
@@ -467,16 +459,28 @@ static void xp_worker(void *arg, int ith, int nth) {
                         x->Xp + (size_t)t * x->m->xprow);
 }
 
-/* Bytes of prepared activations the jobs need (0: prepared path unused). */
-static size_t xp_bytes(const mm_job *m, int n) {
+/* Prepared-path buffer layout: the activations (n_tok rows of pairs), then
+ * one weight buffer of tile_p_mr prepared rows per thread. */
+static size_t xp_act_bytes(const mm_job *m) {
+  size_t b = (size_t)m->n_tok * (size_t)pp_pairs(m->cols) * K_XPAIR;
+  return (b + 63) & ~(size_t)63;
+}
+
+static size_t xp_wb_stride(const mm_job *m) {
+  size_t b = (size_t)m->o->tile_p_mr * (size_t)pp_pairs(m->cols) * K_WPAIR;
+  return (b + 63) & ~(size_t)63;
+}
+
+/* Bytes of that buffer the jobs need (0: prepared path unused). */
+static size_t xp_bytes(const mm_job *m, int n, int nth) {
   for (int i = 0; i < n; i++)
     if (pp_usable(m[i].o, m[i].wtype, m[i].cols, m[i].n_tok))
-      return (size_t)m[0].n_tok * (size_t)pp_pairs(m[0].cols) * K_XPAIR;
+      return xp_act_bytes(m) + (size_t)nth * xp_wb_stride(m);
   return 0;
 }
 
 /* Prepares the activations into buf (when any job can use them) and points
- * the jobs that can at them. */
+ * the jobs that can at them and at the weight buffers. */
 static void xp_attach(tpool *pool, mm_job *m, int n, uint8_t *buf) {
   if (!buf)
     return;
@@ -487,14 +491,18 @@ static void xp_attach(tpool *pool, mm_job *m, int n, uint8_t *buf) {
     if (pp_usable(m[i].o, m[i].wtype, m[i].cols, m[i].n_tok)) {
       m[i].Xp = buf;
       m[i].xprow = m[0].xprow;
+      m[i].wb = buf + xp_act_bytes(m);
+      m[i].wb_stride = xp_wb_stride(m);
     }
 }
 
 static mm_job make_job(int wtype, const void *W, int64_t rows, int64_t cols,
                        const void *Xq, int64_t n_tok, float *Y) {
-  return (mm_job){ops(), wtype, W,    qtype_row_size(wtype, cols),
-                  rows,  cols,  Xq,   k_act_row_size(wtype, cols),
-                  n_tok, Y,     NULL, 0};
+  mm_job j = {ops(), wtype, W,    qtype_row_size(wtype, cols),
+              rows,  cols,  Xq,   k_act_row_size(wtype, cols),
+              n_tok, Y,     NULL, 0,
+              NULL,  0};
+  return j;
 }
 
 static int valid_shape(int wtype, int64_t rows, int64_t cols, int64_t n_tok) {
@@ -506,7 +514,7 @@ static int valid_shape(int wtype, int64_t rows, int64_t cols, int64_t n_tok) {
  * xp_bytes(), or NULL to take it from the pool's scratch (malloc without a
  * pool). */
 static int mm_run1(tpool *pool, mm_job *j, uint8_t *xp) {
-  size_t need = xp_bytes(j, 1);
+  size_t need = xp_bytes(j, 1, tpool_n_threads(pool));
   void *own = NULL;
   if (need && !xp) {
     xp = pool ? tpool_scratch(pool, need)
@@ -546,7 +554,7 @@ int k_matmul_q_multi(tpool *pool, const k_mat *mats, int n_mats, int64_t cols,
   }
   if (n_tok == 0 || total == 0)
     return 0;
-  size_t need = xp_bytes(jm, n_mats);
+  size_t need = xp_bytes(jm, n_mats, tpool_n_threads(pool));
   void *own = NULL, *xp = NULL;
   if (need) {
     xp = pool ? tpool_scratch(pool, need)
@@ -596,7 +604,7 @@ int k_matmul(tpool *pool, int wtype, const void *W, int64_t rows, int64_t cols,
   /* one scratch block: quantized activations, then prepared ones */
   size_t qb = ((size_t)n_tok * k_act_row_size(wtype, cols) + 63) & ~(size_t)63;
   mm_job j = make_job(wtype, W, rows, cols, NULL, n_tok, Y);
-  size_t pb = xp_bytes(&j, 1);
+  size_t pb = xp_bytes(&j, 1, tpool_n_threads(pool));
   void *own = NULL;
   uint8_t *buf = pool ? tpool_scratch(pool, qb + pb)
                       : (own = aligned_alloc(64, qb + pb + 64));

@@ -40,6 +40,7 @@ typedef struct {
   k_prep_fn xprep_q8_0;      /* Q8_0 activation row -> pairs */
   k_tilep_fn tile_p;         /* up to tile_p_mr rows x tile_p_nt tokens */
   int tile_p_mr, tile_p_nt;
+  int pf_dist; /* decode software prefetch distance in bytes (0: off) */
 
   float (*dot_f32)(const float *x, const float *y, int n);
   float (*sumsq_f32)(const float *x, int n);
