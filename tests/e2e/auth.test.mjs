@@ -17,8 +17,10 @@ suite('auth', { keys: { a: { project: 'alpha' }, a2: { project: 'alpha' }, b: { 
   });
 
   test('no Authorization header is a 401', async (t) => {
-    const r = await t.json('/v1/models', { key: false });
+    const r = await t.json('/v1/models', { key: false, headers: { 'x-request-id': 'req_401_check' } });
     expectErrorBody(r, { status: 401 });
+    assert.equal(r.headers.get('x-request-id'), 'req_401_check', 'x-request-id echoed on a 401');
+    assert.ok(r.headers.get('openai-processing-ms') && r.headers.get('openai-version'), 'standard headers on a 401');
     const r2 = await t.json('/v1/files', { key: false });
     expectErrorBody(r2, { status: 401 });
   });

@@ -221,6 +221,7 @@ suite('conventions', {}, (test) => {
       `Content-Type: application/json\r\nContent-Length: ${64 * 1024 ** 3}\r\n\r\n`;
     const r = await rawRequest(t.server.port, { head, body: Buffer.from('{"filename":"'), after: 'wait', timeoutMs: 5000 });
     assert.equal(r.status, 413, `status; got ${r.raw.slice(0, 300)}`);
+    checkStdHeaders(r.headers, '413');
     const b = rawJson(r);
     assert.ok(b?.error?.message, `error body: ${r.body.slice(0, 200)}`);
     if (t.spec) for (const v of t.spec.check('POST', '/v1/uploads', 413, true, b)) t.violations.push(v);
