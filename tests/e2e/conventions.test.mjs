@@ -90,13 +90,20 @@ suite('conventions', {}, (test) => {
   });
 
   test('keep-alive: two requests on one connection, no Connection: close', async (t) => {
-    const req = `GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${t.key}\r\n\r\n`;
-    const r = await keepAlivePair(t.server.port, req);
-    assert.equal(r.length, 2, `two responses on one connection, got ${r.length}`);
-    for (const x of r) {
-      assert.equal(x.status, 200);
-      assert.notEqual((x.headers.connection || '').toLowerCase(), 'close', 'no Connection: close');
+    const auth = `Authorization: Bearer ${t.key}\r\n`;
+    const body = JSON.stringify({ filename: 'k.txt', purpose: 'batch', bytes: 1, mime_type: 'text/plain' });
+    const cases = {
+      'GET /v1/models': `GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n${auth}\r\n`,
+      'GET unknown file (404)': `GET /v1/files/file-nope HTTP/1.1\r\nHost: 127.0.0.1\r\n${auth}\r\n`,
+      'POST /v1/uploads': `POST /v1/uploads HTTP/1.1\r\nHost: 127.0.0.1\r\n${auth}Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+    };
+    const bad = [];
+    for (const [what, req] of Object.entries(cases)) {
+      const r = await keepAlivePair(t.server.port, req);
+      if (r.length !== 2) bad.push(`${what}: ${r.length} response(s) on one connection`);
+      for (const x of r) if ((x.headers.connection || '').toLowerCase() === 'close') bad.push(`${what}: Connection: close (status ${x.status})`);
     }
+    assert.ok(bad.length === 0, bad.join('\n'));
   });
 
   test('the access log names the request id, route and status', async (t) => {
