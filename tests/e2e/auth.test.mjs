@@ -4,11 +4,11 @@
 import { suite } from './lib/harness.mjs';
 import { assert, expectApiError, expectErrorBody, toFile, collect } from './lib/util.mjs';
 
-suite('auth', { keys: { a: { project: 'alpha' }, a2: { project: 'alpha' }, b: { project: 'beta' } }, defaultKey: 'a' }, (test) => {
+suite('auth', { keys: { a: { project: 'alpha' }, a2: { project: 'alpha' }, b: { project: 'beta' }, admin: { project: 'alpha', admin: true } }, defaultKey: 'a' }, (test) => {
   test('keys are distinct and look like keys', async (t) => {
-    const { a, a2, b } = t.keys;
-    assert.equal(new Set([a, a2, b]).size, 3);
-    for (const k of [a, a2, b]) assert.ok(k.length >= 20 && !/\s/.test(k), `key ${k}`);
+    const { a, a2, b, admin } = t.keys;
+    assert.equal(new Set([a, a2, b, admin]).size, 4);
+    for (const k of [a, a2, b, admin]) assert.ok(k.length >= 20 && !/\s/.test(k), `key ${k}`);
   });
 
   test('a valid key works', async (t) => {
@@ -103,6 +103,17 @@ suite('auth', { keys: { a: { project: 'alpha' }, a2: { project: 'alpha' }, b: { 
     assert.ok(lb.some((x) => x.id === fb.id));
     assert.ok(!la.some((x) => x.id === fb.id));
     assert.ok(lb.every((x) => !la.some((y) => y.id === x.id)), 'no file in both lists');
+  });
+
+  test('/organization/* needs an admin key', async (t) => {
+    for (const p of ['/v1/organization/projects', '/v1/organization/admin_api_keys', '/v1/organization/users']) {
+      const r = await t.json(p);
+      assert.ok(r.status === 401 || r.status === 403, `${p} with a project key: ${r.status} ${JSON.stringify(r.body)}`);
+      expectErrorBody(r, {});
+      const ra = await t.json(p, { key: t.keys.admin });
+      assert.ok(ra.status !== 401 && ra.status !== 403, `${p} with the admin key: ${ra.status} ${JSON.stringify(ra.body)}`);
+      assert.ok(ra.status === 200 || ra.status === 501, `${p} with the admin key: implemented (200) or clearly not (501), got ${ra.status}`);
+    }
   });
 
   test('/health needs no key', async (t) => {
