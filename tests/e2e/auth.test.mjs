@@ -95,6 +95,16 @@ suite('auth', { keys: { a: { project: 'alpha' }, a2: { project: 'alpha' }, b: { 
     }
   });
 
+  test("another project's id used as a list cursor behaves like an unknown id", async (t) => {
+    const B = t.sdk(t.keys.b);
+    const fb = await B.files.create({ file: await toFile(Buffer.from('cursor'), 'c.txt'), purpose: 'user_data' });
+    await t.client.files.create({ file: await toFile(Buffer.from('mine'), 'm.txt'), purpose: 'user_data' });
+    const other = await t.json(`/v1/files?after=${fb.id}`);
+    const unknown = await t.json('/v1/files?after=file-doesnotexist000000000');
+    assert.equal(other.status, unknown.status, `status ${other.status} vs ${unknown.status}`);
+    assert.deepEqual(other.body?.data, unknown.body?.data, 'same page as for an unknown cursor');
+  });
+
   test('lists are per project', async (t) => {
     const B = t.sdk(t.keys.b);
     const fb = await B.files.create({ file: await toFile(Buffer.from('beta'), 'b.txt'), purpose: 'user_data' });

@@ -229,6 +229,11 @@ suite('files-paging', {}, (test) => {
     assert.equal(none.body.has_more, false);
   });
 
+  test('limit up to 10000 is accepted (the spec default)', async (t) => {
+    const r = await t.json('/v1/files?limit=10000');
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+  });
+
   test('purpose filter', async (t) => {
     if (made.length !== N) t.skip('needs the paging test to have created its files');
     const batch = await collect(t.client.files.list({ purpose: 'batch', limit: 2, order: 'asc' }));
@@ -238,7 +243,7 @@ suite('files-paging', {}, (test) => {
   });
 
   test('bad list parameters are 400s naming the parameter', async (t) => {
-    for (const [q, param] of [['limit=0', 'limit'], ['limit=abc', 'limit'], ['order=sideways', 'order']]) {
+    for (const [q, param] of [['limit=0', 'limit'], ['limit=-1', 'limit'], ['limit=10001', 'limit'], ['limit=abc', 'limit'], ['limit=1.5', 'limit'], ['order=sideways', 'order']]) {
       const r = await t.json(`/v1/files?${q}`);
       assert.equal(r.status, 400, `${q}: ${JSON.stringify(r.body)}`);
       assert.equal(r.body?.error?.param, param, `${q}: ${JSON.stringify(r.body)}`);
