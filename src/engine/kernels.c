@@ -337,84 +337,86 @@ static int pp_usable(const k_ops *o, int wtype, int64_t cols, int64_t n_tok) {
          qtype(wtype)->vec_dot_type == QT_Q8_0 && cols > 0;
 }
 
-/* Prefill rows [r0, r1) x tokens [t0, t1) on the prepared path. */
-static void mm_part_prep(const mm_job *j, int64_t r0, int64_t r1, int64_t t0,
-                         int64_t t1, int ith) {
+/* Prefill rows [r0, r1) x all tokens on the prepared path: the rows are
+ * prepared once into the thread's buffer, then swept by blocks of tokens
+ * whose prepared activations stay in L2. */
+static void mm_part_prep(const mm_job *j, int64_t r0, int64_t r1, int ith) {
   const k_ops *o = j->o;
   const int mr = o->tile_p_mr, ntm = o->tile_p_nt, np = pp_pairs(j->cols);
   const size_t wps = (size_t)np * K_WPAIR;
-  uint8_t *wbuf = j->wb + (size_t)ith * j->wb_stride; /* mr rows */
-  for (int64_t r = r0; r < r1; r += mr) {
-    int nr = (int)(r1 - r < mr ? r1 - r : mr);
-    for (int k = 0; k < nr; k++)
-      o->wprep[j->wtype](j->W + (size_t)(r + k) * j->wrow, (int)j->cols,
-                         wbuf + (size_t)k * wps);
-    for (int64_t t = t0; t < t1; t += ntm) {
-      int nt = (int)(t1 - t < ntm ? t1 - t : ntm);
-      o->tile_p(np, wbuf, wps, nr, j->Xp + (size_t)t * j->xprow, j->xprow, nt,
-                j->Y + (size_t)t * (size_t)j->rows + (size_t)r,
-                (size_t)j->rows);
+  uint8_t *wbuf = j->wb + (size_t)ith * j->wb_stride; /* r1 - r0 rows */
+  for (int64_t r = r0; r < r1; r++)
+    o->wprep[j->wtype](j->W + (size_t)r * j->wrow, (int)j->cols,
+                       wbuf + (size_t)(r - r0) * wps);
+  for (int64_t tb = 0; tb < j->n_tok; tb += PP_TOK_BLOCK) {
+    int64_t te = tb + PP_TOK_BLOCK < j->n_tok ? tb + PP_TOK_BLOCK : j->n_tok;
+    for (int64_t r = r0; r < r1; r += mr) {
+      int nr = (int)(r1 - r < mr ? r1 - r : mr);
+      for (int64_t t = tb; t < te; t += ntm) {
+        int nt = (int)(te - t < ntm ? te - t : ntm);
+        o->tile_p(np, wbuf + (size_t)(r - r0) * wps, wps, nr,
+                  j->Xp + (size_t)t * j->xprow, j->xprow, nt,
+                  j->Y + (size_t)t * (size_t)j->rows + (size_t)r,
+                  (size_t)j->rows);
+      }
     }
   }
 }
 
-/* Prefill rows [r0, r1) x tokens [t0, t1) with the type's tile (or one
- * vec_dot per pair). */
-static void mm_part_tile(const mm_job *j, int64_t r0, int64_t r1, int64_t t0,
-                         int64_t t1) {
+/* Prefill rows [r0, r1) x all tokens with the type's tile (or one vec_dot
+ * per pair), by blocks of tokens: the rows stay in L2 across blocks. */
+static void mm_part_tile(const mm_job *j, int64_t r0, int64_t r1) {
   k_tile_fn tile = j->o->tile[j->wtype];
   int mr = tile ? j->o->tile_mr[j->wtype] : 1;
   int nt_max = tile ? j->o->tile_nt[j->wtype] : 1;
-  for (int64_t r = r0; r < r1; r += mr) {
-    int nr = (int)(r1 - r < mr ? r1 - r : mr);
-    for (int64_t t = t0; t < t1; t += nt_max) {
-      int nt = (int)(t1 - t < nt_max ? t1 - t : nt_max);
-      if (tile)
-        tile((int)j->cols, j->W + (size_t)r * j->wrow, j->wrow, nr,
-             j->X + (size_t)t * j->xrow, j->xrow, nt,
-             j->Y + (size_t)t * (size_t)j->rows + (size_t)r, (size_t)j->rows);
-      else
-        tile_by_vec_dot(j, r, nr, t, nt);
+  for (int64_t tb = 0; tb < j->n_tok; tb += PP_TOK_BLOCK) {
+    int64_t te = tb + PP_TOK_BLOCK < j->n_tok ? tb + PP_TOK_BLOCK : j->n_tok;
+    for (int64_t r = r0; r < r1; r += mr) {
+      int nr = (int)(r1 - r < mr ? r1 - r : mr);
+      for (int64_t t = tb; t < te; t += nt_max) {
+        int nt = (int)(te - t < nt_max ? te - t : nt_max);
+        if (tile)
+          tile((int)j->cols, j->W + (size_t)r * j->wrow, j->wrow, nr,
+               j->X + (size_t)t * j->xrow, j->xrow, nt,
+               j->Y + (size_t)t * (size_t)j->rows + (size_t)r, (size_t)j->rows);
+        else
+          tile_by_vec_dot(j, r, nr, t, nt);
+      }
     }
   }
 }
 
-static void mm_part(const mm_job *j, int64_t r0, int64_t r1, int64_t t0,
-                    int64_t t1, int ith) {
+static void mm_part(const mm_job *j, int64_t r0, int64_t r1, int ith) {
   if (j->n_tok == 1)
     mv_rows(j, r0, r1);
   else if (j->Xp)
-    mm_part_prep(j, r0, r1, t0, t1, ith);
+    mm_part_prep(j, r0, r1, ith);
   else
-    mm_part_tile(j, r0, r1, t0, t1);
+    mm_part_tile(j, r0, r1);
 }
 
-/* Work items of one or more jobs sharing their input: (token block, chunk
- * of the concatenated rows), token-block major so the threads share a block
- * of activations while the weights stream; taken from a shared counter
- * (tpool_run_dyn) so a preempted thread's share is picked up by the others. */
+/* Work items of one or more jobs sharing their input: chunks of the
+ * concatenated rows (every token), taken from a shared counter
+ * (tpool_run_dyn) so a preempted thread's share is picked up by the others.
+ * Each weight row is read from memory (and prepared) once per matmul. */
 typedef struct {
   const mm_job *m;
   int n;
   int64_t total; /* rows of all jobs */
-  int64_t chunk; /* rows per item (multiple of 16: tiles stay whole) */
-  int64_t n_rc;  /* row chunks */
-  int64_t tblk;  /* tokens per item */
+  int64_t chunk; /* rows per item */
   int64_t n_items;
   atomic_llong next;
 } mm_sched;
 
 static void mm_item(const mm_sched *s, int64_t it, int ith) {
-  const int64_t n_tok = s->m[0].n_tok;
-  int64_t t0 = it / s->n_rc * s->tblk, a = it % s->n_rc * s->chunk;
-  int64_t t1 = t0 + s->tblk < n_tok ? t0 + s->tblk : n_tok;
+  int64_t a = it * s->chunk;
   int64_t b = a + s->chunk < s->total ? a + s->chunk : s->total;
   int64_t base = 0;
   for (int m = 0; m < s->n && base < b; base += s->m[m].rows, m++) {
     int64_t lo = a > base ? a - base : 0;
     int64_t hi = b - base < s->m[m].rows ? b - base : s->m[m].rows;
     if (lo < hi)
-      mm_part(&s->m[m], lo, hi, t0, t1, ith);
+      mm_part(&s->m[m], lo, hi, ith);
   }
 }
 
@@ -425,25 +427,36 @@ static void mm_dyn_worker(void *arg, int ith, int nth) {
     mm_item(s, it, ith);
 }
 
-/* Runs the jobs (all with the same n_tok) over the pool. */
-static void mm_schedule(tpool *pool, const mm_job *m, int n) {
-  mm_sched s = {.m = m, .n = n};
+static int64_t total_rows(const mm_job *m, int n) {
+  int64_t t = 0;
   for (int i = 0; i < n; i++)
-    s.total += m[i].rows;
-  const int64_t n_tok = m[0].n_tok, nth = tpool_n_threads(pool);
-  s.tblk = n_tok == 1 ? 1 : PP_TOK_BLOCK;
-  int64_t n_tb = (n_tok + s.tblk - 1) / s.tblk;
-  /* about 8 items per thread in all, at least 16 rows each */
-  int64_t want = (8 * nth + n_tb - 1) / n_tb;
-  s.chunk = (s.total + want - 1) / want;
-  s.chunk = (s.chunk + 15) / 16 * 16;
-  s.n_rc = (s.total + s.chunk - 1) / s.chunk;
-  s.n_items = s.n_rc * n_tb;
-  atomic_init(&s.next, 0);
-  tpool_run_dyn(pool, mm_dyn_worker, &s);
+    t += m[i].rows;
+  return t;
 }
 
-/* ---- running jobs: prepare activations when the prepared path applies -- */
+/* Rows per work item: decode, about 8 items per thread; prefill, as many
+ * rows as keep ~128 KiB of (prepared) weights hot, at most 64, at least 4
+ * items per thread. Multiples of 16 (tiles stay whole, output cache lines
+ * mostly stay with one thread) unless rows are few. */
+static int64_t mm_chunk(const mm_job *m, int n, int nth) {
+  int64_t total = total_rows(m, n), c;
+  if (m[0].n_tok == 1) {
+    c = (total + 8 * nth - 1) / (8 * nth);
+  } else {
+    size_t per_row = m[0].wrow;
+    if (pp_usable(m[0].o, m[0].wtype, m[0].cols, m[0].n_tok))
+      per_row = (size_t)pp_pairs(m[0].cols) * K_WPAIR;
+    c = (int64_t)(131072 / per_row);
+    c = c < 4 ? 4 : c > 64 ? 64 : c;
+    int64_t bal = (total + 4 * nth - 1) / (4 * nth);
+    if (bal < c)
+      c = bal;
+  }
+  c = c >= 16 ? c / 16 * 16 : (c + 3) / 4 * 4;
+  return c < 4 ? 4 : c;
+}
+
+/* ---- prepared activations ----------------------------------------------- */
 
 typedef struct {
   const mm_job *m;
@@ -460,30 +473,29 @@ static void xp_worker(void *arg, int ith, int nth) {
 }
 
 /* Prepared-path buffer layout: the activations (n_tok rows of pairs), then
- * one weight buffer of tile_p_mr prepared rows per thread. */
+ * one weight buffer of `chunk` prepared rows per thread. */
 static size_t xp_act_bytes(const mm_job *m) {
   size_t b = (size_t)m->n_tok * (size_t)pp_pairs(m->cols) * K_XPAIR;
   return (b + 63) & ~(size_t)63;
 }
 
-static size_t xp_wb_stride(const mm_job *m) {
-  size_t b = (size_t)m->o->tile_p_mr * (size_t)pp_pairs(m->cols) * K_WPAIR;
+static size_t xp_wb_stride(const mm_job *m, int64_t chunk) {
+  size_t b = (size_t)chunk * (size_t)pp_pairs(m->cols) * K_WPAIR;
   return (b + 63) & ~(size_t)63;
 }
 
 /* Bytes of that buffer the jobs need (0: prepared path unused). */
-static size_t xp_bytes(const mm_job *m, int n, int nth) {
+static size_t xp_bytes(const mm_job *m, int n, int nth, int64_t chunk) {
   for (int i = 0; i < n; i++)
     if (pp_usable(m[i].o, m[i].wtype, m[i].cols, m[i].n_tok))
-      return xp_act_bytes(m) + (size_t)nth * xp_wb_stride(m);
+      return xp_act_bytes(m) + (size_t)nth * xp_wb_stride(m, chunk);
   return 0;
 }
 
-/* Prepares the activations into buf (when any job can use them) and points
- * the jobs that can at them and at the weight buffers. */
-static void xp_attach(tpool *pool, mm_job *m, int n, uint8_t *buf) {
-  if (!buf)
-    return;
+/* Prepares the activations into buf and points the jobs that can use the
+ * prepared path at them and at the weight buffers. */
+static void xp_attach(tpool *pool, mm_job *m, int n, uint8_t *buf,
+                      int64_t chunk) {
   m[0].xprow = (size_t)pp_pairs(m[0].cols) * K_XPAIR;
   xp_job x = {&m[0], buf, 0};
   tpool_run_dyn(pool, xp_worker, &x);
@@ -492,9 +504,11 @@ static void xp_attach(tpool *pool, mm_job *m, int n, uint8_t *buf) {
       m[i].Xp = buf;
       m[i].xprow = m[0].xprow;
       m[i].wb = buf + xp_act_bytes(m);
-      m[i].wb_stride = xp_wb_stride(m);
+      m[i].wb_stride = xp_wb_stride(m, chunk);
     }
 }
+
+/* ---- running ------------------------------------------------------------- */
 
 static mm_job make_job(int wtype, const void *W, int64_t rows, int64_t cols,
                        const void *Xq, int64_t n_tok, float *Y) {
@@ -510,20 +524,31 @@ static int valid_shape(int wtype, int64_t rows, int64_t cols, int64_t n_tok) {
          cols % qtype(wtype)->blck == 0 && cols <= INT32_MAX;
 }
 
-/* Runs single-matrix job j; xp: buffer for prepared activations of
- * xp_bytes(), or NULL to take it from the pool's scratch (malloc without a
- * pool). */
-static int mm_run1(tpool *pool, mm_job *j, uint8_t *xp) {
-  size_t need = xp_bytes(j, 1, tpool_n_threads(pool));
+/* Runs the jobs (same input, same n_tok). xp: a buffer of
+ * xp_bytes(m, n, nth, chunk) bytes when that is not 0. */
+static void mm_exec(tpool *pool, mm_job *m, int n, uint8_t *xp, int64_t chunk) {
+  if (xp)
+    xp_attach(pool, m, n, xp, chunk);
+  mm_sched s = {.m = m, .n = n, .total = total_rows(m, n), .chunk = chunk};
+  s.n_items = (s.total + chunk - 1) / chunk;
+  atomic_init(&s.next, 0);
+  tpool_run_dyn(pool, mm_dyn_worker, &s);
+}
+
+/* Runs jobs whose quantized input is already in place (not in the pool's
+ * scratch), taking the prepared-path buffer from the scratch. */
+static int mm_run(tpool *pool, mm_job *m, int n) {
+  int64_t chunk = mm_chunk(m, n, tpool_n_threads(pool));
+  size_t need = xp_bytes(m, n, tpool_n_threads(pool), chunk);
   void *own = NULL;
-  if (need && !xp) {
+  uint8_t *xp = NULL;
+  if (need) {
     xp = pool ? tpool_scratch(pool, need)
               : (own = aligned_alloc(64, (need + 63) & ~(size_t)63));
     if (!xp)
       return -1;
   }
-  xp_attach(pool, j, 1, need ? xp : NULL);
-  mm_schedule(pool, j, 1);
+  mm_exec(pool, m, n, xp, chunk);
   free(own);
   return 0;
 }
@@ -535,7 +560,7 @@ int k_matmul_q(tpool *pool, int wtype, const void *W, int64_t rows,
   if (rows == 0 || n_tok == 0)
     return 0;
   mm_job j = make_job(wtype, W, rows, cols, Xq, n_tok, Y);
-  return mm_run1(pool, &j, NULL);
+  return mm_run(pool, &j, 1);
 }
 
 int k_matmul_q_multi(tpool *pool, const k_mat *mats, int n_mats, int64_t cols,
@@ -543,29 +568,16 @@ int k_matmul_q_multi(tpool *pool, const k_mat *mats, int n_mats, int64_t cols,
   if (n_mats < 1 || n_mats > K_MULTI_MAX)
     return -1;
   mm_job jm[K_MULTI_MAX];
-  int64_t total = 0;
   for (int m = 0; m < n_mats; m++) {
     int t = mats[m].wtype;
     if (!valid_shape(t, mats[m].rows, cols, n_tok) ||
         qtype(t)->vec_dot_type != qtype(mats[0].wtype)->vec_dot_type)
       return -1;
     jm[m] = make_job(t, mats[m].W, mats[m].rows, cols, Xq, n_tok, mats[m].Y);
-    total += mats[m].rows;
   }
-  if (n_tok == 0 || total == 0)
+  if (n_tok == 0 || total_rows(jm, n_mats) == 0)
     return 0;
-  size_t need = xp_bytes(jm, n_mats, tpool_n_threads(pool));
-  void *own = NULL, *xp = NULL;
-  if (need) {
-    xp = pool ? tpool_scratch(pool, need)
-              : (own = aligned_alloc(64, (need + 63) & ~(size_t)63));
-    if (!xp)
-      return -1;
-  }
-  xp_attach(pool, jm, n_mats, xp);
-  mm_schedule(pool, jm, n_mats);
-  free(own);
-  return 0;
+  return mm_run(pool, jm, n_mats);
 }
 
 typedef struct {
@@ -601,10 +613,11 @@ int k_matmul(tpool *pool, int wtype, const void *W, int64_t rows, int64_t cols,
     return -1;
   if (n_tok == 0 || rows == 0)
     return 0;
-  /* one scratch block: quantized activations, then prepared ones */
+  /* one scratch block: quantized activations, then the prepared path's */
   size_t qb = ((size_t)n_tok * k_act_row_size(wtype, cols) + 63) & ~(size_t)63;
   mm_job j = make_job(wtype, W, rows, cols, NULL, n_tok, Y);
-  size_t pb = xp_bytes(&j, 1, tpool_n_threads(pool));
+  int64_t chunk = mm_chunk(&j, 1, tpool_n_threads(pool));
+  size_t pb = xp_bytes(&j, 1, tpool_n_threads(pool), chunk);
   void *own = NULL;
   uint8_t *buf = pool ? tpool_scratch(pool, qb + pb)
                       : (own = aligned_alloc(64, qb + pb + 64));
@@ -612,9 +625,9 @@ int k_matmul(tpool *pool, int wtype, const void *W, int64_t rows, int64_t cols,
     return -1;
   k_quantize_rows(pool, wtype, X, n_tok, cols, buf);
   j.X = buf;
-  int rc = mm_run1(pool, &j, pb ? buf + qb : NULL);
+  mm_exec(pool, &j, 1, pb ? buf + qb : NULL, chunk);
   free(own);
-  return rc;
+  return 0;
 }
 
 /* ==== f32 helpers ===========================================================
