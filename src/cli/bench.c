@@ -176,6 +176,22 @@ static int bench_once(eng_ctx *ctx, int n_vocab, const int32_t *prompt,
   return 0;
 }
 
+/* Writes s as a JSON string (quotes, backslashes and control bytes
+ * escaped). */
+static void json_str(const char *s) {
+  putchar('"');
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\')
+      printf("\\%c", ch);
+    else if (ch < 0x20)
+      printf("\\u%04x", ch);
+    else
+      putchar(ch);
+  }
+  putchar('"');
+}
+
 static void report(const bench_opts *o, const eng_model *m, int threads,
                    const bench_times *best, double bw) {
   double pf = o->prompt_tokens / best->prefill_s;
@@ -184,13 +200,15 @@ static void report(const bench_opts *o, const eng_model *m, int threads,
   double share = bw > 0 ? bytes * dc / (bw * 1e9) : 0;
   double rss = rss_mb();
   if (o->json) {
-    printf("{\"model\":\"%s\",\"threads\":%d,\"prompt_tokens\":%d,"
+    printf("{\"model\":");
+    json_str(eng_model_name(m));
+    printf(",\"threads\":%d,\"prompt_tokens\":%d,"
            "\"gen_tokens\":%d,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,"
            "\"read_bandwidth_gb_s\":%.2f,\"decode_bytes_per_token\":%.0f,"
            "\"decode_bandwidth_share\":%.4f,\"rss_mb\":%.1f,"
            "\"file_mb\":%.1f}\n",
-           eng_model_name(m), threads, o->prompt_tokens, o->gen_tokens, pf, dc,
-           bw, bytes, share, rss, eng_model_file_bytes(m) / 1048576.0);
+           threads, o->prompt_tokens, o->gen_tokens, pf, dc, bw, bytes, share,
+           rss, eng_model_file_bytes(m) / 1048576.0);
     return;
   }
   printf("model            %s (%s, %.1f MB file)\n", eng_model_name(m),
