@@ -409,6 +409,16 @@ static void test_long_context_fragmented(void) {
   CHECK(eng_decode(c, &b) == ENG_OK);
   double d = max_diff(eng_get_logits(c, b.n_tokens - 1), ref, nv);
   CHECKF(d < 1e-4, "long/fragmented context logits differ by %g", d);
+  /* one more token alone (the decode path) among seq 1's cells */
+  int32_t more[LEN(SEQ_C) + 1];
+  memcpy(more, SEQ_C, sizeof SEQ_C);
+  more[LEN(SEQ_C)] = 77;
+  CHECK(logits_alone(m, more, LEN(more), ref) == 0);
+  eng_batch_clear(&b);
+  eng_batch_add(&b, 77, LEN(SEQ_C), 0, 1);
+  CHECK(eng_decode(c, &b) == ENG_OK);
+  d = max_diff(eng_get_logits(c, 0), ref, nv);
+  CHECKF(d < 1e-4, "decode step in a fragmented cache differs by %g", d);
   eng_batch_free(&b);
   eng_ctx_free(c);
   free(ref);
