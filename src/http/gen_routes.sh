@@ -17,6 +17,7 @@ cat <<'HDR'
 #define NI NULL /* not implemented yet */
 #define U SCOPE_USER
 #define A SCOPE_ADMIN
+#define F ROUTE_FORM /* takes multipart/form-data (file uploads) */
 
 const route routes[] = {
 HDR
@@ -38,10 +39,19 @@ BEGIN {
   impl["addUploadPart"] = "api_uploads_add_part"
   impl["completeUpload"] = "api_uploads_complete"
   impl["cancelUpload"] = "api_uploads_cancel"
+  # Operations whose request body may be multipart/form-data in openapi.yaml.
+  n = split("createTranscription createTranslation createVoiceConsent " \
+            "createVoice CreateContainerFile createFile createImageEdit " \
+            "createImageVariation create-realtime-call addUploadPart " \
+            "Createcontentprovenancecheck createVideo CreateVideoCharacter " \
+            "CreateVideoEdit CreateVideoExtend CreateVideoRemix CreateSkill " \
+            "CreateSkillVersion", mp, " ")
+  for (i = 1; i <= n; i++) multipart[mp[i]] = 1
 }
 {
   scope = ($2 ~ /^\/(organization|projects)\//) ? "A" : "U"
-  printf "    {M_%s, \"%s\", \"%s\", %s, %s},\n", $1, $2, $3, handler($3), scope
+  form = ($3 in multipart) ? ", F" : ", 0"
+  printf "    {M_%s, \"%s\", \"%s\", %s, %s%s},\n", $1, $2, $3, handler($3), scope, form
 }' "$TSV"
 cat <<'FTR'
 };

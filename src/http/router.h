@@ -21,7 +21,12 @@ typedef struct route {
   const char *op;      /* operationId from operations.tsv */
   api_handler handler; /* NULL: not implemented yet (answered 501) */
   enum route_scope scope;
+  unsigned flags; /* ROUTE_FORM */
 } route;
+
+/* The operation takes multipart/form-data (file uploads stream to disk up
+ * to --max-upload); other operations refuse a multipart body up front. */
+#define ROUTE_FORM 1u
 
 extern const route routes[];
 extern const size_t routes_count;

@@ -516,6 +516,14 @@ static void setup(reqstate *st, const char *method, const char *url) {
                 "header has no valid boundary.");
     return;
   }
+  if (st->multipart && !(st->rt->flags & ROUTE_FORM)) {
+    st->multipart = 0; /* refused: the body is not parsed */
+    err_invalid(&st->err, NULL,
+                "Invalid Content-Type header (multipart/form-data): %s %s "
+                "expects a JSON body (application/json).",
+                method, url);
+    return;
+  }
   if (st->multipart)
     mp_init(&st->mp, b, &form_callbacks, st);
   const char *cl = header(st, MHD_HTTP_HEADER_CONTENT_LENGTH);

@@ -246,6 +246,17 @@ static void test_multipart_upload(void) {
   CHECK_INT(request(fd, req, &r), 0);
   CHECK_INT(r.status, 400);
   CHECK(strstr(r.body, "truncated") != NULL);
+  /* A JSON operation refuses a multipart body before reading it. */
+  snprintf(req, sizeof req,
+           "POST /v1/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\r\n"
+           "Content-Type: multipart/form-data; boundary=XyZ\r\n"
+           "Content-Length: %zu\r\n\r\n%s",
+           strlen(body), body);
+  CHECK_INT(request(fd, req, &r), 0);
+  CHECK_INT(r.status, 400);
+  CHECK(strstr(r.body, "expects a JSON body") != NULL);
+  CHECK_INT(request(fd, GET_MODELS, &r), 0); /* still alive */
+  CHECK_INT(r.status, 200);
   close(fd);
 }
 
@@ -316,9 +327,9 @@ static void h_nothing(api_req *q, api_resp *r) {
 }
 
 static const route stream_routes[] = {
-    {M_GET, "/test/three", "testThree", h_three, SCOPE_USER},
-    {M_GET, "/test/forever", "testForever", h_forever, SCOPE_USER},
-    {M_GET, "/test/nothing", "testNothing", h_nothing, SCOPE_USER},
+    {M_GET, "/test/three", "testThree", h_three, SCOPE_USER, 0},
+    {M_GET, "/test/forever", "testForever", h_forever, SCOPE_USER, 0},
+    {M_GET, "/test/nothing", "testNothing", h_nothing, SCOPE_USER, 0},
 };
 
 /* Reads a chunked body to its last chunk; returns its decoded bytes. */

@@ -171,6 +171,22 @@ static void test_long_and_deep_paths(void) {
   CHECK_INT(res, MATCH_NO_PATH);
 }
 
+static void test_form_flags(void) {
+  int forms = 0;
+  for (size_t i = 0; i < routes_count; i++) {
+    int f = (routes[i].flags & ROUTE_FORM) != 0;
+    forms += f;
+    if (!strcmp(routes[i].op, "createFile") ||
+        !strcmp(routes[i].op, "addUploadPart") ||
+        !strcmp(routes[i].op, "createTranscription"))
+      CHECKF(f, "%s takes multipart", routes[i].op);
+    if (!strcmp(routes[i].op, "createUpload") ||
+        !strcmp(routes[i].op, "completeUpload") || routes[i].method != M_POST)
+      CHECKF(!f, "%s takes no multipart", routes[i].op);
+  }
+  CHECK_INT(forms, 18); /* the spec's multipart/form-data operations */
+}
+
 static void test_scopes(void) {
   for (size_t i = 0; i < routes_count; i++) {
     int admin = !strncmp(routes[i].path, "/organization/", 14) ||
@@ -193,6 +209,7 @@ int main(void) {
   RUN(test_unknown_and_wrong_method);
   RUN(test_long_and_deep_paths);
   RUN(test_scopes);
+  RUN(test_form_flags);
   router_free(R);
   T_MAIN_END();
 }
