@@ -60,17 +60,24 @@ size_t k_act_row_size(int wtype, int64_t n);
 /* Y[t*rows + r] = dot(W row r, X row t) for t < n_tok, r < rows.
  * W: rows x cols of wtype, rows contiguous (row r at r * row_size).
  * X: n_tok x cols f32. Y: n_tok x rows f32.
- * X is quantized once to the vec_dot_type (into the pool's scratch), rows are
- * split over the pool's threads; with n_tok > 1 it works in tiles of several
- * rows x several tokens so each weight block loaded serves several tokens.
- * pool may be NULL (single thread). cols must be a multiple of the block
- * size. Returns 0, or -1 for an unsupported type / bad size / no memory. */
+ * X is quantized once to the vec_dot_type; work items (chunks of rows) are
+ * taken dynamically by the pool's threads. Decode (n_tok == 1) streams every
+ * weight row once through the type's vec_dot. Prefill (n_tok > 1) reads
+ * each weight row once and sweeps blocks of tokens over it in tiles of
+ * several rows x several tokens; with AVX-512 VNNI, Q8_0/Q4_0/Q5_0/IQ4_NL
+ * rows and the activations are first decoded into a multiply-ready layout
+ * (kernels_impl.h). Temporary memory comes from the pool's scratch
+ * (tpool_scratch: grown when needed, then reused), or malloc when pool is
+ * NULL (single thread). One caller per pool at a time. cols must be a
+ * multiple of the block size. Returns 0, or -1 for an unsupported type /
+ * bad size / no memory. */
 int k_matmul(tpool *pool, int wtype, const void *W, int64_t rows, int64_t cols,
              const float *X, int64_t n_tok, float *Y);
 
 /* As k_matmul with X already quantized (Xq: n_tok rows of
  * k_act_row_size(wtype, cols) bytes each, e.g. when several matrices share
- * one input: Q, K and V). Never allocates. */
+ * one input: Q, K and V). Xq must not live in the pool's scratch (the
+ * prefill path uses it). */
 int k_matmul_q(tpool *pool, int wtype, const void *W, int64_t rows,
                int64_t cols, const void *Xq, int64_t n_tok, float *Y);
 

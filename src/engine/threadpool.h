@@ -21,8 +21,8 @@ tpool *tpool_create(int n_threads);
 int tpool_n_threads(const tpool *p);
 
 /* Runs fn(arg, ith, nth) on all nth threads and returns when every call has
- * returned. fn must not call tpool_run on the same pool. A NULL pool runs
- * fn(arg, 0, 1) inline. */
+ * returned. fn must not call tpool_run on the same pool, and only one thread
+ * at a time may run tasks on a pool. A NULL pool runs fn(arg, 0, 1) inline. */
 void tpool_run(tpool *p, tpool_fn fn, void *arg);
 
 /* As tpool_run but with only the first nth threads (1 <= nth <= n_threads);
