@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "api/api.h"
@@ -253,6 +254,16 @@ static int decide_auth(serve_opts *o, store *st) {
   return 0;
 }
 
+/* Each connection is a descriptor, and blobs being written or sent are
+ * more: lift the soft limit to the hard one (1024 by default on Linux). */
+static void raise_fd_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
 static int run(serve_opts *o, const char *data) {
   char err[512];
   store *st = NULL;
@@ -262,6 +273,7 @@ static int run(serve_opts *o, const char *data) {
   sigset_t sigs;
   int rc = 1, sig = 0;
   memset(&ctx, 0, sizeof ctx);
+  raise_fd_limit();
   if (store_open(data, &st, err, sizeof err) != STORE_OK) {
     fprintf(stderr, "hearth serve: cannot open the store in %s: %s\n", data,
             err);
