@@ -301,21 +301,35 @@ static void tile_by_vec_dot(const mm_job *j, int64_t r0, int nr, int64_t t0,
     }
 }
 
-/* Matrix x vector over rows [r0, r1): the weights stream once. */
+/* Software prefetch of the weight stream up to `dist` bytes ahead of w
+ * (decode; hardware prefetchers stop at 4 KiB page boundaries). */
+static inline void prefetch_ahead(const uint8_t **pf, const uint8_t *upto,
+                                  const uint8_t *end) {
+  if (upto > end)
+    upto = end;
+  for (; *pf < upto; *pf += 64)
+    __builtin_prefetch(*pf, 0, 0);
+}
+
+/* Matrix x vector over rows [r0, r1): the weights stream once, four rows
+ * at a time where the type has a four-row kernel. */
 static void mv_rows(const mm_job *j, int64_t r0, int64_t r1) {
   k_vec_dot_fn f = j->o->vec_dot[j->wtype];
+  k_vec_dot4_fn f4 = j->o->vec_dot4[j->wtype];
   const uint8_t *w = j->W + (size_t)r0 * j->wrow;
   const uint8_t *end = j->W + (size_t)r1 * j->wrow;
   const int dist = j->o->pf_dist;
   const uint8_t *pf = w + dist;
-  for (int64_t r = r0; r < r1; r++, w += j->wrow) {
-    if (dist) {
-      const uint8_t *lim = w + j->wrow + dist;
-      if (lim > end)
-        lim = end;
-      for (; pf < lim; pf += 64)
-        __builtin_prefetch(pf, 0, 0);
+  int64_t r = r0;
+  if (f4)
+    for (; r + 4 <= r1; r += 4, w += 4 * j->wrow) {
+      if (dist)
+        prefetch_ahead(&pf, w + 4 * j->wrow + dist, end);
+      f4((int)j->cols, &j->Y[r], w, j->wrow, j->X);
     }
+  for (; r < r1; r++, w += j->wrow) {
+    if (dist)
+      prefetch_ahead(&pf, w + j->wrow + dist, end);
     if (f)
       f((int)j->cols, &j->Y[r], w, j->X);
     else
