@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "engine/attn_simd.h"
 #include "engine/kernels.h"
 #include "engine/kvcache.h"
 #include "engine/model.h"
@@ -275,6 +276,7 @@ struct eng_ctx {
   int attn_n_items, attn_rows; /* rows = attn_tb * heads per kv head */
   int attn_tb;                 /* tokens per work item */
   float *attn_qf;              /* (n_threads, rows, head_dim) */
+  float **attn_outp;           /* (n_threads, rows) output row pointers */
   int32_t *attn_vpos;          /* (n_threads, n_ctx) */
   uint16_t *attn_q16;          /* (n_threads, rows, head_dim) */
   float *attn_s;               /* (n_threads, rows, n_ctx) scores */
@@ -336,6 +338,7 @@ static int ctx_alloc(eng_ctx *c) {
   c->attn_items =
       xcalloc((B + c->n_seq) * (size_t)m->n_head, sizeof(attn_item), &bad);
   c->attn_qf = xcalloc(T * c->attn_rows * m->head_dim, sizeof(float), &bad);
+  c->attn_outp = xcalloc(T * c->attn_rows, sizeof(float *), &bad);
   c->attn_vpos = xcalloc(T * c->n_ctx, sizeof(int32_t), &bad);
   c->attn_q16 = xcalloc(T * c->attn_rows * m->head_dim, 2, &bad);
   c->attn_s = xcalloc(T * c->attn_rows * c->n_ctx, sizeof(float), &bad);
@@ -403,6 +406,7 @@ void eng_ctx_free(eng_ctx *c) {
   free(c->attn_q16);
   free(c->attn_qf);
   free(c->attn_vpos);
+  free(c->attn_outp);
   free(c->attn_s);
   free(c->attn_p16);
   free(c->all_cells);
@@ -579,10 +583,15 @@ static void attn_item_run(eng_ctx *c, int il, const eng_batch_tok *tok,
   /* S[r][j] = sum_d qf[r][d] * K[g][d][lo + j]: long f16 axpys over cells */
   const size_t nc = (size_t)kv->n_cells;
   const uint16_t *K = kv->k[il] + (size_t)it->g * hd * nc + gr->lo;
-  memset(S, 0, sizeof(float) * (size_t)nq * np);
-  /* in blocks of ATTN_CB cells so the block of K (hd rows) stays in L1
-   * while every query row passes over it */
-  for (int j0 = 0; j0 < np; j0 += ATTN_CB) {
+  /* register-blocked AVX2 loops when the range is a multiple of 16 cells */
+  const int simd = k_simd() >= K_SIMD_AVX2 && np % 16 == 0 && hd % 2 == 0;
+  if (simd)
+    attn_qk_avx2(qf, nq, hd, K, nc, np, S, (size_t)np);
+  else
+    memset(S, 0, sizeof(float) * (size_t)nq * np);
+  /* portable: blocks of ATTN_CB cells so the block of K (hd rows) stays in
+   * L1 while every query row passes over it */
+  for (int j0 = 0; !simd && j0 < np; j0 += ATTN_CB) {
     int nb = np - j0 < ATTN_CB ? np - j0 : ATTN_CB;
     for (int r = 0; r < nq; r++)
       for (int d = 0; d < hd; d++)
@@ -601,12 +610,15 @@ static void attn_item_run(eng_ctx *c, int il, const eng_batch_tok *tok,
   }
   /* att[t][h][d] = sum_j V[g][d][lo + j] * p[r][j], in the same blocks */
   const uint16_t *V = kv->v[il] + (size_t)it->g * hd * nc + gr->lo;
+  float **outp = c->attn_outp + (size_t)ith * c->attn_rows;
   for (int r = 0; r < nq; r++) {
     int t = c->attn_order[gr->t0 + it->t0 + r / it->nh];
-    memset(c->att + (size_t)t * Q + (size_t)(it->h0 + r % it->nh) * hd, 0,
-           sizeof(float) * hd);
+    outp[r] = c->att + (size_t)t * Q + (size_t)(it->h0 + r % it->nh) * hd;
+    memset(outp[r], 0, sizeof(float) * hd);
   }
-  for (int j0 = 0; j0 < np; j0 += ATTN_CB) {
+  if (simd)
+    attn_pv_avx2(P, (size_t)np, nq, V, nc, hd, np, outp);
+  for (int j0 = 0; !simd && j0 < np; j0 += ATTN_CB) {
     int nb = np - j0 < ATTN_CB ? np - j0 : ATTN_CB;
     for (int r = 0; r < nq; r++) {
       int t = c->attn_order[gr->t0 + it->t0 + r / it->nh];

@@ -1,0 +1,20 @@
+/* attn_simd.h: SIMD inner loops of the attention over the transposed f16
+ * KV cache (attn_avx2.c), used by engine.c when k_simd() >= K_SIMD_AVX2.
+ * Knows nothing about models, sequences or the cache's bookkeeping. */
+#ifndef HEARTH_ENGINE_ATTN_SIMD_H
+#define HEARTH_ENGINE_ATTN_SIMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* S[r*lds + j] = sum_d q[r*hd + d] * K[d*ldk + j]  for r < nq, j < nc.
+ * nc a multiple of 16. */
+void attn_qk_avx2(const float *q, int nq, int hd, const uint16_t *K, size_t ldk,
+                  int nc, float *S, size_t lds);
+
+/* out[r][d] += sum_j P[r*ldp + j] * V[d*ldv + j]  for r < nq, d < hd, j < nc.
+ * nc a multiple of 8, hd even. */
+void attn_pv_avx2(const uint16_t *P, size_t ldp, int nq, const uint16_t *V,
+                  size_t ldv, int hd, int nc, float *const *out);
+
+#endif
