@@ -95,29 +95,31 @@ K_TILE_Q8ACT_VNNI(tile_iq4_nl_vnni, block_iq4_nl, dec_iq4_nl, QT_IQ4_NL, 4, 4)
 /* ---- K-quant tiles: zmm vpdpbusd over 64 unpacked bytes, per-lane scale
  * multipliers (vpmulld) --------------------------------------------------- */
 
-/* sum over 4 zmm groups of (q . y per 4 bytes) * mul[k], as 16 int32. */
+/* sum over 4 zmm steps of 64 bytes of (q . y per byte pair) * mul[k]
+ * (int16 multipliers per pair), as 16 int32. */
 static inline __m512i dot256_u8_zmm(const uint8_t *q, const int8_t *y,
                                     const __m512i *mul) {
   __m512i s = _mm512_setzero_si512();
   for (int k = 0; k < 4; k++) {
-    __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
-                                    _mm512_loadu_si512(q + 64 * k),
-                                    _mm512_loadu_si512(y + 64 * k));
-    s = _mm512_add_epi32(s, _mm512_mullo_epi32(p, mul[k]));
+    __m512i p = _mm512_maddubs_epi16(_mm512_loadu_si512(q + 64 * k),
+                                     _mm512_loadu_si512(y + 64 * k));
+    s = _mm512_add_epi32(s, _mm512_madd_epi16(p, mul[k]));
   }
   return s;
 }
 
-/* mul[k] lanes: scale of the 32-element group (Q4_K/Q5_K, per32 = 1) or
- * 16-element group (Q6_K, per32 = 0) that each 4 bytes belong to. */
+/* mul[k]: int16 multiplier of each byte pair of step k, from the scales
+ * (as int16 in the low lanes of `all`) of the 32-element (Q4_K/Q5_K,
+ * per32 = 1) or 16-element (Q6_K, per32 = 0) groups. */
 static inline void lane_scales(__m512i all, int per32, __m512i *mul) {
+  /* pair lane l of step k covers elements 64k + 2l, +1 */
+  const __m512i l = _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21,
+                                     20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10,
+                                     9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
   for (int k = 0; k < 4; k++) {
-    __m512i idx =
-        per32
-            ? _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)
-            : _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    idx = _mm512_add_epi32(idx, _mm512_set1_epi32(per32 ? 2 * k : 4 * k));
-    mul[k] = _mm512_permutexvar_epi32(idx, all);
+    __m512i e = _mm512_add_epi16(l, _mm512_set1_epi16((int16_t)(32 * k)));
+    __m512i idx = _mm512_srli_epi16(e, per32 ? 4 : 3);
+    mul[k] = _mm512_permutexvar_epi16(idx, all);
   }
 }
 
@@ -152,8 +154,9 @@ static inline void tile_q45k_zmm(int is5, int n, const void *W, size_t ws,
         unpack_q4k_scales(b->scales, sc);
         d = f16(b->d), dmin = f16(b->dmin);
       }
-      lane_scales(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)sc)), 1,
-                  mul);
+      lane_scales(_mm512_castsi256_si512(_mm256_cvtepu8_epi16(
+                      _mm_loadu_si128((const __m128i *)sc))),
+                  1, mul);
       for (int t = 0; t < nt; t++) {
         const block_q8_K *yb =
             (const block_q8_K *)((const char *)X + t * xs) + i;
@@ -193,9 +196,9 @@ static void tile_q6_k_zmm(int n, const void *W, size_t ws, int nr,
       uint8_t q[QK_K] __attribute__((aligned(64)));
       __m512i mul[4];
       unpack_q6k_block(b, q);
-      lane_scales(
-          _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)b->scales)), 0,
-          mul);
+      lane_scales(_mm512_castsi256_si512(_mm256_cvtepi8_epi16(
+                      _mm_loadu_si128((const __m128i *)b->scales))),
+                  0, mul);
       float d = f16(b->d);
       for (int t = 0; t < nt; t++) {
         const block_q8_K *yb =
