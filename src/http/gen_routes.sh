@@ -10,6 +10,10 @@ cat <<'HDR'
  * without /v1; served under /v1). Reading it tells what the server does: an
  * entry with a handler is implemented, NULL answers 501 not_implemented.
  * Admin scope (paths under /organization and /projects) needs an admin key.
+ * To implement an operation: write `void api_x(api_req *, api_resp *)` in
+ * src/api/<family>.c, declare it in api/api.h, put its name in the row.
+ * Rows marked F receive multipart bodies as req->form (file fields already
+ * streamed to blobs); the others get the raw body (api_json_body parses it).
  * Bootstrapped by src/http/gen_routes.sh; edit by hand since. */
 #include "api/api.h"
 #include "http/router.h"
