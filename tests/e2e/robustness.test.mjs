@@ -63,6 +63,27 @@ suite('robustness', {}, (test) => {
     assert.match(raw, /^HTTP\/1\.1 200/, `after 100 Continue: ${raw.slice(0, 200)}`);
   });
 
+  test('content types as real clients write them', async (t) => {
+    const body = JSON.stringify({ filename: 'ct.txt', purpose: 'batch', bytes: 1, mime_type: 'text/plain' });
+    for (const ct of ['application/json; charset=utf-8', 'Application/JSON', 'application/json;charset=UTF-8']) {
+      const r = await t.json('/v1/uploads', { method: 'POST', headers: { 'content-type': ct }, body });
+      assert.equal(r.status, 200, `${ct}: ${JSON.stringify(r.body)}`);
+    }
+    const raw = (ct, disp) => Buffer.from(
+      `--qb\r\n${disp}: form-data; name="purpose"\r\n\r\nuser_data\r\n` +
+      `--qb\r\n${disp}: form-data; name="file"; filename="q.txt"\r\nContent-Type: text/plain\r\n\r\nquoted\r\n--qb--\r\n`);
+    for (const [ct, disp] of [['multipart/form-data; boundary="qb"', 'Content-Disposition'], ['multipart/form-data; boundary=qb', 'content-disposition'], ['multipart/form-data; charset=utf-8; boundary=qb', 'Content-Disposition']]) {
+      const r = await t.json('/v1/files', { method: 'POST', headers: { 'content-type': ct }, body: raw(ct, disp) });
+      assert.equal(r.status, 200, `${ct} / ${disp}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.bytes, 6);
+    }
+  });
+
+  test('an HTTP/1.0 request without Host is answered', async (t) => {
+    const r = await rawRequest(t.server.port, { head: `GET /v1/models HTTP/1.0\r\nAuthorization: Bearer ${t.key}\r\n\r\n`, after: 'wait', untilClose: true });
+    assert.equal(r.status, 200, r.raw.slice(0, 200));
+  });
+
   test('pipelined requests are all answered in order', async (t) => {
     const one = (id) => `GET /v1/files/file-pipe${id} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${t.key}\r\nx-request-id: pipe-${id}\r\n\r\n`;
     const head = one(1) + one(2) + one(3).replace('\r\n\r\n', '\r\nConnection: close\r\n\r\n');
