@@ -56,7 +56,7 @@ int eng_model_load(const char *path, const eng_model_params *params,
     snprintf(err, errlen, "no model path");
     return ENG_ERR_INVALID;
   }
-  int rc = model_load(path, p.prefault, out, err, errlen);
+  int rc = model_load(path, out, err, errlen);
   if (rc == ENG_OK && p.prefault) {
     /* Ask the kernel to read the whole mapping ahead. */
     const gguf_file *g = (*out)->gguf;
@@ -633,11 +633,11 @@ static void attn_item_run(eng_ctx *c, int il, const eng_batch_tok *tok,
   }
 }
 
+/* Items are dealt round-robin: later token blocks see more cells (causal),
+ * so contiguous shares would leave the last thread most of the work. */
 static void attn_task(void *arg, int ith, int nth) {
   const attn_args *a = arg;
-  long long i0, i1;
-  tpool_split(a->c->attn_n_items, ith, nth, 1, &i0, &i1);
-  for (long long i = i0; i < i1; i++)
+  for (int i = ith; i < a->c->attn_n_items; i += nth)
     attn_item_run(a->c, a->il, a->tok, &a->c->attn_items[i], ith);
 }
 

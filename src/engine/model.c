@@ -288,9 +288,7 @@ static int read_strings(loader *L, const char *path) {
 
 /* ---- public (engine-internal) --------------------------------------------*/
 
-int model_load(const char *path, int prefault, eng_model **out, char *err,
-               size_t errlen) {
-  (void)prefault;
+int model_load(const char *path, eng_model **out, char *err, size_t errlen) {
   *out = NULL;
   eng_model *m = calloc(1, sizeof *m);
   if (!m)

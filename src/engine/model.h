@@ -70,8 +70,7 @@ typedef struct eng_model eng_model;
 
 /* Loads path into a new model. Returns ENG_OK or a negative ENG_* status with
  * a message in err. */
-int model_load(const char *path, int prefault, eng_model **out, char *err,
-               size_t errlen);
+int model_load(const char *path, eng_model **out, char *err, size_t errlen);
 void model_free(eng_model *m);
 
 /* Writes row `tok` of the embedding table, dequantized, into out (n_embd). */
