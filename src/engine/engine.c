@@ -237,6 +237,9 @@ int eng_batch_add(eng_batch *b, int32_t token, int32_t pos, int32_t seq_id,
 
 #define ATTN_TB 16  /* most tokens per work item (fewer for long contexts) */
 #define ATTN_CB 256 /* cells per block of the score and value loops */
+/* Below this many multiply-adds (~0.1 ms) the attention of a chunk runs on
+ * the calling thread: waking the pool would cost about as much. */
+#define ATTN_INLINE_WORK 1.5e6
 
 /* The chunk's tokens grouped by sequence, and each group's cell range. */
 typedef struct attn_group {
@@ -275,6 +278,7 @@ struct eng_ctx {
   attn_item *attn_items;       /* ((n_batch + n_seq) * n_head) */
   int attn_n_items, attn_rows; /* rows = attn_tb * heads per kv head */
   int attn_tb;                 /* tokens per work item */
+  double attn_work;            /* multiply-adds of the chunk's attention */
   float *attn_qf;              /* (n_threads, rows, head_dim) */
   float **attn_outp;           /* (n_threads, rows) output row pointers */
   int32_t *attn_vpos;          /* (n_threads, n_ctx) */
@@ -532,6 +536,11 @@ static void attn_plan(eng_ctx *c, const eng_batch_tok *tok, int n) {
                        : c->attn_tb;
         }
   c->attn_n_items = ni;
+  /* multiply-adds of the chunk's attention (scores and outputs) */
+  c->attn_work = 0;
+  for (int gi = 0; gi < ng; gi++)
+    c->attn_work += 2.0 * c->attn_groups[gi].nt * c->attn_groups[gi].nr *
+                    m->n_head * m->head_dim;
 }
 
 /* One item: scores, masked softmax, weighted sum of values. */
@@ -751,7 +760,10 @@ static int forward_layer(eng_ctx *c, int il, const eng_batch_tok *tok, int n) {
   run_step(c, il, STEP_QKV_POST, tok, n);
   /* att = softmax(q k^T / sqrt(hd)) v, per sequence, causal */
   attn_args aa = {c, il, tok};
-  tpool_run(c->pool, attn_task, &aa);
+  if (c->attn_work < ATTN_INLINE_WORK) /* a short decode step: no wake-up */
+    attn_task(&aa, 0, 1);
+  else
+    tpool_run(c->pool, attn_task, &aa);
   /* xb = att @ wo^T */
   mm_job o = {&L->wo, c->xb};
   if (matmul_group(c, c->att, n, Q, &o, 1))
