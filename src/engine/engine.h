@@ -192,8 +192,10 @@ void eng_kv_clear(eng_ctx *ctx);
 /* Prefix reuse helper: among sequences other than dst, finds the one whose
  * cached tokens (as recorded by eng_decode) share the longest prefix with
  * tokens[0..n), shares that prefix into dst (dst must be empty) and returns
- * its length (0 when none). The caller then decodes tokens[len..n) into dst.
- * At least one token is always left to decode (len <= n-1). */
+ * its length (0 when none), or ENG_ERR_INVALID when dst is out of range or
+ * not empty. The caller then decodes tokens[len..n) into dst at positions
+ * len.. . At least one token is always left to decode (len <= n-1), so the
+ * caller always gets fresh logits. */
 int eng_kv_reuse_prefix(eng_ctx *ctx, int dst, const int32_t *tokens, int n);
 
 #ifdef __cplusplus
