@@ -538,6 +538,103 @@ static void tile_q6_k(int n, const void *W, size_t ws, int nr, const void *X,
   tile_q6k(n, W, ws, nr, X, xs, nt, Y, ldy);
 }
 
+/* ---- prepared prefill path (kernels_impl.h), AVX2 flavour: weights are
+ * decoded once per row to signed bytes (64 per pair) and 2 x 8 lane scales;
+ * activations keep their bytes and lane scales (the -128 * sum(y) field of
+ * the layout is unused here and zeroed). */
+
+typedef struct {
+  int8_t q[64];
+  float d[16];
+} a_wpair;
+typedef struct {
+  int8_t y[64];
+  int32_t unused[16];
+  float d[16];
+} a_xpair;
+_Static_assert(sizeof(a_wpair) == K_WPAIR, "a_wpair");
+_Static_assert(sizeof(a_xpair) == K_XPAIR, "a_xpair");
+
+#define K_WPREP_AVX2(NAME, BT, DECODE)                                         \
+  static void NAME(const void *row, int n, void *out) {                        \
+    const BT *b = row;                                                         \
+    a_wpair *o = out;                                                          \
+    const int nb = n / 32;                                                     \
+    for (int i = 0; i < nb; i += 2, o++) {                                     \
+      const int two = i + 1 < nb;                                              \
+      _mm256_store_si256((__m256i *)o->q, DECODE(&b[i]));                      \
+      _mm256_store_si256((__m256i *)(o->q + 32),                               \
+                         two ? DECODE(&b[i + 1]) : _mm256_setzero_si256());    \
+      _mm256_store_ps(o->d, _mm256_set1_ps(f16(b[i].d)));                      \
+      _mm256_store_ps(o->d + 8, _mm256_set1_ps(two ? f16(b[i + 1].d) : 0.0f)); \
+    }                                                                          \
+  }
+
+K_WPREP_AVX2(wprep_q4_0, block_q4_0, dec_q4_0)
+K_WPREP_AVX2(wprep_q5_0, block_q5_0, dec_q5_0)
+K_WPREP_AVX2(wprep_iq4_nl, block_iq4_nl, dec_iq4_nl)
+
+static void xprep_q8_0(const void *row, int n, void *out) {
+  const block_q8_0 *y = row;
+  a_xpair *o = out;
+  const int nb = n / 32;
+  for (int i = 0; i < nb; i += 2, o++) {
+    const int two = i + 1 < nb;
+    _mm256_store_si256((__m256i *)o->y, dec_q8_0(&y[i]));
+    _mm256_store_si256((__m256i *)(o->y + 32),
+                       two ? dec_q8_0(&y[i + 1]) : _mm256_setzero_si256());
+    memset(o->unused, 0, sizeof o->unused);
+    _mm256_store_ps(o->d, _mm256_set1_ps(f16(y[i].d)));
+    _mm256_store_ps(o->d + 8, _mm256_set1_ps(two ? f16(y[i + 1].d) : 0.0f));
+  }
+}
+
+enum { APP_MR = 4, APP_NT = 2 };
+
+/* Prepared tile: APP_MR rows x APP_NT tokens, one 32-byte block at a time
+ * (sign trick); partial tiles one (row, token) at a time. */
+static void tile_pp(int np, const void *Wp, size_t wps, int nr, const void *Xp,
+                    size_t xps, int nt, float *Y, size_t ldy) {
+  const int full = nr == APP_MR && nt == APP_NT;
+  const int MR = full ? APP_MR : 1, NT = full ? APP_NT : 1;
+  for (int r0 = 0; r0 < nr; r0 += MR)
+    for (int t0 = 0; t0 < nt; t0 += NT) {
+      __m256 acc[APP_MR][APP_NT];
+      for (int r = 0; r < MR; r++)
+        for (int t = 0; t < NT; t++)
+          acc[r][t] = _mm256_setzero_ps();
+      for (int i = 0; i < np; i++)
+        for (int h = 0; h < 2; h++) {
+          __m256i q[APP_MR], aq[APP_MR];
+          for (int r = 0; r < MR; r++) {
+            const a_wpair *w =
+                (const a_wpair *)((const char *)Wp + (r0 + r) * wps) + i;
+            q[r] = _mm256_load_si256((const __m256i *)(w->q + 32 * h));
+            aq[r] = _mm256_sign_epi8(q[r], q[r]);
+          }
+          for (int t = 0; t < NT; t++) {
+            const a_xpair *x =
+                (const a_xpair *)((const char *)Xp + (t0 + t) * xps) + i;
+            __m256i yv = _mm256_load_si256((const __m256i *)(x->y + 32 * h));
+            __m256 dy = _mm256_load_ps(x->d + 8 * h);
+            for (int r = 0; r < MR; r++) {
+              const a_wpair *w =
+                  (const a_wpair *)((const char *)Wp + (r0 + r) * wps) + i;
+              __m256i p =
+                  _mm256_maddubs_epi16(aq[r], _mm256_sign_epi8(yv, q[r]));
+              p = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+              acc[r][t] = _mm256_fmadd_ps(
+                  _mm256_mul_ps(_mm256_load_ps(w->d + 8 * h), dy),
+                  _mm256_cvtepi32_ps(p), acc[r][t]);
+            }
+          }
+        }
+      for (int t = 0; t < NT; t++)
+        for (int r = 0; r < MR; r++)
+          Y[(t0 + t) * ldy + r0 + r] = hsum_ps(acc[r][t]);
+    }
+}
+
 static void set_tile(k_ops *o, int type, k_tile_fn f, int mr, int nt) {
   o->tile[type] = f;
   o->tile_mr[type] = mr;
@@ -585,6 +682,14 @@ void k_register_avx2(k_ops *o) {
   o->vec_dot[QT_Q6_K] = vd_q6_k;
 
   set_tile(o, QT_Q8_0, tile_q8_0, 4, 2);
+  /* Q8_0 has nothing to decode: its direct 4x2 tile is faster here */
+  o->wprep[QT_Q4_0] = wprep_q4_0;
+  o->wprep[QT_Q5_0] = wprep_q5_0;
+  o->wprep[QT_IQ4_NL] = wprep_iq4_nl;
+  o->xprep_q8_0 = xprep_q8_0;
+  o->tile_p = tile_pp;
+  o->tile_p_mr = APP_MR;
+  o->tile_p_nt = APP_NT;
   set_tile(o, QT_Q4_0, tile_q4_0, 4, 2);
   set_tile(o, QT_Q5_0, tile_q5_0, 4, 2);
   set_tile(o, QT_IQ4_NL, tile_iq4_nl, 4, 2);
