@@ -364,48 +364,6 @@ K_VD_Q8ACT_ZMM(vd_q4_0_zmm, block_q4_0, dec_q4_0)
 K_VD_Q8ACT_ZMM(vd_iq4_nl_zmm, block_iq4_nl, dec_iq4_nl)
 K_VD_Q8ACT_ZMM(vd_q8_0_zmm, block_q8_0, dec_q8_0)
 
-/* Four rows at once (decode): the activation pair and its -128 * sum(y)
- * are loaded and computed once for the four rows. */
-#define K_VD4_Q8ACT_ZMM(NAME, BT, DECODE)                                      \
-  static void NAME(int n, float *s, const void *vx, size_t xs,                 \
-                   const void *vy) {                                           \
-    const block_q8_0 *y = vy;                                                  \
-    const __m512i bias = _mm512_set1_epi8((char)0x80);                         \
-    const int nb = n / 32;                                                     \
-    const BT *x[4];                                                            \
-    __m512 acc[4];                                                             \
-    for (int r = 0; r < 4; r++) {                                              \
-      x[r] = (const BT *)((const char *)vx + r * xs);                          \
-      acc[r] = _mm512_setzero_ps();                                            \
-    }                                                                          \
-    for (int i = 0; i < nb; i += 2) {                                          \
-      const int two = i + 1 < nb;                                              \
-      __m256i ylo = _mm256_loadu_si256((const __m256i *)y[i].qs);              \
-      __m256i yhi = two ? _mm256_loadu_si256((const __m256i *)y[i + 1].qs)     \
-                        : _mm256_setzero_si256();                              \
-      __m512i yv = zpair(ylo, yhi);                                            \
-      __m512i neg = _mm512_sub_epi32(                                          \
-          _mm512_setzero_si512(),                                              \
-          _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, yv));              \
-      __m512 dy = zpair_ps(f16(y[i].d), two ? f16(y[i + 1].d) : 0.0f);         \
-      for (int r = 0; r < 4; r++) {                                            \
-        __m256i hi = two ? DECODE(&x[r][i + 1]) : _mm256_setzero_si256();      \
-        __m512i uq = _mm512_xor_si512(zpair(DECODE(&x[r][i]), hi), bias);      \
-        __m512i p = _mm512_dpbusd_epi32(neg, uq, yv);                          \
-        __m512 dx = zpair_ps(f16(x[r][i].d), two ? f16(x[r][i + 1].d) : 0.0f); \
-        acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(dx, dy), _mm512_cvtepi32_ps(p), \
-                                 acc[r]);                                      \
-      }                                                                        \
-    }                                                                          \
-    for (int r = 0; r < 4; r++)                                                \
-      s[r] = _mm512_reduce_add_ps(acc[r]);                                     \
-  }
-
-K_VD4_Q8ACT_ZMM(vd4_q8_0_zmm, block_q8_0, dec_q8_0)
-K_VD4_Q8ACT_ZMM(vd4_q4_0_zmm, block_q4_0, dec_q4_0)
-K_VD4_Q8ACT_ZMM(vd4_q5_0_zmm, block_q5_0, dec_q5_0_k)
-K_VD4_Q8ACT_ZMM(vd4_iq4_nl_zmm, block_iq4_nl, dec_iq4_nl)
-
 /* ==== prepared prefill path (see kernels_impl.h) ========================= */
 
 typedef struct {
@@ -531,10 +489,6 @@ void k_register_avx512(k_ops *o, int has_vnni) {
   if (!has_vnni)
     return; /* the AVX2 kernels serve AVX-512 without VNNI */
   o->vec_dot[QT_Q8_0] = vd_q8_0_zmm;
-  o->vec_dot4[QT_Q8_0] = vd4_q8_0_zmm;
-  o->vec_dot4[QT_Q4_0] = vd4_q4_0_zmm;
-  o->vec_dot4[QT_Q5_0] = vd4_q5_0_zmm;
-  o->vec_dot4[QT_IQ4_NL] = vd4_iq4_nl_zmm;
   o->vec_dot[QT_Q4_0] = vd_q4_0_zmm;
   o->vec_dot[QT_Q5_0] = vd_q5_0_zmm;
   o->vec_dot[QT_IQ4_NL] = vd_iq4_nl_zmm;

@@ -31,17 +31,10 @@ typedef void (*k_tilep_fn)(int npairs, const void *Wp, size_t wps, int nr,
                            const void *Xp, size_t xps, int nt, float *Y,
                            size_t ldy);
 
-/* Four rows (x, x + xs, x + 2 xs, x + 3 xs) against one activation row:
- * s[0..3]. Decode uses it to share the activation side across rows. */
-typedef void (*k_vec_dot4_fn)(int n, float *s, const void *x, size_t xs,
-                              const void *y);
-
 typedef struct {
-  k_vec_dot_fn vec_dot[QT_COUNT];
-  k_vec_dot4_fn vec_dot4[QT_COUNT];
-      /* NULL: four vec_dot calls */ /* by weight type; NULL: q_vec_dot_ref */
-  k_quant_fn quant[QT_COUNT];        /* by activation type; NULL: q_quant_row */
-  k_tile_fn tile[QT_COUNT];          /* by weight type; NULL: vec_dot loop */
+  k_vec_dot_fn vec_dot[QT_COUNT]; /* by weight type; NULL: q_vec_dot_ref */
+  k_quant_fn quant[QT_COUNT];     /* by activation type; NULL: q_quant_row */
+  k_tile_fn tile[QT_COUNT];       /* by weight type; NULL: vec_dot loop */
   int tile_mr[QT_COUNT], tile_nt[QT_COUNT];
   k_prep_fn wprep[QT_COUNT]; /* by weight type; NULL: no prepared path */
   k_prep_fn xprep_q8_0;      /* Q8_0 activation row -> pairs */
