@@ -290,6 +290,7 @@ struct eng_ctx {
   int32_t *all_cells; /* (capacity) cells claimed for the batch */
   int all_cap;
   float *logits;     /* (n_out, n_vocab) */
+  float *hidden;     /* (n_out, n_embd) final normalized hidden states */
   size_t logits_cap; /* rows */
   int32_t *out_row;  /* (batch tokens) row in logits or -1 */
   int n_batch_last;
@@ -415,6 +416,7 @@ void eng_ctx_free(eng_ctx *c) {
   free(c->attn_p16);
   free(c->all_cells);
   free(c->logits);
+  free(c->hidden);
   free(c->out_row);
   free(c);
 }
@@ -816,6 +818,8 @@ static int forward_chunk(eng_ctx *c, const eng_batch_tok *tok, int n,
   }
   if (!n_out)
     return 0;
+  /* keep the normalized hidden states (eng_get_embedding) */
+  memcpy(c->hidden + (size_t)first_row * E, c->xb, sizeof(float) * n_out * E);
   /* logits = xb @ output^T (rows of this chunk are consecutive) */
   mm_job lo = {&m->output, c->logits + (size_t)first_row * m->n_vocab};
   return matmul_group(c, c->xb, n_out, E, &lo, 1);
@@ -873,6 +877,10 @@ static int reserve(eng_ctx *c, int n, int n_out) {
     if (!l)
       return -1;
     c->logits = l;
+    float *h = realloc(c->hidden, sizeof(float) * (size_t)n_out * c->m->n_embd);
+    if (!h)
+      return -1;
+    c->hidden = h;
     c->logits_cap = (size_t)n_out;
   }
   return 0;
@@ -919,6 +927,12 @@ int eng_decode(eng_ctx *c, const eng_batch *b) {
   }
   c->n_batch_last = n;
   return ENG_OK;
+}
+
+const float *eng_get_embedding(eng_ctx *c, int i) {
+  if (i < 0 || i >= c->n_batch_last || c->out_row[i] < 0)
+    return NULL;
+  return c->hidden + (size_t)c->out_row[i] * c->m->n_embd;
 }
 
 const float *eng_get_logits(eng_ctx *c, int i) {

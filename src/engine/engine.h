@@ -171,6 +171,12 @@ int eng_decode(eng_ctx *ctx, const eng_batch *batch);
 /* Logits (n_vocab floats) of batch token i of the last eng_decode, or NULL
  * when token i did not ask for logits. Valid until the next eng_decode. */
 const float *eng_get_logits(eng_ctx *ctx, int i);
+/* The final hidden state (n_embd floats, after the output norm: the input
+ * of the output matrix) of batch token i of the last eng_decode, or NULL
+ * when token i did not ask for logits. For embeddings from a decoder model
+ * (the caller pools, e.g. the mean over a text's tokens, and normalizes).
+ * Valid until the next eng_decode. */
+const float *eng_get_embedding(eng_ctx *ctx, int i);
 /* Last error message of ctx (eng_decode's reason). */
 const char *eng_ctx_last_error(const eng_ctx *ctx);
 

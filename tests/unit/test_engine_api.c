@@ -226,6 +226,14 @@ static void test_rules_and_full(void) {
   for (int i = 0; i < 6; i++)
     eng_batch_add(&b, 10 + i, i, 0, i == 5);
   CHECK_INT(eng_decode(c, &b), ENG_OK);
+  /* the hidden state comes with the logits, for the same tokens */
+  CHECK(eng_get_embedding(c, 0) == NULL);
+  const float *e = eng_get_embedding(c, 5);
+  CHECK(e != NULL);
+  double ss = 0;
+  for (int i = 0; e && i < eng_model_n_embd(m); i++)
+    ss += (double)e[i] * e[i];
+  CHECK(isfinite(ss) && ss > 0);
   eng_batch_clear(&b);
   for (int i = 0; i < 3; i++)
     eng_batch_add(&b, 10 + i, i, 1, 1);
