@@ -203,7 +203,7 @@ function mutate(buf, r) {
 }
 
 suite('mutation', {}, (test) => {
-  test('400 mutated requests: never a 5xx, always the error format, server stays up', async (t) => {
+  test('mutated requests (400 by default): never a 5xx, always the error format, server stays up', async (t) => {
     const seed = Number(process.env.HEARTH_E2E_SEED || 20261125);
     const count = Number(process.env.HEARTH_E2E_MUTATIONS || 400);
     t.note(`seed ${seed} (HEARTH_E2E_SEED), ${count} requests (HEARTH_E2E_MUTATIONS)`);
