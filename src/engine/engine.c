@@ -270,8 +270,10 @@ struct eng_ctx {
   float *hb2; /* (n_batch, n_ff) up */
   void *xq;   /* quantized activations, (n_batch, act row of widest) */
   size_t xq_bytes;
-  int32_t *cell_of;   /* (n_batch) KV cell of each chunk token */
-  int32_t *seq_cells; /* (n_ctx) scratch: a sequence's cells by position */
+  int32_t *cell_of;        /* (n_batch) KV cell of each chunk token */
+  int32_t *keep;           /* (n_batch) chunk tokens that want logits */
+  eng_batch_tok *tok_keep; /* (n_batch) their batch entries */
+  int32_t *seq_cells;      /* (n_ctx) scratch: a sequence's cells by position */
   /* attention plan of the chunk and per-thread scratch */
   int32_t *attn_order;         /* (n_batch) tokens grouped by sequence */
   attn_group *attn_groups;     /* (n_seq) */
@@ -331,6 +333,8 @@ static int ctx_alloc(eng_ctx *c) {
   c->xq_bytes = B * (widest * 4 + 512);
   c->xq = xcalloc(c->xq_bytes, 1, &bad);
   c->cell_of = xcalloc(B, sizeof(int32_t), &bad);
+  c->keep = xcalloc(B, sizeof(int32_t), &bad);
+  c->tok_keep = xcalloc(B, sizeof(eng_batch_tok), &bad);
   c->seq_cells = xcalloc((size_t)c->n_ctx, sizeof(int32_t), &bad);
   size_t grp = (size_t)(m->n_head / m->n_head_kv), T = (size_t)c->n_threads;
   /* tokens per item: up to ATTN_TB while a thread's scores and
@@ -404,6 +408,8 @@ void eng_ctx_free(eng_ctx *c) {
   free(c->hb2);
   free(c->xq);
   free(c->cell_of);
+  free(c->keep);
+  free(c->tok_keep);
   free(c->seq_cells);
   free(c->attn_order);
   free(c->attn_groups);
@@ -747,7 +753,29 @@ static void run_step(eng_ctx *c, int il, int step, const eng_batch_tok *tok,
 }
 
 /* One transformer block on the chunk (n tokens in c->x). */
-static int forward_layer(eng_ctx *c, int il, const eng_batch_tok *tok, int n) {
+/* Keeps only the rows keep[0..n_keep) (ascending) of q and x, moved to the
+ * front, with their tokens in c->tok_keep; replans the attention for them. */
+static void keep_rows(eng_ctx *c, const eng_batch_tok *tok, const int32_t *keep,
+                      int n_keep) {
+  const eng_model *m = c->m;
+  const size_t E = (size_t)m->n_embd, Q = (size_t)m->n_head * m->head_dim;
+  for (int k = 0; k < n_keep; k++) { /* keep[k] >= k: sources stay intact */
+    int t = keep[k];
+    c->tok_keep[k] = tok[t];
+    if (t == k)
+      continue;
+    memcpy(c->q + k * Q, c->q + t * Q, sizeof(float) * Q);
+    memcpy(c->x + k * E, c->x + t * E, sizeof(float) * E);
+  }
+  attn_plan(c, c->tok_keep, n_keep);
+}
+
+/* One transformer block on the chunk (n tokens in c->x). keep (the last
+ * block): after the keys and values of every token are cached, only the rows
+ * keep[0..n_keep) go on (the tokens whose logits are wanted), moved to the
+ * front. */
+static int forward_layer(eng_ctx *c, int il, const eng_batch_tok *tok, int n,
+                         const int32_t *keep, int n_keep) {
   const eng_model *m = c->m;
   const mlayer *L = &m->layers[il];
   const int E = m->n_embd, Q = m->n_head * m->head_dim, F = m->n_ff;
@@ -760,6 +788,13 @@ static int forward_layer(eng_ctx *c, int il, const eng_batch_tok *tok, int n) {
     return -1;
   /* + biases, q/k norm, rope; k and v into the f16 cache */
   run_step(c, il, STEP_QKV_POST, tok, n);
+  if (keep) { /* last block: the rest only for the tokens that want logits */
+    if (!n_keep)
+      return 0;
+    keep_rows(c, tok, keep, n_keep);
+    tok = c->tok_keep;
+    n = n_keep;
+  }
   /* att = softmax(q k^T / sqrt(hd)) v, per sequence, causal */
   attn_args aa = {c, il, tok};
   if (c->attn_work < ATTN_INLINE_WORK) /* a short decode step: no wake-up */
@@ -800,24 +835,29 @@ static int forward_chunk(eng_ctx *c, const eng_batch_tok *tok, int n,
   for (int t = 0; t < n; t++)
     model_embed_row(m, tok[t].token, c->x + (size_t)t * E);
 
-  /* the transformer blocks */
-  for (int il = 0; il < m->n_layer; il++)
-    if (forward_layer(c, il, tok, n))
-      return -1;
-
-  /* xb = rmsnorm(x) * output_norm for the tokens that want logits */
+  /* the tokens that want logits (ascending) */
   int n_out = 0, first_row = -1;
-  for (int t = 0; t < n; t++) {
-    if (out_row[t] < 0)
-      continue;
-    if (first_row < 0)
-      first_row = out_row[t];
-    k_rmsnorm(c->xb + (size_t)n_out * E, c->x + (size_t)t * E, m->output_norm,
-              E, m->rms_eps);
-    n_out++;
+  for (int t = 0; t < n; t++)
+    if (out_row[t] >= 0) {
+      if (first_row < 0)
+        first_row = out_row[t];
+      c->keep[n_out++] = t;
+    }
+
+  /* the transformer blocks; the last one finishes only the kept tokens,
+   * which end up in rows 0..n_out-1 */
+  for (int il = 0; il < m->n_layer; il++) {
+    int last = il == m->n_layer - 1 && n_out < n;
+    if (forward_layer(c, il, tok, n, last ? c->keep : NULL, n_out))
+      return -1;
   }
   if (!n_out)
     return 0;
+
+  /* xb = rmsnorm(x) * output_norm for the tokens that want logits */
+  for (int k = 0; k < n_out; k++)
+    k_rmsnorm(c->xb + (size_t)k * E, c->x + (size_t)k * E, m->output_norm, E,
+              m->rms_eps);
   /* keep the normalized hidden states (eng_get_embedding) */
   memcpy(c->hidden + (size_t)first_row * E, c->xb, sizeof(float) * n_out * E);
   /* logits = xb @ output^T (rows of this chunk are consecutive) */
