@@ -313,6 +313,22 @@ static void *xcalloc(size_t n, size_t sz, int *bad) {
   return p;
 }
 
+/* Bytes of the largest quantized activation row any matrix of m takes. */
+static size_t max_act_row(const eng_model *m) {
+  size_t mx = k_act_row_size(m->output.type, m->output.cols);
+  for (int il = 0; il < m->n_layer; il++) {
+    const mtensor *w[7] = {&m->layers[il].wq,       &m->layers[il].wk,
+                           &m->layers[il].wv,       &m->layers[il].wo,
+                           &m->layers[il].ffn_gate, &m->layers[il].ffn_up,
+                           &m->layers[il].ffn_down};
+    for (int j = 0; j < 7; j++) {
+      size_t r = k_act_row_size(w[j]->type, w[j]->cols);
+      mx = r > mx ? r : mx;
+    }
+  }
+  return mx + 64;
+}
+
 static int ctx_alloc(eng_ctx *c) {
   const eng_model *m = c->m;
   size_t B = (size_t)c->n_batch, E = (size_t)m->n_embd;
@@ -330,7 +346,7 @@ static int ctx_alloc(eng_ctx *c) {
   c->att = xcalloc(B * Q, sizeof(float), &bad);
   c->hb = xcalloc(B * F, sizeof(float), &bad);
   c->hb2 = xcalloc(B * F, sizeof(float), &bad);
-  c->xq_bytes = B * (widest * 4 + 512);
+  c->xq_bytes = B * max_act_row(m);
   c->xq = xcalloc(c->xq_bytes, 1, &bad);
   c->cell_of = xcalloc(B, sizeof(int32_t), &bad);
   c->keep = xcalloc(B, sizeof(int32_t), &bad);
