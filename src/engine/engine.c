@@ -268,7 +268,7 @@ struct eng_ctx {
   float *att; /* (n_batch, n_head*head_dim) attention output */
   float *hb;  /* (n_batch, n_ff) gate, then silu(gate)*up */
   float *hb2; /* (n_batch, n_ff) up */
-  void *xq;   /* quantized activations, (n_batch, act row of widest) */
+  void *xq;   /* quantized activations, (n_batch, widest act row) */
   size_t xq_bytes;
   int32_t *cell_of;        /* (n_batch) KV cell of each chunk token */
   int32_t *keep;           /* (n_batch) chunk tokens that want logits */
@@ -334,9 +334,6 @@ static int ctx_alloc(eng_ctx *c) {
   size_t B = (size_t)c->n_batch, E = (size_t)m->n_embd;
   size_t Q = (size_t)m->n_head * m->head_dim;
   size_t KV = (size_t)m->n_head_kv * m->head_dim, F = (size_t)m->n_ff;
-  size_t widest = E > F ? E : F;
-  if (Q > widest)
-    widest = Q;
   int bad = 0;
   c->x = xcalloc(B * E, sizeof(float), &bad);
   c->xb = xcalloc(B * E, sizeof(float), &bad);
