@@ -62,6 +62,8 @@ error_log $TMP/nginx/logs/error.log warn;
 events { worker_connections 2048; }
 http {
   access_log off;
+  sendfile on;
+  tcp_nopush on;
   keepalive_timeout 65;
   keepalive_requests 1000000;
   client_body_temp_path $TMP/nginx/tmp/body;
@@ -146,7 +148,7 @@ bar() { case $1 in 8) echo 0.90;; *) echo 1.00;; esac; }
   echo "workloads (load average before/after: $LOAD0 / $LOAD1), so absolute numbers are noisy; each"
   echo "server ran $ROUNDS times per concurrency, alternating hearth/nginx, and the table shows medians."
   echo "wrk \`-t2 -d$DUR --latency\` with \`Authorization: Bearer <key>\` (hearth checks it: keys mode, one key created)."
-  echo "nginx: 2 workers, access_log off, keep-alive, serving the $(stat -c %s "$TMP/models.json") bytes hearth returns, as a static file."
+  echo "nginx: 2 workers, access_log off, keep-alive, sendfile + tcp_nopush (Debian's defaults), serving the $(stat -c %s "$TMP/models.json") bytes hearth returns, as a static file."
   echo "CPU/req: server utime+stime (all its processes) over the run ÷ requests served."
   echo
   echo "| conns | hearth req/s | nginx req/s | ratio (bar) | hearth p99 ms | nginx p99 ms | hearth CPU µs/req | nginx CPU µs/req | CPU ratio | errors h/n |"
