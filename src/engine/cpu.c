@@ -49,7 +49,7 @@ static double now_s(void) {
 
 /* Sums the words with 8 independent accumulators (vectorized by the
  * compiler) so the loop is bound by memory, not by the add chain. */
-static uint64_t read_words(const uint64_t *p, size_t n) {
+static uint64_t read_words_plain(const uint64_t *p, size_t n) {
   uint64_t a[8] = {0};
   size_t i = 0;
   for (; i + 8 <= n; i += 8)
@@ -61,6 +61,38 @@ static uint64_t read_words(const uint64_t *p, size_t n) {
   for (int j = 0; j < 8; j++)
     s += a[j];
   return s;
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+/* The same with 32-byte loads and software prefetch 8 KiB ahead: the way
+ * the decode kernels stream weights, so the probe is not the slower one. */
+__attribute__((target("avx2"))) static uint64_t
+read_words_avx2(const uint64_t *p, size_t n) {
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __builtin_prefetch(p + i + 1024, 0, 0);
+    __builtin_prefetch(p + i + 1032, 0, 0);
+    a0 = _mm256_add_epi64(a0, _mm256_loadu_si256((const __m256i *)(p + i)));
+    a1 = _mm256_add_epi64(a1, _mm256_loadu_si256((const __m256i *)(p + i + 4)));
+    a2 = _mm256_add_epi64(a2, _mm256_loadu_si256((const __m256i *)(p + i + 8)));
+    a3 =
+        _mm256_add_epi64(a3, _mm256_loadu_si256((const __m256i *)(p + i + 12)));
+  }
+  a0 = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+  uint64_t t[4];
+  _mm256_storeu_si256((__m256i *)t, a0);
+  return t[0] + t[1] + t[2] + t[3] + read_words_plain(p + i, n - i);
+}
+#endif
+
+static uint64_t read_words(const uint64_t *p, size_t n) {
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx2"))
+    return read_words_avx2(p, n);
+#endif
+  return read_words_plain(p, n);
 }
 
 static void *bw_thread(void *v) {
