@@ -15,11 +15,13 @@ import fs from "node:fs";
 import os from "node:os";
 
 const [file, command = "bench/engine/run.sh"] = process.argv.slice(2);
-const rows = fs
+const lines = fs
   .readFileSync(file, "utf8")
   .split("\n")
   .filter((l) => l.trim())
   .map((l) => JSON.parse(l));
+const rows = lines.filter((r) => !r.meta);
+const loads = lines.filter((r) => r.meta === "loadavg").map((r) => r.value);
 
 const f1 = (x) => (x === undefined || !isFinite(x) ? "-" : x.toFixed(1));
 const f2 = (x) => (x === undefined || !isFinite(x) ? "-" : x.toFixed(2));
@@ -104,6 +106,9 @@ const bws = rows.filter((r) => r.engine === "hearth").map((r) => r.result.read_b
 out.push("");
 if (bws.length)
   out.push(`Read bandwidth measured by hearth bench: ${f1(Math.min(...bws))}..${f1(Math.max(...bws))} GB/s (best used).`);
+if (loads.length)
+  out.push(`Load average (1, 5, 15 min) at start and end of the run: ${loads.join(" / ")} ` +
+    `on ${os.cpus().length} cores: the other work on the machine competes for the same cores and memory bus.`);
 out.push("");
 out.push("Raw JSON lines of this run: `bench/out/engine-results.jsonl` (not committed).");
 process.stdout.write(out.join("\n") + "\n");

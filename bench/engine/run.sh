@@ -12,11 +12,16 @@
 #
 # Usage: bench/engine/run.sh [--rounds 3] [--threads "1 2"]
 #          [--models "smollm2-135m-q8_0 qwen2.5-0.5b-q8_0 qwen2.5-0.5b-q4_k_m"]
-#          [--engines "hearth llama.cpp"] [--fa "off on"]
+#          [--engines "hearth llama.cpp"] [--fa "off on"] [--fa-mt off]
+#          [--ref-threads "1"]
 #          [--prompt-tokens 512] [--gen-tokens 128]
 #          [--cache DIR] [--out bench/engine/RESULTS.md]
 #          [--quick]   (64-token prompt, 16 generated, 1 round, SmolLM2 only,
 #                       results to bench/out/RESULTS-quick.md: a smoke test)
+# llama.cpp runs with flash attention off and on at 1 thread (--fa), and the
+# better of the two is the reference; at more threads only --fa-mt (off).
+# llama.cpp runs only at --ref-threads (default 1: node-llama-cpp's binding
+# loses ~13 ms/token at 2 threads; 2 threads are judged by bandwidth share).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -25,6 +30,8 @@ threads="1 2"
 models="smollm2-135m-q8_0 qwen2.5-0.5b-q8_0 qwen2.5-0.5b-q4_k_m"
 engines="hearth llama.cpp"
 fas="off on"
+fas_mt="off" # llama.cpp at >1 thread is context only (binding overhead)
+ref_threads="1" # thread counts at which llama.cpp runs too
 ptok=512
 gtok=128
 cache="${HEARTH_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth-bench}"
@@ -38,6 +45,8 @@ while [ $# -gt 0 ]; do
   --models) models=$2; shift 2 ;;
   --engines) engines=$2; shift 2 ;;
   --fa) fas=$2; shift 2 ;;
+  --fa-mt) fas_mt=$2; shift 2 ;;
+  --ref-threads) ref_threads=$2; shift 2 ;;
   --prompt-tokens) ptok=$2; shift 2 ;;
   --gen-tokens) gtok=$2; shift 2 ;;
   --cache) cache=$2; shift 2 ;;
@@ -46,7 +55,7 @@ while [ $# -gt 0 ]; do
     rounds=1 ptok=64 gtok=16 models=smollm2-135m-q8_0
     out=bench/out/RESULTS-quick.md
     shift ;;
-  -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+  -h | --help) sed -n '2,26p' "$0"; exit 0 ;;
   *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -67,6 +76,8 @@ want() { case " $engines " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 mkdir -p "$cache" bench/out
 jsonl=bench/out/engine-results.jsonl
 : >"$jsonl"
+loadavg() { printf '{"meta":"loadavg","value":"%s"}\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$jsonl"; }
+loadavg
 
 if want hearth; then make -s hearth; fi
 if want llama.cpp && [ ! -d scripts/reference/node_modules/node-llama-cpp ]; then
@@ -102,8 +113,10 @@ for m in $models; do
           --gen-tokens "$gtok" --json | tail -n 1)
         emit "$m" "$f" "$t" hearth null "$r" "$j"
       fi
-      if want llama.cpp; then
-        for fa in $fas; do
+      if want llama.cpp && [[ " $ref_threads " == *" $t "* ]]; then
+        fa_list=$fas
+        [ "$t" = 1 ] || fa_list=$fas_mt
+        for fa in $fa_list; do
           echo "[$m t=$t round $r] llama.cpp fa=$fa" >&2
           j=$(node bench/engine/llamacpp.mjs --model "$f" --threads "$t" \
             --prompt-tokens "$ptok" --gen-tokens "$gtok" --flash-attention "$fa" |
@@ -115,5 +128,6 @@ for m in $models; do
   done
 done
 
+loadavg
 node bench/engine/report.mjs "$jsonl" "$cmdline" >"$out"
 cat "$out"
