@@ -674,6 +674,105 @@ static void test_model_goldens(void) {
   CHECKF(bad == 0, "%d golden tokenizations differ", bad);
 }
 
+/* ---- in-repo goldens (tests/golden): llama.cpp on hearth's fixtures ---- */
+
+/* Fixture parameters from a golden's fixture_args (argv words). Only the
+ * flags that shape the vocabulary matter; the rest are applied when known
+ * and otherwise ignored (they change weights, not tokens). */
+static int golden_params(json_t *args, fixture_params *p) {
+  fixture_default_params(p);
+  size_t n = json_array_size(args);
+  for (size_t i = 0; i + 1 < n; i += 2) {
+    const char *k = json_string_value(json_array_get(args, i));
+    const char *val = json_string_value(json_array_get(args, i + 1));
+    if (!k || !val)
+      return -1;
+    if (!strcmp(k, "--preset") && fixture_preset(val, p))
+      return -1;
+    if (!strcmp(k, "--type") && fixture_set_type(p, val))
+      return -1;
+    if (!strcmp(k, "--seed"))
+      p->seed = strtoull(val, NULL, 10);
+    if (!strcmp(k, "--n-vocab"))
+      p->n_vocab = atoi(val);
+    if (!strcmp(k, "--tokenizer"))
+      p->tokenizer = !strcmp(val, "bpe") ? FIXTURE_TOK_BPE : FIXTURE_TOK_SPM;
+    if (!strcmp(k, "--bpe-pre"))
+      snprintf(p->bpe_pre, sizeof p->bpe_pre, "%s", val);
+  }
+  return 0;
+}
+
+static int check_repo_golden(const char *json_path, int *n_checked) {
+  json_error_t je;
+  json_t *root = json_load_file(json_path, 0, &je);
+  if (!root) {
+    fprintf(stderr, "  %s: %s\n", json_path, je.text);
+    return 1;
+  }
+  json_t *arr = json_object_get(root, "tokenize");
+  fixture_params p;
+  int bad = 0;
+  if (json_array_size(arr) == 0) {
+    json_decref(root);
+    return 0;
+  }
+  char err[256] = "", path[64];
+  snprintf(path, sizeof path, "/tmp/hearth-tokgold-%d.gguf", (int)getpid());
+  if (golden_params(json_object_get(root, "fixture_args"), &p) ||
+      fixture_write(&p, path, err, sizeof err)) {
+    fprintf(stderr, "  %s: cannot rebuild fixture %s\n", json_path, err);
+    json_decref(root);
+    return 1;
+  }
+  tok_vocab *v = open_vocab(path, err, sizeof err);
+  unlink(path);
+  if (!v) {
+    fprintf(stderr, "  %s: %s\n", json_path, err);
+    bad++;
+  } else {
+    for (size_t i = 0; i < json_array_size(arr); i++)
+      bad += check_golden_entry(v, json_array_get(arr, i), json_path);
+    json_t *prompt = json_object_get(root, "prompt");
+    const char *pt = json_string_value(json_object_get(root, "prompt_text"));
+    if (pt && json_is_array(prompt)) { /* the prompt, BOS included */
+      int32_t ids[4096];
+      int n = tok_encode(v, pt, strlen(pt), 1, 0, ids, 4096);
+      int same = n == (int)json_array_size(prompt);
+      for (int k = 0; same && k < n; k++)
+        same = ids[k] == json_integer_value(json_array_get(prompt, (size_t)k));
+      if (!same) {
+        fprintf(stderr, "  %s: prompt ids differ\n", json_path);
+        bad++;
+      }
+    }
+    (*n_checked)++;
+  }
+  tok_free(v);
+  json_decref(root);
+  return bad;
+}
+
+static void test_repo_goldens(void) {
+  struct stat st;
+  if (stat("tests/golden", &st) != 0)
+    SKIP("tests/golden not found from the working directory");
+  FILE *ls = popen("ls tests/golden/*.golden.json 2>/dev/null", "r");
+  CHECK(ls != NULL);
+  if (!ls)
+    return;
+  char line[1024];
+  int bad = 0, files = 0;
+  while (fgets(line, sizeof line, ls)) {
+    line[strcspn(line, "\n")] = 0;
+    bad += check_repo_golden(line, &files);
+  }
+  pclose(ls);
+  if (files == 0 && bad == 0)
+    SKIP("no tests/golden/*.golden.json with tokenize[] yet");
+  CHECKF(bad == 0, "%d differences in tests/golden", bad);
+}
+
 /* ---- optional throughput measurement (not a test: no assertion) ----
  * HEARTH_TOK_BENCH=vocab.gguf HEARTH_TOK_BENCH_TEXT=file prints one JSON
  * line: tokens, best of 3 ms, MB/s and an FNV-1a checksum of the ids (as
@@ -739,5 +838,6 @@ int main(void) {
   RUN(test_fixture_bpe);
   RUN(test_llamacpp_vectors);
   RUN(test_model_goldens);
+  RUN(test_repo_goldens);
   T_MAIN_END();
 }
