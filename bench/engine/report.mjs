@@ -69,6 +69,7 @@ out.push("Prompt 512 tokens (one batch), then 128 tokens decoded one by one with
   "random-weight fixtures of real shapes made by `hearth fixture`. llama.cpp: the better of " +
   "flash attention off/on for each figure (column FA). Ratios are hearth / llama.cpp. " +
   "Bandwidth share = bytes of weights read per token x decode tok/s / read bandwidth measured by `hearth bench`. " +
+  "`-` = not measured in this run (llama.cpp runs at --ref-threads only). " +
   "Bar: 1 thread decode >= 1.10x and prefill >= 1.00x; 2 threads decode >= 75% of bandwidth; " +
   "RSS <= file + KV + 64 MB.");
 out.push("");
@@ -81,12 +82,18 @@ for (const g of groups.values()) {
   const ld = bestRef(g.l, "decode_tok_s");
   const h0 = g.h[0]?.result ?? {};
   const l0 = g.l[0]?.result ?? {};
-  const bw = Math.max(...g.h.map((r) => r.result.read_bandwidth_gb_s || 0));
+  // hearth's share: as `hearth bench` reports it (its decode against the
+  // bandwidth it measured in the same process), best round; llama.cpp's:
+  // its decode against the median bandwidth hearth measured in this group.
+  const bwList = g.h.map((r) => r.result.read_bandwidth_gb_s).filter((x) => x > 0).sort((x, y) => x - y);
+  const bw = bwList.length ? bwList[bwList.length >> 1] : 0;
   const bpt = h0.decode_bytes_per_token;
-  const hShare = bw > 0 && bpt ? (bpt * hd.best) / (bw * 1e9) : undefined;
+  const hs = stats(g.h, "decode_bandwidth_share");
+  const hShare = hs.best;
   const lShare = bw > 0 && bpt ? (bpt * ld.best) / (bw * 1e9) : undefined;
   const rss = g.h.length ? Math.max(...g.h.map((r) => r.result.rss_mb)) : undefined;
-  const limit = h0.file_mb !== undefined && l0.kv_mb !== undefined ? h0.file_mb + l0.kv_mb : undefined;
+  const kv = l0.kv_mb ?? rows.find((r) => r.key === g.key && r.result.kv_mb !== undefined)?.result.kv_mb;
+  const limit = h0.file_mb !== undefined && kv !== undefined ? h0.file_mb + kv : undefined;
   const pr = hp.best / lp.best;
   const dr = hd.best / ld.best;
   let bar = [];
@@ -100,12 +107,13 @@ for (const g of groups.values()) {
     bar.push(rss <= limit + 64 ? "rss ok" : "rss OVER");
   out.push(`| ${g.key} | ${g.threads} | ${f1(hp.best)}${spread(hp.xs)} | ${f1(lp.best)}${spread(lp.xs)} (${lp.fa}) | ${f2(pr)} | ` +
     `${f1(hd.best)}${spread(hd.xs)} | ${f1(ld.best)}${spread(ld.xs)} (${ld.fa}) | ${f2(dr)} | ${pct(hShare)} | ${pct(lShare)} | ` +
-    `${f1(rss)} | ${f1(h0.file_mb)} + ${f1(l0.kv_mb)} | ${bar.join(", ")} |`);
+    `${f1(rss)} | ${f1(h0.file_mb)} + ${f1(kv)} | ${bar.join(", ")} |`);
 }
 const bws = rows.filter((r) => r.engine === "hearth").map((r) => r.result.read_bandwidth_gb_s).filter((x) => x > 0);
 out.push("");
 if (bws.length)
-  out.push(`Read bandwidth measured by hearth bench: ${f1(Math.min(...bws))}..${f1(Math.max(...bws))} GB/s (best used).`);
+  out.push(`Read bandwidth measured by hearth bench (one probe per run, after decode): ${f1(Math.min(...bws))}..${f1(Math.max(...bws))} GB/s. ` +
+    "hearth bw share = its own decode_bandwidth_share (best round); llama.cpp bw share uses the median probe of that model's hearth runs.");
 if (loads.length)
   out.push(`Load average (1, 5, 15 min) at start and end of the run: ${loads.join(" / ")} ` +
     `on ${os.cpus().length} cores: the other work on the machine competes for the same cores and memory bus.`);
