@@ -462,6 +462,71 @@ static void test_fixture_bpe(void) {
   }
 }
 
+/* ---- hostile input: random bytes and ids ---- */
+
+static uint64_t rng_next(uint64_t *st) {
+  *st ^= *st << 13;
+  *st ^= *st >> 7;
+  *st ^= *st << 17;
+  return *st;
+}
+
+/* Random bytes (biased toward UTF-8 lead/continuation bytes and specials'
+ * characters) encode without error; a short output array reports the same
+ * count; random ids stream out as valid UTF-8. */
+static void fuzz_vocab(const tok_vocab *v, uint64_t seed) {
+  static const char alphabet[] = "<|>im_startend hello\xc3\xa4\xe2\x82\xac\xf0"
+                                 "\x9f\xa6\x99\x80\xbf\xff\n\t ";
+  char text[200];
+  int32_t ids[1024], few[3];
+  for (int round = 0; round < 300; round++) {
+    size_t n = (size_t)(rng_next(&seed) % sizeof text);
+    for (size_t i = 0; i < n; i++) {
+      uint64_t r = rng_next(&seed);
+      text[i] =
+          (r & 1) ? (char)(r >> 8) : alphabet[(r >> 8) % (sizeof alphabet - 1)];
+    }
+    int sp = round & 1, ps = (round >> 1) & 1;
+    int k = tok_encode(v, text, n, sp, ps, ids, 1024);
+    CHECK(k >= 0);
+    int k2 = tok_encode(v, text, n, sp, ps, few, 3);
+    CHECK(k2 == (k > 3 ? -k : k));
+    for (int i = 0; i < k && i < 3; i++)
+      CHECK(few[i] == ids[i]);
+    for (int i = 0; i < k; i++)
+      CHECK(ids[i] >= 0 && ids[i] < tok_n_vocab(v));
+  }
+  tok_detok d;
+  tok_detok_init(&d, v, 1, 0);
+  char out[4096];
+  for (int i = 0; i < 2000; i++) {
+    int32_t id = (int32_t)(rng_next(&seed) % (uint64_t)tok_n_vocab(v));
+    int r = tok_detok_push(&d, id, out, sizeof out);
+    CHECK(r >= 0 && utf8_is_valid(out, (size_t)(r < 0 ? 0 : r)));
+  }
+  int r = tok_detok_flush(&d, out, sizeof out);
+  CHECK(r >= 0 && utf8_is_valid(out, (size_t)(r < 0 ? 0 : r)));
+}
+
+static void test_fuzz_inputs(void) {
+  tok_vocab *v = spm_vocab();
+  if (v)
+    fuzz_vocab(v, 0x1234567ull);
+  tok_free(v);
+  v = bpe_vocab("qwen2");
+  if (v)
+    fuzz_vocab(v, 0x89abcdefull);
+  tok_free(v);
+  v = bpe_vocab("default");
+  if (v)
+    fuzz_vocab(v, 0x5555ull);
+  tok_free(v);
+  v = fixture_vocab("tiny-qwen2", "llama-bpe");
+  if (v)
+    fuzz_vocab(v, 0x777ull);
+  tok_free(v);
+}
+
 /* ---- conformance with llama.cpp (../shared) ---- */
 
 static char *read_file(const char *path, size_t *len) {
@@ -836,6 +901,7 @@ int main(void) {
   RUN(test_bad_vocab);
   RUN(test_fixture_spm);
   RUN(test_fixture_bpe);
+  RUN(test_fuzz_inputs);
   RUN(test_llamacpp_vectors);
   RUN(test_model_goldens);
   RUN(test_repo_goldens);
