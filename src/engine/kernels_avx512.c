@@ -364,6 +364,57 @@ K_VD_Q8ACT_ZMM(vd_q4_0_zmm, block_q4_0, dec_q4_0)
 K_VD_Q8ACT_ZMM(vd_iq4_nl_zmm, block_iq4_nl, dec_iq4_nl)
 K_VD_Q8ACT_ZMM(vd_q8_0_zmm, block_q8_0, dec_q8_0)
 
+/* Q5_0 decode, two blocks per zmm without per-block unpacking: the 32
+ * quant bytes of the pair are split into nibbles in one go, which orders
+ * the elements [b0 0-15 | b1 0-15 | b0 16-31 | b1 16-31]; the activations
+ * are permuted the same way (128-bit lanes 0, 2, 1, 3), the fifth bits
+ * become one 64-bit mask in that order, and the scales follow the lanes. */
+static void vd_q5_0_pair(int n, float *s, const void *vx, const void *vy) {
+  const block_q5_0 *x = vx;
+  const block_q8_0 *y = vy;
+  const __m512i m4 = _mm512_set1_epi8(0x0f), b4 = _mm512_set1_epi8(0x10);
+  const __m512i lane_blk =
+      _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
+  const int nb = n / 32;
+  __m512 acc = _mm512_setzero_ps();
+  int i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    __m256i v = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)x[i].qs)),
+        _mm_loadu_si128((const __m128i *)x[i + 1].qs), 1);
+    __m512i q = _mm512_and_si512(zpair(v, _mm256_srli_epi16(v, 4)), m4);
+    uint32_t h0, h1;
+    memcpy(&h0, x[i].qh, 4);
+    memcpy(&h1, x[i + 1].qh, 4);
+    uint64_t m = (uint64_t)((h0 & 0xffffu) | (h1 << 16)) |
+                 (uint64_t)((h0 >> 16) | (h1 & 0xffff0000u)) << 32;
+    q = _mm512_mask_add_epi8(q, _cvtu64_mask64(m), q, b4); /* | 16 */
+    __m512i yv = zpair(_mm256_loadu_si256((const __m256i *)y[i].qs),
+                       _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
+    yv = _mm512_shuffle_i64x2(yv, yv, _MM_SHUFFLE(3, 1, 2, 0));
+    __m512i neg =
+        _mm512_sub_epi32(_mm512_setzero_si512(),
+                         _mm512_dpbusd_epi32(_mm512_setzero_si512(), b4, yv));
+    __m512i p = _mm512_dpbusd_epi32(neg, q, yv);
+    /* the four f16 scales in one conversion: [x0, x1, y0, y1] */
+    __m128i h = _mm_cvtsi32_si128(x[i].d);
+    h = _mm_insert_epi16(h, x[i + 1].d, 1);
+    h = _mm_insert_epi16(h, y[i].d, 2);
+    h = _mm_insert_epi16(h, y[i + 1].d, 3);
+    __m128 f = _mm_cvtph_ps(h);
+    __m128 dd = _mm_mul_ps(f, _mm_movehl_ps(f, f)); /* [d0, d1, .. ] */
+    __m512 d = _mm512_permutexvar_ps(lane_blk, _mm512_castps128_ps512(dd));
+    acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
+  }
+  float r = _mm512_reduce_add_ps(acc);
+  if (i < nb) {
+    float t;
+    vd_q5_0_zmm(32, &t, &x[i], &y[i]);
+    r += t;
+  }
+  *s = r;
+}
+
 /* ==== prepared prefill path (see kernels_impl.h) ========================= */
 
 typedef struct {
@@ -490,7 +541,7 @@ void k_register_avx512(k_ops *o, int has_vnni) {
     return; /* the AVX2 kernels serve AVX-512 without VNNI */
   o->vec_dot[QT_Q8_0] = vd_q8_0_zmm;
   o->vec_dot[QT_Q4_0] = vd_q4_0_zmm;
-  o->vec_dot[QT_Q5_0] = vd_q5_0_zmm;
+  o->vec_dot[QT_Q5_0] = vd_q5_0_pair;
   o->vec_dot[QT_IQ4_NL] = vd_iq4_nl_zmm;
   o->vec_dot[QT_Q4_K] = vd_q4_k_zmm;
   o->vec_dot[QT_Q5_K] = vd_q5_k_zmm;
