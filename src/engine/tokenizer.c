@@ -1542,10 +1542,12 @@ int tok_piece(const tok_vocab *v, int32_t id, int special, int lstrip,
   return (int)n;
 }
 
-/* HF's clean_up_tokenization_spaces, as llama.cpp applies it in place. */
+/* HF's clean_up_tokenization_spaces, as llama.cpp applies it in place:
+ * " ?" " !" " ." " ," lose the space; " ' " loses both spaces; " 's" " 'm"
+ * " 're" " 've" lose the space (" 't" " 'd" " 'll" keep it). */
 static int clean_spaces(char *t, int total) {
   int n = total ? 1 : 0;
-  for (int i = 1; i < total; i++) { /* " ?", " !", " .", " ," */
+  for (int i = 1; i < total; i++) {
     char x = t[i];
     if (t[i - 1] == ' ' && (x == '?' || x == '!' || x == '.' || x == ','))
       n--;
@@ -1553,23 +1555,22 @@ static int clean_spaces(char *t, int total) {
   }
   total = n;
   n = total ? 1 : 0;
-  for (int i = 1; i < total; i++) { /* " 's", " 't", " 'm", " 'd" */
+  for (int i = 1; i < total; i++) {
     char x = t[i];
-    if (x == '\'' && i + 1 < total && t[i - 1] == ' ') {
-      char y = t[i + 1];
-      if (y == 's' || y == 't' || y == 'm' || y == 'd')
-        n--;
+    if (x == '\'' && i + 1 < total && t[i - 1] == ' ' && t[i + 1] == ' ') {
+      n--;        /* the space before */
+      t[++i] = 0; /* and the one after (seen as NUL by the next char) */
     }
     t[n++] = x;
   }
   total = n;
   n = total ? 1 : 0;
-  for (int i = 1; i < total; i++) { /* " 're", " 've", " 'll" */
+  for (int i = 1; i < total; i++) {
     char x = t[i];
-    if (x == '\'' && i + 2 < total && t[i - 1] == ' ') {
-      char y = t[i + 1], z = t[i + 2];
-      if ((y == 'r' && z == 'e') || (y == 'v' && z == 'e') ||
-          (y == 'l' && z == 'l'))
+    if (x == '\'' && t[i - 1] == ' ' && i + 1 < total) {
+      char y = t[i + 1], z = i + 2 < total ? t[i + 2] : 0;
+      if (y == 's' || y == 'm' || (y == 'r' && z == 'e') ||
+          (y == 'v' && z == 'e'))
         n--;
     }
     t[n++] = x;

@@ -339,6 +339,31 @@ static void test_bpe_special_split(void) {
   tok_free(v);
 }
 
+/* llama.cpp's clean-up of spaces on decoding (gpt-2: clean_spaces on). */
+static void test_decode_clean_spaces(void) {
+  tok_vocab *v = bpe_vocab("gpt-2");
+  if (!v)
+    return;
+  const char *t = "a ' ' b , c 's 't 're 'll ?";
+  int32_t ids[64];
+  char buf[64];
+  int n = tok_encode(v, t, strlen(t), 0, 0, ids, 64);
+  CHECK(n > 0);
+  int m = tok_decode(v, ids, n, 0, 0, buf, sizeof buf - 1);
+  CHECK(m > 0);
+  buf[m < 0 ? 0 : m] = 0;
+  CHECKF(strcmp(buf, "a'' b, c's 't're 'll?") == 0, "got \"%s\"", buf);
+  tok_free(v);
+  v = bpe_vocab("qwen2"); /* clean_spaces off */
+  if (!v)
+    return;
+  n = tok_encode(v, t, strlen(t), 0, 0, ids, 64);
+  m = tok_decode(v, ids, n, 0, 0, buf, sizeof buf - 1);
+  buf[m < 0 ? 0 : m] = 0;
+  CHECKF(strcmp(buf, t) == 0, "got \"%s\"", buf);
+  tok_free(v);
+}
+
 static void test_bad_vocab(void) {
   tok_spec s;
   tok_spec_init(&s);
@@ -898,6 +923,7 @@ int main(void) {
   RUN(test_bpe_merges);
   RUN(test_bpe_ignore_merges);
   RUN(test_bpe_special_split);
+  RUN(test_decode_clean_spaces);
   RUN(test_bad_vocab);
   RUN(test_fixture_spm);
   RUN(test_fixture_bpe);
