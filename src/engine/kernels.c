@@ -14,8 +14,7 @@
 #include "engine/kernels_impl.h"
 #include "engine/quant.h"
 
-/* ==== scalar f32 helpers ===================================================
- */
+/* ==== scalar f32 helpers ================================================== */
 
 static float s_dot_f32(const float *x, const float *y, int n) {
   double s = 0;
@@ -128,8 +127,7 @@ static void s_quant_bf16(const float *x, void *y, int64_t n) {
     h[i] = q_fp32_to_bf16(x[i]);
 }
 
-/* ==== dispatch ==============================================================
- */
+/* ==== dispatch ============================================================ */
 
 /* Dispatch tables: written once under pthread_once, read-only afterwards
  * (k_set_simd only swaps which one is current). */
@@ -243,7 +241,7 @@ int k_type_supported(int type) {
          type != QT_Q8_K;
 }
 
-/* ==== quantized dot products and activations ============================= */
+/* ==== quantized dot products and activations ============================== */
 
 void k_vec_dot(int type, int n, float *s, const void *x, const void *y) {
   k_vec_dot_fn f = ops()->vec_dot[type];
@@ -268,8 +266,7 @@ size_t k_act_row_size(int wtype, int64_t n) {
   return qtype_row_size(q->vec_dot_type, n);
 }
 
-/* ==== matmul ================================================================
- */
+/* ==== matmul ============================================================== */
 
 typedef struct {
   const k_ops *o;
@@ -466,7 +463,7 @@ static int64_t mm_chunk(const mm_job *m, int n, int nth) {
   return c < 4 ? 4 : c;
 }
 
-/* ---- prepared activations ----------------------------------------------- */
+/* ---- prepared activations ------------------------------------------------ */
 
 typedef struct {
   const mm_job *m;
@@ -640,8 +637,7 @@ int k_matmul(tpool *pool, int wtype, const void *W, int64_t rows, int64_t cols,
   return 0;
 }
 
-/* ==== f32 helpers ===========================================================
- */
+/* ==== f32 helpers ========================================================= */
 
 void k_rmsnorm(float *y, const float *x, const float *w, int n, float eps) {
   const k_ops *o = ops();

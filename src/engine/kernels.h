@@ -36,8 +36,7 @@ int k_set_simd(int level);
  * IQ4_NL, IQ4_XS). */
 int k_type_supported(int type);
 
-/* ---- quantized dot products ------------------------------------------------
- */
+/* ---- quantized dot products ---------------------------------------------- */
 
 /* *s = dot(x, y) over n elements (n a multiple of the type's block size):
  * x is one row of `type`, y is the activation already quantized to
@@ -54,8 +53,7 @@ void k_quantize_act(int vdt, const float *x, void *y, int64_t n);
  * its vec_dot_type). */
 size_t k_act_row_size(int wtype, int64_t n);
 
-/* ---- matrix multiplication --------------------------------------------------
- */
+/* ---- matrix multiplication ----------------------------------------------- */
 
 /* Y[t*rows + r] = dot(W row r, X row t) for t < n_tok, r < rows.
  * W: rows x cols of wtype, rows contiguous (row r at r * row_size).
@@ -102,11 +100,9 @@ int k_matmul_q_multi(tpool *pool, const k_mat *mats, int n_mats, int64_t cols,
 void k_quantize_rows(tpool *pool, int wtype, const float *X, int64_t n_tok,
                      int64_t cols, void *Xq);
 
-/* ---- f32 helpers (n: any size)
- * ----------------------------------------------- */
+/* ---- f32 helpers (n: any size) ------------------------------------------ */
 
-/* y = x / sqrt(mean(x^2) + eps) * w   (w may be NULL: no weight). In place ok.
- */
+/* y = x / sqrt(mean(x^2) + eps) * w (w may be NULL: no weight); in place ok */
 void k_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
 /* Stable softmax in place. */
 void k_softmax(float *x, int n);

@@ -514,8 +514,7 @@ static void vd_bf16(int n, float *s, const void *vx, const void *vy) {
   *s = r;
 }
 
-/* ==== matmul tiles =========================================================
- */
+/* ==== matmul tiles ======================================================== */
 
 /* 16 ymm registers: 4 rows x 2 tokens of accumulators. */
 K_TILE_Q8ACT_AVX2(tile_q8_0, block_q8_0, dec_q8_0, vd_q8_0, 4, 2)
@@ -641,8 +640,7 @@ static void set_tile(k_ops *o, int type, k_tile_fn f, int mr, int nt) {
   o->tile_nt[type] = nt;
 }
 
-/* ==== registration =========================================================
- */
+/* ==== registration ======================================================== */
 
 void k_register_avx2(k_ops *o) {
   o->dot_f32 = a_dot_f32;

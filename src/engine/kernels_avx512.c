@@ -22,8 +22,7 @@ static inline __m256i dec_q5_0_k(const block_q5_0 *b) {
                               _mm256_set1_epi8(0x10));
 }
 
-/* ==== matmul tiles (VNNI) ==================================================
- */
+/* ==== matmul tiles (VNNI) ================================================= */
 
 /* Two 32-element blocks side by side in one zmm: the low half from block
  * p[0], the high half from p[1] (or zero when p1 is NULL). */
@@ -415,7 +414,7 @@ static void vd_q5_0_pair(int n, float *s, const void *vx, const void *vy) {
   *s = r;
 }
 
-/* ==== prepared prefill path (see kernels_impl.h) ========================= */
+/* ==== prepared prefill path (see kernels_impl.h) ========================== */
 
 typedef struct {
   uint8_t u[64];

@@ -280,8 +280,7 @@ static void test_attn_rows(void) {
   k_set_simd(levels[n_levels - 1]);
 }
 
-/* ---- f32 helpers ----------------------------------------------------------
- */
+/* ---- f32 helpers --------------------------------------------------------- */
 
 static int close_arr(const float *a, const float *b, int n, float tol) {
   for (int i = 0; i < n; i++)
