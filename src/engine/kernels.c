@@ -352,9 +352,14 @@ static void mm_part_prep(const mm_job *j, int64_t r0, int64_t r1, int ith) {
   const int mr = o->tile_p_mr, ntm = o->tile_p_nt, np = pp_pairs(j->cols);
   const size_t wps = (size_t)np * K_WPAIR;
   uint8_t *wbuf = j->wb + (size_t)ith * j->wb_stride; /* r1 - r0 rows */
-  for (int64_t r = r0; r < r1; r++)
-    o->wprep[j->wtype](j->W + (size_t)r * j->wrow, (int)j->cols,
-                       wbuf + (size_t)(r - r0) * wps);
+  const uint8_t *end = j->W + (size_t)r1 * j->wrow;
+  const uint8_t *pf = j->W + (size_t)r0 * j->wrow;
+  for (int64_t r = r0; r < r1; r++) {
+    const uint8_t *w = j->W + (size_t)r * j->wrow;
+    if (o->pf_dist) /* the chunk's rows stream from memory: run ahead */
+      prefetch_ahead(&pf, w + j->wrow + o->pf_dist, end);
+    o->wprep[j->wtype](w, (int)j->cols, wbuf + (size_t)(r - r0) * wps);
+  }
   for (int64_t tb = 0; tb < j->n_tok; tb += PP_TOK_BLOCK) {
     int64_t te = tb + PP_TOK_BLOCK < j->n_tok ? tb + PP_TOK_BLOCK : j->n_tok;
     for (int64_t r = r0; r < r1; r += mr) {
