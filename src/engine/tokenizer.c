@@ -363,31 +363,81 @@ static int32_t find_text(const tok_vocab *v, const char *s) {
   return strmap_get(&v->map, s, strlen(s));
 }
 
-/* eot auto-detection by text, as llama.cpp (first match in its map order is
- * unspecified there; here: the list order). Forces the control attribute. */
-static void detect_eot(tok_vocab *v) {
-  static const char *const names[] = {
-      "<|eot_id|>",
-      "<|im_end|>",
-      "<|end|>",
-      "<end_of_turn>",
-      "<|endoftext|>",
-      "<|end_of_text|>",
-      "<EOT>",
-      "_<EOT>",
-      "<\xef\xbd\x9c"
-      "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
-      "<end_of_utterance>"};
-  if (v->eot < 0) {
-    for (size_t i = 0; i < sizeof names / sizeof *names && v->eot < 0; i++)
-      v->eot = find_text(v, names[i]);
+/* ---- special tokens recognized by their text, as llama.cpp does ---- */
+
+static const char *const EOT_NAMES[] = {
+    "<|eot_id|>",    "<|im_end|>",         "<|end|>", "<end_of_turn>",
+    "<|endoftext|>", "<|end_of_text|>",    "<EOT>",   "_<EOT>",
+    "[EOT]",         "<end_of_utterance>", NULL};
+static const char *const EOM_NAMES[] = {"<|eom_id|>", NULL};
+static const char *const FIM_PRE[] = {"<|fim_prefix|>",
+                                      "<fim-prefix>",
+                                      "<fim_prefix>",
+                                      "<PRE>",
+                                      "<|code_prefix|>",
+                                      "<|prefix|>",
+                                      NULL};
+static const char *const FIM_SUF[] = {"<|fim_suffix|>",
+                                      "<fim-suffix>",
+                                      "<fim_suffix>",
+                                      "<SUF>",
+                                      "<|code_suffix|>",
+                                      "<|suffix|>",
+                                      NULL};
+static const char *const FIM_MID[] = {"<|fim_middle|>",
+                                      "<fim-middle>",
+                                      "<fim_middle>",
+                                      "<MID>",
+                                      "<|code_middle|>",
+                                      "<|middle|>",
+                                      NULL};
+static const char *const FIM_PAD[] = {"<|fim_pad|>", "<fim-pad>", "<fim_pad>",
+                                      "<PAD>",       "[PAD]",     NULL};
+static const char *const FIM_REP[] = {"<|fim_repo|>", "<|repo_name|>",
+                                      "<fim-repo>",   "<REPO>",
+                                      "<reponame>",   NULL};
+static const char *const FIM_SEP[] = {"<|file_sep|>", NULL};
+static const char *const EOG_NAMES[] = {"<|eot_id|>",
+                                        "<|im_end|>",
+                                        "<|end|>",
+                                        "<|return|>",
+                                        "<|call|>",
+                                        "<|flush|>",
+                                        "<|calls|>",
+                                        "<end_of_turn>",
+                                        "<|endoftext|>",
+                                        "</s>",
+                                        "<|eom_id|>",
+                                        "<EOT>",
+                                        "_<EOT>",
+                                        "[EOT]",
+                                        "[EOS]",
+                                        "<|end_of_text|>",
+                                        "<end_of_utterance>",
+                                        "<eos>",
+                                        "<turn|>",
+                                        "<|tool_response>",
+                                        NULL};
+/* gpt-oss: always rendered, split even without parse_special */
+static const char *const RENDER_ALWAYS[] = {"<|channel|>", "<|message|>",
+                                            "<|start|>", "<|constrain|>", NULL};
+
+static void force_control(tok_vocab *v, int32_t id) {
+  if (id >= 0)
+    v->attr[id] |= A_CONTROL;
+}
+
+/* The first name of the list present in the vocabulary, forced to control
+ * (llama.cpp takes the first in its hash-map order; here the list order). */
+static int32_t detect_one(tok_vocab *v, const char *const *names) {
+  for (size_t i = 0; names[i]; i++) {
+    int32_t id = find_text(v, names[i]);
+    if (id >= 0) {
+      force_control(v, id);
+      return id;
+    }
   }
-  if (v->eot >= 0 && !(v->attr[v->eot] & A_CONTROL))
-    v->attr[v->eot] = A_CONTROL;
-  if (v->eom < 0)
-    v->eom = find_text(v, "<|eom_id|>");
-  if (v->eom >= 0 && !(v->attr[v->eom] & A_CONTROL))
-    v->attr[v->eom] = A_CONTROL;
+  return -1;
 }
 
 static int add_eog(tok_vocab *v, int32_t id) {
@@ -404,22 +454,62 @@ static int add_eog(tok_vocab *v, int32_t id) {
   return 0;
 }
 
+static void remove_eog(tok_vocab *v, int32_t id) {
+  for (int i = 0; i < v->n_eog; i++)
+    if (v->eog[i] == id) {
+      v->eog[i] = v->eog[--v->n_eog];
+      return;
+    }
+}
+
+/* id of text when it is in the end-of-generation set, else -1. */
+static int32_t eog_text(const tok_vocab *v, const char *text) {
+  int32_t id = find_text(v, text);
+  return id >= 0 && tok_is_eog(v, id) ? id : -1;
+}
+
+/* eot/eom/FIM ids, the end-of-generation set and its exceptions. */
 static int build_eog(tok_vocab *v) {
-  static const char *const names[] = {
-      "<|eot_id|>", "<|im_end|>",    "<|end|>",         "<|return|>",
-      "<|call|>",   "<end_of_turn>", "<|endoftext|>",   "<|eom_id|>",
-      "<EOT>",      "_<EOT>",        "<|end_of_text|>", "<end_of_utterance>"};
-  for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-    int32_t id = find_text(v, names[i]);
-    if (id < 0)
-      continue;
+  int32_t pad, rep, sep;
+  if (v->eot < 0)
+    v->eot = detect_one(v, EOT_NAMES);
+  if (v->eom < 0)
+    v->eom = detect_one(v, EOM_NAMES);
+  detect_one(v, FIM_PRE);
+  detect_one(v, FIM_SUF);
+  detect_one(v, FIM_MID);
+  pad = detect_one(v, FIM_PAD);
+  rep = detect_one(v, FIM_REP);
+  sep = detect_one(v, FIM_SEP);
+  if (add_eog(v, pad) || add_eog(v, rep) || add_eog(v, sep))
+    return -1;
+  for (size_t i = 0; EOG_NAMES[i]; i++) {
+    int32_t id = find_text(v, EOG_NAMES[i]);
+    force_control(v, id);
     if (add_eog(v, id))
       return -1;
-    if (!(v->attr[id] & A_CONTROL))
-      v->attr[id] = A_CONTROL;
+  }
+  for (size_t i = 0; RENDER_ALWAYS[i]; i++) {
+    int32_t id = find_text(v, RENDER_ALWAYS[i]);
+    if (id >= 0)
+      v->attr[id] = A_USER;
   }
   if (add_eog(v, v->eos) || add_eog(v, v->eot) || add_eog(v, v->eom))
     return -1;
+  /* harmony / solar-open: "<|end|>" ends a message, not the generation */
+  int32_t end = eog_text(v, "<|end|>");
+  int call = eog_text(v, "<|call|>") >= 0 || eog_text(v, "<|calls|>") >= 0;
+  if (end >= 0 && call &&
+      (eog_text(v, "<|return|>") >= 0 || eog_text(v, "<|flush|>") >= 0)) {
+    remove_eog(v, end);
+    v->attr[end] = A_USER;
+  }
+  /* gemma4: "</s>" is text there */
+  int32_t s_id = eog_text(v, "</s>");
+  if (s_id >= 0 && eog_text(v, "<|tool_response>") >= 0) {
+    remove_eog(v, s_id);
+    v->attr[s_id] = A_NORMAL;
+  }
   return 0;
 }
 
@@ -747,7 +837,6 @@ static int build_all(tok_vocab *v, const tok_spec *s, const pre_def *pd,
   if (v->kind == TOK_KIND_BPE && build_merges(v, s))
     return TOK_ERR_NOMEM;
   set_defaults(v, s, pd);
-  detect_eot(v);
   if (build_eog(v) || build_special(v) || build_pieces(v))
     return TOK_ERR_NOMEM;
   apply_name_hacks(v, s->name);
