@@ -414,6 +414,59 @@ static void vd_q5_0_pair(int n, float *s, const void *vx, const void *vy) {
   *s = r;
 }
 
+/* Q4_0 / IQ4_NL decode in the same pair order as vd_q5_0_pair: the pair's
+ * nibbles split at once (levels through vpshufb for IQ4_NL), activations
+ * permuted to match; Q4_0 takes q - 8 as unsigned q with -8 * sum(y),
+ * IQ4_NL biases its signed levels by 128. */
+#define K_VD_PAIR4(NAME, BT, IQ, TAIL)                                         \
+  static void NAME(int n, float *s, const void *vx, const void *vy) {          \
+    const BT *x = vx;                                                          \
+    const block_q8_0 *y = vy;                                                  \
+    const __m512i m4 = _mm512_set1_epi8(0x0f);                                 \
+    const __m512i off = _mm512_set1_epi8(IQ ? (char)0x80 : 8);                 \
+    const __m512i tbl = _mm512_broadcast_i32x4(                                \
+        _mm_xor_si128(_mm_loadu_si128((const __m128i *)q_iq4nl_values),        \
+                      _mm_set1_epi8((char)0x80)));                             \
+    const __m512i lane_blk =                                                   \
+        _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);     \
+    const int nb = n / 32;                                                     \
+    __m512 acc = _mm512_setzero_ps();                                          \
+    int i = 0;                                                                 \
+    for (; i + 2 <= nb; i += 2) {                                              \
+      __m256i v = _mm256_inserti128_si256(                                     \
+          _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)x[i].qs)),   \
+          _mm_loadu_si128((const __m128i *)x[i + 1].qs), 1);                   \
+      __m512i q = _mm512_and_si512(zpair(v, _mm256_srli_epi16(v, 4)), m4);     \
+      if (IQ)                                                                  \
+        q = _mm512_shuffle_epi8(tbl, q); /* level + 128 */                     \
+      __m512i yv = zpair(_mm256_loadu_si256((const __m256i *)y[i].qs),         \
+                         _mm256_loadu_si256((const __m256i *)y[i + 1].qs));    \
+      yv = _mm512_shuffle_i64x2(yv, yv, _MM_SHUFFLE(3, 1, 2, 0));              \
+      __m512i neg = _mm512_sub_epi32(                                          \
+          _mm512_setzero_si512(),                                              \
+          _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, yv));               \
+      __m512i p = _mm512_dpbusd_epi32(neg, q, yv);                             \
+      __m128i h = _mm_cvtsi32_si128(x[i].d);                                   \
+      h = _mm_insert_epi16(h, x[i + 1].d, 1);                                  \
+      h = _mm_insert_epi16(h, y[i].d, 2);                                      \
+      h = _mm_insert_epi16(h, y[i + 1].d, 3);                                  \
+      __m128 f = _mm_cvtph_ps(h);                                              \
+      __m128 dd = _mm_mul_ps(f, _mm_movehl_ps(f, f));                          \
+      __m512 d = _mm512_permutexvar_ps(lane_blk, _mm512_castps128_ps512(dd));  \
+      acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);                    \
+    }                                                                          \
+    float r = _mm512_reduce_add_ps(acc);                                       \
+    if (i < nb) {                                                              \
+      float t;                                                                 \
+      TAIL(32, &t, &x[i], &y[i]);                                              \
+      r += t;                                                                  \
+    }                                                                          \
+    *s = r;                                                                    \
+  }
+
+K_VD_PAIR4(vd_q4_0_pair, block_q4_0, 0, vd_q4_0_zmm)
+K_VD_PAIR4(vd_iq4_nl_pair, block_iq4_nl, 1, vd_iq4_nl_zmm)
+
 /* ==== prepared prefill path (see kernels_impl.h) ========================== */
 
 typedef struct {
@@ -539,9 +592,9 @@ void k_register_avx512(k_ops *o, int has_vnni) {
   if (!has_vnni)
     return; /* the AVX2 kernels serve AVX-512 without VNNI */
   o->vec_dot[QT_Q8_0] = vd_q8_0_zmm;
-  o->vec_dot[QT_Q4_0] = vd_q4_0_zmm;
+  o->vec_dot[QT_Q4_0] = vd_q4_0_pair;
   o->vec_dot[QT_Q5_0] = vd_q5_0_pair;
-  o->vec_dot[QT_IQ4_NL] = vd_iq4_nl_zmm;
+  o->vec_dot[QT_IQ4_NL] = vd_iq4_nl_pair;
   o->vec_dot[QT_Q4_K] = vd_q4_k_zmm;
   o->vec_dot[QT_Q5_K] = vd_q5_k_zmm;
   o->vec_dot[QT_Q6_K] = vd_q6_k_zmm;
