@@ -513,27 +513,28 @@ static int build_eog(tok_vocab *v) {
   return 0;
 }
 
-static const tok_vocab *g_sort_vocab; /* qsort has no context argument */
-
-static int cmp_special(const void *a, const void *b) {
-  int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-  uint32_t lx = g_sort_vocab->len[x], ly = g_sort_vocab->len[y];
-  if (lx != ly)
-    return lx > ly ? -1 : 1;
+/* (text length, id) packed so that ascending order is longest text first,
+ * then lowest id: qsort needs no context. */
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
   return x < y ? -1 : x > y;
 }
 
 static int build_special(tok_vocab *v) {
+  uint64_t *keys = malloc(((size_t)v->n + 1) * sizeof *keys);
   v->special = malloc(((size_t)v->n + 1) * sizeof *v->special);
-  if (!v->special)
+  if (!keys || !v->special) {
+    free(keys);
     return -1;
+  }
   for (int32_t i = 0; i < v->n; i++)
     if (v->attr[i] & (A_CONTROL | A_USER | A_UNKNOWN))
-      v->special[v->n_special++] = i;
-  /* qsort_r is not C11; sorting happens once at load, before any sharing. */
-  g_sort_vocab = v;
-  qsort(v->special, (size_t)v->n_special, sizeof *v->special, cmp_special);
-  g_sort_vocab = NULL;
+      keys[v->n_special++] =
+          ((uint64_t)(UINT32_MAX - v->len[i]) << 32) | (uint32_t)i;
+  qsort(keys, (size_t)v->n_special, sizeof *keys, cmp_u64);
+  for (int i = 0; i < v->n_special; i++)
+    v->special[i] = (int32_t)(uint32_t)keys[i];
+  free(keys);
   return 0;
 }
 
