@@ -316,6 +316,11 @@ static inline void prefetch_ahead(const uint8_t **pf, const uint8_t *upto,
  * the hardware prefetchers follow best.) */
 static void mv_rows(const mm_job *j, int64_t r0, int64_t r1) {
   k_vec_dot_fn f = j->o->vec_dot[j->wtype];
+  const void *x = j->X;
+  if (j->Xp) { /* prepared activations */
+    f = j->o->vec_dot_p[j->wtype];
+    x = j->Xp;
+  }
   const uint8_t *w = j->W + (size_t)r0 * j->wrow;
   const uint8_t *end = j->W + (size_t)r1 * j->wrow;
   const int dist = j->o->pf_dist;
@@ -324,7 +329,7 @@ static void mv_rows(const mm_job *j, int64_t r0, int64_t r1) {
     if (dist)
       prefetch_ahead(&pf, w + j->wrow + dist, end);
     if (f)
-      f((int)j->cols, &j->Y[r], w, j->X);
+      f((int)j->cols, &j->Y[r], w, x);
     else
       q_vec_dot_ref(j->wtype, (int)j->cols, &j->Y[r], w, j->X);
   }
@@ -340,7 +345,10 @@ static int pp_pairs(int64_t cols) {
 
 /* 1 when the prepared path serves this weight type and size. */
 static int pp_usable(const k_ops *o, int wtype, int64_t cols, int64_t n_tok) {
-  return n_tok > 1 && o->wprep[wtype] && o->xprep_q8_0 &&
+  if (n_tok == 1) /* decode: vec_dot against prepared activations */
+    return o->vec_dot_p[wtype] && o->xprep_q8_0 &&
+           qtype(wtype)->vec_dot_type == QT_Q8_0;
+  return o->wprep[wtype] && o->xprep_q8_0 &&
          qtype(wtype)->vec_dot_type == QT_Q8_0 && cols > 0;
 }
 
@@ -500,7 +508,8 @@ static size_t xp_wb_stride(const mm_job *m, int64_t chunk) {
 static size_t xp_bytes(const mm_job *m, int n, int nth, int64_t chunk) {
   for (int i = 0; i < n; i++)
     if (pp_usable(m[i].o, m[i].wtype, m[i].cols, m[i].n_tok))
-      return xp_act_bytes(m) + (size_t)nth * xp_wb_stride(m, chunk);
+      return xp_act_bytes(m) +
+             (m->n_tok > 1 ? (size_t)nth * xp_wb_stride(m, chunk) : 0);
   return 0;
 }
 
@@ -510,12 +519,15 @@ static void xp_attach(tpool *pool, mm_job *m, int n, uint8_t *buf,
                       int64_t chunk) {
   m[0].xprow = (size_t)pp_pairs(m[0].cols) * K_XPAIR;
   xp_job x = {&m[0], buf, 0};
-  tpool_run_dyn(pool, xp_worker, &x);
+  if (m[0].n_tok < 4)
+    xp_worker(&x, 0, 1); /* decode: not worth waking the workers */
+  else
+    tpool_run_dyn(pool, xp_worker, &x);
   for (int i = 0; i < n; i++)
     if (pp_usable(m[i].o, m[i].wtype, m[i].cols, m[i].n_tok)) {
       m[i].Xp = buf;
       m[i].xprow = m[0].xprow;
-      m[i].wb = buf + xp_act_bytes(m);
+      m[i].wb = m->n_tok > 1 ? buf + xp_act_bytes(m) : NULL;
       m[i].wb_stride = xp_wb_stride(m, chunk);
     }
 }

@@ -363,6 +363,44 @@ K_VD_Q8ACT_ZMM(vd_q4_0_zmm, block_q4_0, dec_q4_0)
 K_VD_Q8ACT_ZMM(vd_iq4_nl_zmm, block_iq4_nl, dec_iq4_nl)
 K_VD_Q8ACT_ZMM(vd_q8_0_zmm, block_q8_0, dec_q8_0)
 
+/* Q8_0 decode: two pairs of blocks per iteration into two accumulators
+ * (independent chains), a single pair or block for the rest. */
+static inline __m512 q8_0_pair_fma(const block_q8_0 *x, const block_q8_0 *y,
+                                   __m512 acc) {
+  const __m512i bias = _mm512_set1_epi8((char)0x80);
+  __m512i uq = _mm512_xor_si512(zpair(dec_q8_0(x), dec_q8_0(x + 1)), bias);
+  __m512i yv = zpair(dec_q8_0(y), dec_q8_0(y + 1));
+  __m512i neg =
+      _mm512_sub_epi32(_mm512_setzero_si512(),
+                       _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, yv));
+  __m512i p = _mm512_dpbusd_epi32(neg, uq, yv);
+  __m512 d = zpair_ps(f16(x[0].d) * f16(y[0].d), f16(x[1].d) * f16(y[1].d));
+  return _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
+}
+
+static void vd_q8_0_x4(int n, float *s, const void *vx, const void *vy) {
+  const block_q8_0 *x = vx;
+  const block_q8_0 *y = vy;
+  const int nb = n / 32;
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+  int i = 0;
+  for (; i + 4 <= nb; i += 4) {
+    a0 = q8_0_pair_fma(x + i, y + i, a0);
+    a1 = q8_0_pair_fma(x + i + 2, y + i + 2, a1);
+  }
+  if (i + 2 <= nb) {
+    a0 = q8_0_pair_fma(x + i, y + i, a0);
+    i += 2;
+  }
+  float r = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+  if (i < nb) {
+    float t;
+    vd_q8_0_zmm(32, &t, x + i, y + i);
+    r += t;
+  }
+  *s = r;
+}
+
 /* Q5_0 decode, two blocks per zmm without per-block unpacking: the 32
  * quant bytes of the pair are split into nibbles in one go, which orders
  * the elements [b0 0-15 | b1 0-15 | b0 16-31 | b1 16-31]; the activations
@@ -582,6 +620,43 @@ static void tile_pp(int np, const void *Wp, size_t wps, int nr, const void *Xp,
       Y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
+/* Decode on prepared activations (xpair: bytes, -128 * sum, lane scales
+ * loaded, not recomputed per row); the pair's two weight scales converted
+ * together. */
+static void vdp_q8_0(int n, float *s, const void *vx, const void *vp) {
+  const block_q8_0 *x = vx;
+  const xpair *y = vp;
+  const __m512i bias = _mm512_set1_epi8((char)0x80);
+  const __m512i lane_blk =
+      _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const int nb = n / 32;
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+  int i = 0;
+  for (; i + 2 <= nb; i += 2, y++) {
+    __m512i uq =
+        _mm512_xor_si512(zpair(dec_q8_0(&x[i]), dec_q8_0(&x[i + 1])), bias);
+    __m512i p = _mm512_dpbusd_epi32(_mm512_load_si512(y->neg), uq,
+                                    _mm512_load_si512(y->y));
+    __m128i h = _mm_insert_epi16(_mm_cvtsi32_si128(x[i].d), x[i + 1].d, 1);
+    __m512 dx = _mm512_permutexvar_ps(lane_blk,
+                                      _mm512_castps128_ps512(_mm_cvtph_ps(h)));
+    __m512 d = _mm512_mul_ps(dx, _mm512_load_ps(y->d));
+    if (i & 2)
+      a1 = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), a1);
+    else
+      a0 = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), a0);
+  }
+  if (i < nb) { /* last block: its pair's high half is zero */
+    __m512i uq =
+        _mm512_xor_si512(zpair(dec_q8_0(&x[i]), _mm256_setzero_si256()), bias);
+    __m512i p = _mm512_dpbusd_epi32(_mm512_load_si512(y->neg), uq,
+                                    _mm512_load_si512(y->y));
+    __m512 d = _mm512_mul_ps(_mm512_set1_ps(f16(x[i].d)), _mm512_load_ps(y->d));
+    a0 = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), a0);
+  }
+  *s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
 static void set_tile(k_ops *o, int type, k_tile_fn f, int mr, int nt) {
   o->tile[type] = f;
   o->tile_mr[type] = mr;
@@ -591,7 +666,7 @@ static void set_tile(k_ops *o, int type, k_tile_fn f, int mr, int nt) {
 void k_register_avx512(k_ops *o, int has_vnni) {
   if (!has_vnni)
     return; /* the AVX2 kernels serve AVX-512 without VNNI */
-  o->vec_dot[QT_Q8_0] = vd_q8_0_zmm;
+  o->vec_dot[QT_Q8_0] = vd_q8_0_x4;
   o->vec_dot[QT_Q4_0] = vd_q4_0_pair;
   o->vec_dot[QT_Q5_0] = vd_q5_0_pair;
   o->vec_dot[QT_IQ4_NL] = vd_iq4_nl_pair;
@@ -611,6 +686,7 @@ void k_register_avx512(k_ops *o, int has_vnni) {
   o->wprep[QT_Q5_0] = wprep_q5_0;
   o->wprep[QT_IQ4_NL] = wprep_iq4_nl;
   o->xprep_q8_0 = xprep_q8_0;
+  o->vec_dot_p[QT_Q8_0] = vdp_q8_0;
   o->tile_p = tile_pp;
   o->tile_p_mr = PP_MR;
   o->tile_p_nt = PP_NT;

@@ -39,6 +39,8 @@ typedef struct {
   k_prep_fn wprep[QT_COUNT]; /* by weight type; NULL: no prepared path */
   k_prep_fn xprep_q8_0;      /* Q8_0 activation row -> pairs */
   k_tilep_fn tile_p;         /* up to tile_p_mr rows x tile_p_nt tokens */
+  /* decode: one weight row (raw blocks) . prepared activation pairs */
+  k_vec_dot_fn vec_dot_p[QT_COUNT];
   int tile_p_mr, tile_p_nt;
   int pf_dist; /* decode software prefetch distance in bytes (0: off) */
 
