@@ -55,7 +55,7 @@ while [ $# -gt 0 ]; do
     rounds=1 ptok=64 gtok=16 models=smollm2-135m-q8_0
     out=bench/out/RESULTS-quick.md
     shift ;;
-  -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+  -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
   *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
