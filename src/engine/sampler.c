@@ -209,8 +209,15 @@ void sampler_reset(sampler *s) {
  * vectorize: x = n ln2 + r, |r| <= ln2/2, e^r by its Taylor series to r^6
  * (truncation < 1.2e-7), 2^n put in the exponent bits. */
 static inline float fast_expf(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  float t = x * 1.4426950408889634f;
+  union {
+    float f;
+    uint32_t u;
+  } in = {.f = x}, lo = {.f = -87.0f}, sc, out;
+  /* keep: all ones when x > -87 (never for NaN or -inf); masks instead of
+   * branches or selects, so the compiler vectorizes callers' loops */
+  uint32_t keep = -(uint32_t)(x > -87.0f);
+  in.u = (in.u & keep) | (lo.u & ~keep);
+  float t = in.f * 1.4426950408889634f;
   float fn = (t + 12582912.0f) - 12582912.0f; /* round to nearest */
   float r = (t - fn) * 0.6931471805599453f;
   float e =
@@ -218,29 +225,32 @@ static inline float fast_expf(float x) {
       r * (1.0f + r * (0.5f + r * (1.0f / 6 +
                                    r * (1.0f / 24 +
                                         r * (1.0f / 120 + r * (1.0f / 720))))));
-  union {
-    uint32_t u;
-    float f;
-  } sc = {.u = (uint32_t)((int32_t)fn + 127) << 23};
-  return x <= -87.0f ? 0.0f : e * sc.f;
+  sc.u = (uint32_t)((int32_t)fn + 127) << 23;
+  out.f = e * sc.f;
+  out.u &= keep;
+  return out.f;
 }
 
-/* Sum of exp(x[i] - mx) over finite-or-(-inf) x (NaN must not occur), in
- * blocks of float lanes summed in double: fast and accurate to ~1e-6. */
+/* Sum of exp(x[i] - mx) over x without NaN, in blocks of 8 float lanes
+ * summed in double: vectorizable, and accurate to ~1e-6 relative. */
 static double sum_exp(const float *x, int n, float mx) {
   double total = 0;
+  float acc[8] = {0};
   int i = 0;
-  while (i < n) {
-    int end = n - i > 4096 ? i + 4096 : n;
-    float acc[8] = {0};
-    for (; i + 8 <= end; i += 8)
-      for (int l = 0; l < 8; l++)
-        acc[l] += fast_expf(x[i + l] - mx);
-    for (; i < end; i++)
-      acc[0] += fast_expf(x[i] - mx);
+  for (; i + 8 <= n; i += 8) {
     for (int l = 0; l < 8; l++)
-      total += acc[l];
+      acc[l] += fast_expf(x[i + l] - mx);
+    if ((i & 4095) == 4088) { /* flush every 4096 values */
+      for (int l = 0; l < 8; l++) {
+        total += acc[l];
+        acc[l] = 0;
+      }
+    }
   }
+  for (; i < n; i++)
+    total += fast_expf(x[i] - mx);
+  for (int l = 0; l < 8; l++)
+    total += acc[l];
   return total;
 }
 
@@ -393,7 +403,7 @@ static double log_normalizer(const float *x, int n, float *tmp) {
   int has_nan = 0;
   for (int i = 0; i < n; i++) {
     mx = x[i] > mx ? x[i] : mx;
-    has_nan |= isnan(x[i]);
+    has_nan |= x[i] != x[i];
   }
   if (mx == -INFINITY)
     return -INFINITY;

@@ -481,6 +481,41 @@ static void test_logprobs(void) {
   sampler_free(s);
 }
 
+/* Log-probabilities over a wide logit range match a double-precision
+ * log-softmax (the sampler uses a fast float exp). */
+static void test_logprobs_accuracy(void) {
+  enum { NV = 50000 };
+  float *lg = malloc(NV * sizeof *lg);
+  CHECK(lg != NULL);
+  if (!lg)
+    return;
+  uint64_t x = 5;
+  for (int i = 0; i < NV; i++) {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    lg[i] = (float)((x >> 33) % 400000) / 10000.0f - 30.0f; /* [-30, 10) */
+  }
+  lg[123] = -INFINITY; /* banned token: excluded, no effect */
+  double mx = -1e30, z = 0;
+  for (int i = 0; i < NV; i++)
+    mx = lg[i] > mx ? lg[i] : mx;
+  for (int i = 0; i < NV; i++)
+    z += exp((double)lg[i] - mx);
+  double lz = mx + log(z);
+  sampler_params p = greedy_params();
+  p.n_logprobs = 20;
+  sampler *s = mk(p);
+  sample_info info;
+  int32_t t = sampler_sample(s, lg, NV, &info);
+  CHECK(t >= 0);
+  if (t >= 0) {
+    CHECK_NEAR(info.logprob, lg[t] - lz, 2e-5);
+    for (int i = 0; i < info.n_top; i++)
+      CHECK_NEAR(info.top[i].logprob, lg[info.top[i].token] - lz, 2e-5);
+  }
+  sampler_free(s);
+  free(lg);
+}
+
 /* ---- large vocabularies against a brute-force reference ------------------ */
 
 static uint64_t lcg(uint64_t *x) {
@@ -575,6 +610,7 @@ int main(void) {
   RUN(test_repetition_penalty);
   RUN(test_logits_untouched);
   RUN(test_logprobs);
+  RUN(test_logprobs_accuracy);
   RUN(test_large_vocab);
   T_MAIN_END();
 }
