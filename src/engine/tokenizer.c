@@ -120,6 +120,7 @@ enum pre_family {
   PRE_DEEPSEEK_CODER,
   PRE_FALCON,
   PRE_STARCODER,
+  PRE_OTHER,
 };
 
 struct tok_vocab {
@@ -256,6 +257,14 @@ static uint8_t attr_of_type(int32_t t) {
   "[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}" N                                     \
   "| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 
+#define RE_CONTRACT "'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD]"
+#define RE_UP "((?=[\\p{L}])([^a-z]))"
+#define RE_LO "((?=[\\p{L}])([^A-Z]))"
+#define RE_CASED(SUFFIX, NUM)                                                  \
+  "[^\\r\\n\\p{L}\\p{N}]?" RE_UP "*" RE_LO "+" SUFFIX                          \
+  "|[^\\r\\n\\p{L}\\p{N}]?" RE_UP "+" RE_LO "*" SUFFIX "|\\p{N}" NUM           \
+  "| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+
 typedef struct {
   const char *names; /* space-separated tokenizer.ggml.pre values */
   int family;
@@ -263,6 +272,10 @@ typedef struct {
   int ignore_merges, add_bos, clean_spaces; /* -1: leave default */
 } pre_def;
 
+/* Every entry, alias included, gives the same ids as llama.cpp (through
+ * node-llama-cpp 3.21.1) on a 1 MB mixed text; names llama.cpp knows but
+ * that are not here (seed-coder, chameleon, superbpe, deepseek-llm, ...)
+ * are refused by name. */
 static const pre_def PRE_DEFS[] = {
     {"default",
      PRE_DEFAULT,
@@ -271,7 +284,7 @@ static const pre_def PRE_DEFS[] = {
      -1,
      1},
     {"gpt-2 phi-2 jina-es jina-de gigachat jina-v1-en jina-v2-es jina-v2-de "
-     "a.x-4.0 mellum mpt olmo jais trillion",
+     "a.x-4.0 mellum mpt olmo jais trillion exaone4 granite-docling",
      PRE_GPT2,
      {RE_GPT2},
      0,
@@ -283,9 +296,19 @@ static const pre_def PRE_DEFS[] = {
      1,
      1,
      1},
-    {"dbrx smaug-bpe", PRE_LLAMA3, {RE_LLAMA3_N("{1,3}")}, 0, -1, 1},
-    {"qwen2 deepseek-r1-qwen", PRE_QWEN2, {RE_LLAMA3_N("")}, 0, -1, 0},
-    {"stablelm2", PRE_QWEN2, {RE_LLAMA3_N("")}, 0, -1, 1},
+    {"dbrx smaug-bpe kimi-k2 glm4",
+     PRE_LLAMA3,
+     {RE_LLAMA3_N("{1,3}")},
+     0,
+     -1,
+     1},
+    {"qwen2 deepseek-r1-qwen qwen35", PRE_QWEN2, {RE_LLAMA3_N("")}, 0, -1, 0},
+    {"stablelm2 hunyuan grok-2 solar-open",
+     PRE_QWEN2,
+     {RE_LLAMA3_N("")},
+     0,
+     -1,
+     1},
     {"deepseek-coder",
      PRE_DEEPSEEK_CODER,
      {"[\\r\\n]", "\\s?\\p{L}+", "\\s?\\p{P}+",
@@ -308,6 +331,50 @@ static const pre_def PRE_DEFS[] = {
      -1,
      1},
     {"smollm command-r", PRE_STARCODER, {"\\p{N}", RE_GPT2}, 0, -1, 0},
+    /* llama.cpp's rewrite of the GPT-4o / Tekken patterns: an "upper" letter
+     * is a letter other than a-z, a "lower" one a letter other than A-Z. */
+    {"gpt-4o llama4 minimax-m2",
+     PRE_OTHER,
+     {RE_CASED("(?:" RE_CONTRACT ")?", "{1,3}")},
+     0,
+     -1,
+     1},
+    {"tekken", PRE_OTHER, {RE_CASED("", "")}, 1, -1, 0},
+    {"deepseek-v3 hunyuan-dense joyai-llm",
+     PRE_OTHER,
+     {"\\p{N}{1,3}",
+      "[\xe4\xb8\x80-\xe9\xbe\xa5\xe3\x81\x80-\xe3\x82\x9f\xe3\x82\xa0-"
+      "\xe3\x83\xbf]+",
+      "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|"
+      "[^\\r\\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\\r\\n]*|"
+      "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+     0,
+     -1,
+     0},
+    {"chatglm-bpe", PRE_LLAMA3, {RE_LLAMA3_N("{1,3}")}, 0, -1, 1},
+    {"megrez bailingmoe", PRE_QWEN2, {RE_LLAMA3_N("")}, 0, -1, 1},
+    {"bloom gpt3-finnish",
+     PRE_OTHER,
+     {" ?[^(\\s|.,!?\xe2\x80\xa6\xe3\x80\x82\xef\xbc\x8c\xe3\x80\x81\xe0\xa5"
+      "\xa4\xdb\x94\xd8\x8c)]+"},
+     0,
+     -1,
+     1},
+    {"poro-chat",
+     PRE_OTHER,
+     {" ?[^(\\s|.,!?\xe2\x80\xa6\xe3\x80\x82\xef\xbc\x8c\xe3\x80\x81\xe0\xa5"
+      "\xa4\xdb\x94\xd8\x8c)]+"},
+     0,
+     -1,
+     1},
+    {"viking",
+     PRE_OTHER,
+     {" ?[^(\\s|.,!?\xe2\x80\xa6\xe3\x80\x82\xef\xbc\x8c\xe3\x80\x81\xe0\xa5"
+      "\xa4\xdb\x94\xd8\x8c)]+",
+      "\\p{N}"},
+     0,
+     -1,
+     1},
 };
 
 static int name_in_list(const char *list, const char *name) {

@@ -364,6 +364,33 @@ static void test_decode_clean_spaces(void) {
   tok_free(v);
 }
 
+/* Every supported pre-tokenizer compiles and splits a mixed text into
+ * tokens that decode back to it. */
+static void test_all_pretokenizers(void) {
+  static const char *const pres[] = {
+      "default",     "gpt-2",       "llama-bpe",      "llama3",  "dbrx",
+      "qwen2",       "stablelm2",   "deepseek-coder", "falcon",  "starcoder",
+      "smollm",      "command-r",   "gpt-4o",         "llama4",  "tekken",
+      "deepseek-v3", "chatglm-bpe", "megrez",         "bloom",   "poro-chat",
+      "viking",      "exaone4",     "hunyuan",        "kimi-k2", "glm4",
+      "minimax-m2",  "qwen35",      "hunyuan-dense"};
+  const char *t = "Hello WORLD's 12345 caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac "
+                  "\xf0\x9f\xa6\x99\n\n  x!?";
+  for (size_t i = 0; i < sizeof pres / sizeof *pres; i++) {
+    tok_vocab *v = bpe_vocab(pres[i]);
+    CHECKF(v != NULL, "pre %s", pres[i]);
+    if (!v)
+      continue;
+    int32_t ids[128];
+    char buf[128];
+    int n = tok_encode(v, t, strlen(t), 0, 0, ids, 128);
+    int m = n > 0 ? tok_decode(v, ids, n, 0, 0, buf, sizeof buf) : -1;
+    CHECKF(m == (int)strlen(t) && memcmp(buf, t, strlen(t)) == 0,
+           "pre %s: round trip (n=%d m=%d)", pres[i], n, m);
+    tok_free(v);
+  }
+}
+
 static void test_bad_vocab(void) {
   tok_spec s;
   tok_spec_init(&s);
@@ -924,6 +951,7 @@ int main(void) {
   RUN(test_bpe_ignore_merges);
   RUN(test_bpe_special_split);
   RUN(test_decode_clean_spaces);
+  RUN(test_all_pretokenizers);
   RUN(test_bad_vocab);
   RUN(test_fixture_spm);
   RUN(test_fixture_bpe);
