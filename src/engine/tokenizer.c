@@ -1232,7 +1232,10 @@ static void spm_emit(const tok_vocab *v, const sym *s, idbuf *out) {
   }
   for (int i = 0; i < s->n; i++) {
     int32_t b = v->byte_tok[(unsigned char)s->text[i]];
-    push_id(out, b >= 0 ? b : v->unk);
+    if (b < 0)
+      b = v->unk; /* a vocabulary without that byte: [UNK], if any */
+    if (b >= 0)
+      push_id(out, b);
   }
 }
 
@@ -1578,7 +1581,7 @@ static void wpm_word(const tok_vocab *v, const char *w, size_t n, idbuf *out) {
     push_id(out, id);
     i = j - 1;
   }
-  if (out->n == start)
+  if (out->n == start && v->unk >= 0)
     push_id(out, v->unk);
 }
 

@@ -391,6 +391,26 @@ static void test_all_pretokenizers(void) {
   }
 }
 
+/* An SPM vocabulary without byte tokens falls back to [UNK] (id 0 unless
+ * the file names another) for each byte it cannot encode. */
+static void test_spm_no_fallback(void) {
+  static vb b;
+  memset(&b, 0, sizeof b);
+  vb_add(&b, "\xe2\x96\x81", 0, 1);
+  vb_add(&b, "a", 0, 1);
+  vb_add(&b, "<s>", 0, TOK_TYPE_CONTROL);
+  vb_add(&b, "</s>", 0, TOK_TYPE_CONTROL);
+  tok_spec s;
+  tok_spec_init(&s);
+  s.unk = 7; /* out of range: ignored, default kept */
+  tok_vocab *v = vb_build(&b, "llama", NULL, &s);
+  if (!v)
+    return;
+  CHECK_INT(tok_unk(v), 0);
+  check_enc(v, "a\xc3\xa4", 0, 0, (int32_t[]){0, 1, 0, 0}, 4);
+  tok_free(v);
+}
+
 static void test_bad_vocab(void) {
   tok_spec s;
   tok_spec_init(&s);
@@ -952,6 +972,7 @@ int main(void) {
   RUN(test_bpe_special_split);
   RUN(test_decode_clean_spaces);
   RUN(test_all_pretokenizers);
+  RUN(test_spm_no_fallback);
   RUN(test_bad_vocab);
   RUN(test_fixture_spm);
   RUN(test_fixture_bpe);
