@@ -65,7 +65,8 @@ typedef struct {
   int add_bos, add_eos;   /* -1 = default for the kind */
   int add_sep;            /* WordPiece: [SEP] at the end; -1 = default */
   int add_space_prefix;   /* -1 = default for the kind */
-  int remove_extra_space; /* -1 = default */
+  int remove_extra_space; /* read for completeness; only T5-style (unigram)
+                             vocabularies, not supported, use it */
 } tok_spec;
 
 /* Fills a spec with "not given" values (-1 ids, -1 flags, NULL arrays). */
@@ -87,7 +88,6 @@ int32_t tok_eos(const tok_vocab *v); /* -1 when none */
 int32_t tok_eot(const tok_vocab *v); /* -1 when none */
 int32_t tok_unk(const tok_vocab *v); /* -1 when none */
 int32_t tok_pad(const tok_vocab *v); /* -1 when none */
-int32_t tok_sep(const tok_vocab *v); /* -1 when none (BERT's [SEP]) */
 int32_t tok_sep(const tok_vocab *v); /* -1 when none (BERT's [SEP]) */
 int tok_add_bos(const tok_vocab *v); /* 1 when add_special adds BOS */
 int tok_add_eos(const tok_vocab *v); /* 1 when add_special adds EOS */
@@ -135,7 +135,7 @@ int tok_decode(const tok_vocab *v, const int32_t *ids, int n,
 typedef struct {
   const tok_vocab *v;
   int special;           /* render control tokens */
-  int lstrip_first;      /* drop leading spaces of the first piece */
+  int lstrip_first;      /* drop one leading space of the first piece */
   int n_pushed;          /* tokens pushed so far */
   unsigned char pend[8]; /* bytes of an incomplete UTF-8 character */
   int n_pend;
