@@ -15,6 +15,7 @@ static const struct command {
     {"generate", cli_generate, "generate text from a GGUF model"},
     {"bench", cli_bench, "measure a GGUF model's prefill and decode speed"},
     {"fixture", cli_fixture, "write a random-weight GGUF model (tests, benchmarks)"},
+    {"pull", cli_pull, "download a GGUF model by catalog name or URL"},
 };
 
 static void usage(FILE *f) {

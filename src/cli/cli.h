@@ -9,5 +9,6 @@ int cli_keys(int argc, char **argv);     /* src/cli/keys.c */
 int cli_generate(int argc, char **argv); /* src/cli/generate.c */
 int cli_bench(int argc, char **argv);    /* src/cli/bench.c */
 int cli_fixture(int argc, char **argv);  /* src/cli/fixture.c */
+int cli_pull(int argc, char **argv);     /* src/cli/pull.c */
 
 #endif
