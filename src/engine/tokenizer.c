@@ -816,9 +816,39 @@ static int kind_of_model(const char *model) {
   return 0;
 }
 
+/* Token texts, with empty ones named "[EMPTY_<id>]" as llama.cpp does. */
+static int copy_token_texts(tok_vocab *v, const tok_spec *s) {
+  int n_empty = 0;
+  for (int i = 0; i < v->n; i++)
+    n_empty += s->text_len[i] == 0;
+  if (n_empty == 0)
+    return copy_strings(v->n, s->text, s->text_len, &v->blob, &v->off, &v->len);
+  const char **t = malloc((size_t)v->n * sizeof *t);
+  size_t *l = malloc((size_t)v->n * sizeof *l);
+  char *names = malloc((size_t)n_empty * 24);
+  int rc = -1;
+  if (t && l && names) {
+    char *p = names;
+    for (int i = 0; i < v->n; i++) {
+      t[i] = s->text[i];
+      l[i] = s->text_len[i];
+      if (l[i] == 0) {
+        l[i] = (size_t)snprintf(p, 24, "[EMPTY_%d]", i);
+        t[i] = p;
+        p += 24;
+      }
+    }
+    rc = copy_strings(v->n, t, l, &v->blob, &v->off, &v->len);
+  }
+  free(t);
+  free(l);
+  free(names);
+  return rc;
+}
+
 static int build_tokens(tok_vocab *v, const tok_spec *s) {
   v->n = s->n_tokens;
-  if (copy_strings(v->n, s->text, s->text_len, &v->blob, &v->off, &v->len))
+  if (copy_token_texts(v, s))
     return -1;
   v->score = calloc((size_t)v->n + 1, sizeof *v->score);
   v->attr = calloc((size_t)v->n + 1, 1);

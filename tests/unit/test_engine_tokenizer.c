@@ -409,6 +409,15 @@ static void test_spm_no_fallback(void) {
   CHECK_INT(tok_unk(v), 0);
   check_enc(v, "a\xc3\xa4", 0, 0, (int32_t[]){0, 1, 0, 0}, 4);
   tok_free(v);
+  /* an empty token text gets llama.cpp's placeholder name */
+  vb_add(&b, "", 0, 1);
+  v = vb_build(&b, "llama", NULL, NULL);
+  if (!v)
+    return;
+  size_t l = 0;
+  const char *t = tok_text(v, 4, &l);
+  CHECK(t && l == 9 && memcmp(t, "[EMPTY_4]", 9) == 0);
+  tok_free(v);
 }
 
 static void test_bad_vocab(void) {
