@@ -4,7 +4,7 @@
 # Debian dependencies are installed by scripts/deps.sh when pkg-config misses one.
 
 CC      ?= cc
-PKGS    := libmicrohttpd jansson sqlite3 libcrypto libpcre2-8 libcurl icu-uc
+PKGS    := libmicrohttpd jansson sqlite3 nettle libpcre2-8 libcurl icu-uc
 OPT     ?= -O2
 CFLAGS  ?= -g
 CFLAGS  += $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -Isrc -MMD -MP

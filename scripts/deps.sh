@@ -4,7 +4,7 @@
 set -e
 PKGS="build-essential pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
 libssl-dev libpcre2-dev libcurl4-openssl-dev clang nodejs npm wrk nginx curl
-libicu-dev"
+libicu-dev nettle-dev"
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 missing=""

@@ -1,11 +1,11 @@
 /* API keys and request authentication: key creation (secret shown once,
- * SHA-256 stored), the Authorization / OpenAI-Project header rules and the
+ * SHA-256 stored, computed with nettle: stateless, unlike OpenSSL 3's
+ * EVP/provider machinery that costs ~2 MB resident once touched), the Authorization / OpenAI-Project header rules and the
  * platform's 401s. Knows nothing about HTTP transport or SQL. */
 #include "core/auth.h"
 
 #include <ctype.h>
-#include <openssl/evp.h>
-#include <pthread.h>
+#include <nettle/sha2.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -13,20 +13,14 @@
 
 #include "core/ids.h"
 
-/* SHA-256 implementation fetched once (OpenSSL 3 fetches are costly). */
-static EVP_MD *sha256_md;
-static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
-static void sha256_init(void) {
-  sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
-}
-
 void auth_hash(const char *key, size_t len, char out[65]) {
   static const char d[] = "0123456789abcdef";
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned n = 0;
-  pthread_once(&sha256_once, sha256_init);
-  if (!EVP_Digest(key, len, md, &n, sha256_md ? sha256_md : EVP_sha256(), NULL))
-    n = 0;
+  unsigned char md[SHA256_DIGEST_SIZE];
+  const unsigned n = SHA256_DIGEST_SIZE;
+  struct sha256_ctx ctx;
+  sha256_init(&ctx);
+  sha256_update(&ctx, len, (const uint8_t *)key);
+  sha256_digest(&ctx, n, md);
   for (unsigned i = 0; i < n; i++) {
     out[2 * i] = d[md[i] >> 4];
     out[2 * i + 1] = d[md[i] & 15];

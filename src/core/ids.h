@@ -1,5 +1,5 @@
 /* Object ids with the platform's prefixes: prefix + 24 base62 characters
- * drawn, without modulo bias, from OpenSSL's CSPRNG (RAND_bytes).
+ * drawn, without modulo bias, from the kernel CSPRNG (getrandom(2)).
  * Knows nothing about which resource uses which prefix beyond the constants
  * below, nor about storage or HTTP. */
 #ifndef HEARTH_CORE_IDS_H
