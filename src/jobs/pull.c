@@ -577,6 +577,8 @@ static pull_status download(dl *d, const char *part, char *err,
       break;
     st = PULL_OK; /* dropped midway after progress: resume */
   }
+  if (st != PULL_OK && d->fd >= 0 && d->have == 0)
+    unlink(part); /* nothing worth resuming */
   return st == PULL_OK ? finish(d, part, err, errlen) : st;
 }
 

@@ -1,0 +1,482 @@
+/* Tests of jobs/pull (model download) against an in-process libmicrohttpd
+ * server on a free loopback port: full download, resume after a dropped
+ * connection (Range checked, result byte-identical), a server that ignores
+ * Range, an already complete part (416), SHA-256 match and mismatch, 404,
+ * non-GGUF refusal, redirects, connection refused, and the catalog. */
+#include <dirent.h>
+#include <microhttpd.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "jobs/pull.h"
+#include "t.h"
+
+/* ==== the test server ==================================================== */
+
+enum { DATA_LEN = 1 << 20 };
+
+typedef struct srv {
+  struct MHD_Daemon *d;
+  int port;
+  unsigned char *data; /* DATA_LEN bytes starting with "GGUF" */
+  pthread_mutex_t mu;
+  int drop_next;        /* /drop.gguf: the next N answers stop midway */
+  int requests;         /* requests served */
+  char last_range[64];  /* Range header of the latest request, "" if none */
+} srv;
+
+static srv S;
+
+/* A body that ends with an error (connection closed) at `stop`. */
+typedef struct dropper {
+  const unsigned char *p;
+  uint64_t stop;
+} dropper;
+
+static ssize_t drop_read(void *cls, uint64_t pos, char *buf, size_t max) {
+  dropper *dr = cls;
+  if (pos >= dr->stop)
+    return MHD_CONTENT_READER_END_WITH_ERROR;
+  size_t n = dr->stop - pos < max ? (size_t)(dr->stop - pos) : max;
+  memcpy(buf, dr->p + pos, n);
+  return (ssize_t)n;
+}
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned code,
+                             struct MHD_Response *r) {
+  enum MHD_Result rc = MHD_queue_response(c, code, r);
+  MHD_destroy_response(r);
+  return rc;
+}
+
+static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned code,
+                                  const char *text) {
+  struct MHD_Response *r = MHD_create_response_from_buffer(
+      strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
+  return reply(c, code, r);
+}
+
+/* Serves S.data honouring "Range: bytes=N-" (unless ignore_range); with
+ * drop, the body stops halfway through what it promised. With bad_start,
+ * a 206 claims to start at byte 0 whatever was asked. */
+static enum MHD_Result serve_data(struct MHD_Connection *c, int ignore_range,
+                                  int drop, int bad_start) {
+  const char *range = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                  MHD_HTTP_HEADER_RANGE);
+  unsigned long long from = 0;
+  char cr[96];
+  int partial = 0;
+  if (range && !ignore_range && sscanf(range, "bytes=%llu-", &from) == 1) {
+    if (from >= DATA_LEN) {
+      snprintf(cr, sizeof cr, "bytes */%d", DATA_LEN);
+      struct MHD_Response *r =
+          MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+      MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+      return reply(c, 416, r);
+    }
+    partial = 1;
+    snprintf(cr, sizeof cr, "bytes %llu-%d/%d", bad_start ? 0 : from,
+             DATA_LEN - 1, DATA_LEN);
+  } else {
+    from = 0;
+  }
+  uint64_t len = DATA_LEN - from;
+  struct MHD_Response *r;
+  if (drop) {
+    dropper *dr = malloc(sizeof *dr);
+    dr->p = S.data + from;
+    dr->stop = len / 2;
+    r = MHD_create_response_from_callback(len, 32 * 1024, drop_read, dr, free);
+  } else {
+    r = MHD_create_response_from_buffer(len, S.data + from,
+                                        MHD_RESPMEM_PERSISTENT);
+  }
+  if (partial)
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+  return reply(c, partial ? 206 : 200, r);
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
+                               const char *url, const char *method,
+                               const char *version, const char *upload,
+                               size_t *upload_size, void **con_cls) {
+  (void)cls, (void)method, (void)version, (void)upload, (void)upload_size;
+  (void)con_cls;
+  const char *range = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                  MHD_HTTP_HEADER_RANGE);
+  int drop = 0;
+  pthread_mutex_lock(&S.mu);
+  S.requests++;
+  snprintf(S.last_range, sizeof S.last_range, "%s", range ? range : "");
+  if (!strcmp(url, "/drop.gguf") && S.drop_next > 0) {
+    S.drop_next--;
+    drop = 1;
+  }
+  pthread_mutex_unlock(&S.mu);
+  if (!strcmp(url, "/model.gguf") || !strcmp(url, "/drop.gguf"))
+    return serve_data(c, 0, drop, 0);
+  if (!strcmp(url, "/norange.gguf"))
+    return serve_data(c, 1, 0, 0);
+  if (!strcmp(url, "/badrange.gguf"))
+    return serve_data(c, 0, 0, 1);
+  if (!strcmp(url, "/junk.bin"))
+    return reply_text(c, 200, "<html>this is not a model</html>");
+  if (!strcmp(url, "/redirect") || !strcmp(url, "/redirect2")) {
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION,
+                            !strcmp(url, "/redirect") ? "/redirect2"
+                                                      : "/model.gguf");
+    return reply(c, !strcmp(url, "/redirect") ? 302 : 307, r);
+  }
+  return reply_text(c, 404, "not found");
+}
+
+static int srv_start(void) {
+  pthread_mutex_init(&S.mu, NULL);
+  S.data = malloc(DATA_LEN);
+  if (!S.data)
+    return -1;
+  uint32_t x = 2463534242u;
+  for (size_t i = 0; i < DATA_LEN; i++) {
+    x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+    S.data[i] = (unsigned char)x;
+  }
+  memcpy(S.data, "GGUF", 4);
+  S.d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD,
+                         0, NULL, NULL, handler, NULL, MHD_OPTION_SOCK_ADDR,
+                         NULL, MHD_OPTION_END);
+  if (!S.d)
+    return -1;
+  const union MHD_DaemonInfo *i =
+      MHD_get_daemon_info(S.d, MHD_DAEMON_INFO_BIND_PORT);
+  S.port = i ? i->port : 0;
+  return S.port ? 0 : -1;
+}
+
+/* ==== helpers ============================================================ */
+
+/* CHECK_STR on char arrays (whose address is never NULL). */
+static const char *str_(const char *s) {
+  return s;
+}
+#define CHECK_S(a, b) CHECK_STR(str_(a), str_(b))
+
+static char tmpdir[256];
+
+static void url_of(char *out, size_t n, const char *path) {
+  snprintf(out, n, "http://127.0.0.1:%d%s", S.port, path);
+}
+
+static void sha_of(const unsigned char *p, size_t n, char out[65]) {
+  unsigned char md[32];
+  unsigned int len = 0;
+  EVP_Digest(p, n, md, &len, EVP_sha256(), NULL);
+  for (int i = 0; i < 32; i++)
+    snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+static long file_size(const char *dir, const char *name) {
+  char p[512];
+  struct stat st;
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  return stat(p, &st) ? -1 : (long)st.st_size;
+}
+
+/* 1 if dir/name holds exactly S.data. */
+static int file_is_data(const char *dir, const char *name) {
+  char p[512];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  FILE *f = fopen(p, "rb");
+  if (!f)
+    return 0;
+  unsigned char *buf = malloc(DATA_LEN + 1);
+  size_t n = fread(buf, 1, DATA_LEN + 1, f);
+  fclose(f);
+  int ok = n == DATA_LEN && !memcmp(buf, S.data, DATA_LEN);
+  free(buf);
+  return ok;
+}
+
+static void write_file(const char *dir, const char *name,
+                       const unsigned char *p, size_t n) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "wb");
+  if (f) {
+    fwrite(p, 1, n, f);
+    fclose(f);
+  }
+}
+
+/* A fresh, empty models directory for one test. */
+static const char *fresh_dir(const char *test) {
+  static char dir[300];
+  char cmd[400];
+  snprintf(dir, sizeof dir, "%s/%s", tmpdir, test);
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd)) {
+  }
+  return dir;
+}
+
+static pull_status pull(const char *dir, const char *path, const char *name,
+                        const char *sha, int retries, pull_result *r,
+                        char *err) {
+  char url[128];
+  url_of(url, sizeof url, path);
+  pull_opts o = {.url = url, .models_dir = dir, .name = name, .sha256 = sha,
+                 .retries = retries, .connect_timeout_s = 5,
+                 .stall_timeout_s = 5};
+  return pull_download(&o, r, err, 512);
+}
+
+/* ==== tests ============================================================== */
+
+static void test_full_download(void) {
+  const char *dir = fresh_dir("full");
+  char err[512], want[65];
+  pull_result r;
+  sha_of(S.data, DATA_LEN, want);
+  pull_status st = pull(dir, "/model.gguf", "m", NULL, 0, &r, err);
+  CHECKF(st == PULL_OK, "%s", err);
+  CHECK(file_is_data(dir, "m.gguf"));
+  CHECK_INT(file_size(dir, "m.gguf.part"), -1);
+  CHECK_S(r.sha256, want);
+  CHECK_INT(r.bytes, DATA_LEN);
+  CHECK_INT(r.attempts, 1);
+  CHECK_INT(r.resumed_from, 0);
+  CHECK_S(S.last_range, "");
+  /* A second pull keeps the file and verifies it. */
+  st = pull(dir, "/model.gguf", "m", want, 0, &r, err);
+  CHECKF(st == PULL_OK, "%s", err);
+  CHECK_INT(r.already, 1);
+  CHECK_INT(r.attempts, 0);
+}
+
+static void test_resume_after_drop(void) {
+  const char *dir = fresh_dir("resume");
+  char err[512], want[65], range[64];
+  pull_result r;
+  sha_of(S.data, DATA_LEN, want);
+  S.drop_next = 1;
+  pull_status st = pull(dir, "/drop.gguf", "m", want, 0, &r, err);
+  CHECK_INT(st, PULL_ENET);
+  CHECKF(strstr(err, "resume") != NULL, "%s", err);
+  long part = file_size(dir, "m.gguf.part");
+  CHECKF(part > 0 && part < DATA_LEN, "part %ld", part);
+  CHECK_INT(file_size(dir, "m.gguf"), -1);
+  /* The next pull asks for the rest only, and re-hashes the part. */
+  st = pull(dir, "/drop.gguf", "m", want, 0, &r, err);
+  CHECKF(st == PULL_OK, "%s", err);
+  snprintf(range, sizeof range, "bytes=%ld-", part);
+  CHECK_S(S.last_range, range);
+  CHECK_INT(r.resumed_from, part);
+  CHECK_INT(r.restarted, 0);
+  CHECK_S(r.sha256, want);
+  CHECK(file_is_data(dir, "m.gguf"));
+  CHECK_INT(file_size(dir, "m.gguf.part"), -1);
+}
+
+static void test_resume_within_one_pull(void) {
+  const char *dir = fresh_dir("retry");
+  char err[512], want[65];
+  pull_result r;
+  sha_of(S.data, DATA_LEN, want);
+  S.drop_next = 2;
+  pull_status st = pull(dir, "/drop.gguf", "m", want, 3, &r, err);
+  CHECKF(st == PULL_OK, "%s", err);
+  CHECK_INT(r.attempts, 3);
+  CHECK(strncmp(S.last_range, "bytes=", 6) == 0);
+  CHECK(file_is_data(dir, "m.gguf"));
+}
+
+static void test_server_ignores_range(void) {
+  const char *dir = fresh_dir("norange");
+  char err[512];
+  pull_result r;
+  mkdir(dir, 0700);
+  write_file(dir, "m.gguf.part", S.data, DATA_LEN / 3);
+  pull_status st = pull(dir, "/norange.gguf", "m", NULL, 0, &r, err);
+  CHECKF(st == PULL_OK, "%s", err);
+  CHECK(strncmp(S.last_range, "bytes=", 6) == 0);
+  CHECK_INT(r.restarted, 1);
+  CHECK(file_is_data(dir, "m.gguf"));
+}
+
+static void test_wrong_content_range(void) {
+  const char *dir = fresh_dir("badrange");
+  char err[512];
+  pull_result r;
+  mkdir(dir, 0700);
+  write_file(dir, "m.gguf.part", S.data, 1000);
+  pull_status st = pull(dir, "/badrange.gguf", "m", NULL, 0, &r, err);
+  CHECK_INT(st, PULL_EHTTP);
+  CHECKF(strstr(err, "range") != NULL, "%s", err);
+  CHECK_INT(file_size(dir, "m.gguf"), -1);
+  CHECK_INT(file_size(dir, "m.gguf.part"), 1000);
+}
+
+static void test_complete_part(void) {
+  const char *dir = fresh_dir("complete");
+  char err[512];
+  pull_result r;
+  mkdir(dir, 0700);
+  write_file(dir, "m.gguf.part", S.data, DATA_LEN);
+  pull_status st = pull(dir, "/model.gguf", "m", NULL, 0, &r, err);
+  CHECKF(st == PULL_OK, "%s", err);
+  CHECK_INT(r.http_status, 416);
+  CHECK(file_is_data(dir, "m.gguf"));
+}
+
+static void test_sha256_match_and_mismatch(void) {
+  const char *dir = fresh_dir("sha");
+  char err[512], want[65], wrong[65];
+  pull_result r;
+  sha_of(S.data, DATA_LEN, want);
+  pull_status st = pull(dir, "/model.gguf", "good", want, 0, &r, err);
+  CHECKF(st == PULL_OK, "%s", err);
+  CHECK(file_is_data(dir, "good.gguf"));
+  memcpy(wrong, want, sizeof wrong);
+  wrong[10] = wrong[10] == '0' ? '1' : '0';
+  st = pull(dir, "/model.gguf", "bad", wrong, 0, &r, err);
+  CHECK_INT(st, PULL_ECHECKSUM);
+  CHECKF(strstr(err, "SHA-256") && strstr(err, want), "%s", err);
+  CHECK_INT(file_size(dir, "bad.gguf"), -1);
+  CHECK_INT(file_size(dir, "bad.gguf.part"), -1);
+  st = pull(dir, "/model.gguf", "x", "abc", 0, &r, err);
+  CHECK_INT(st, PULL_EINVAL);
+}
+
+static void test_http_404(void) {
+  const char *dir = fresh_dir("404");
+  char err[512];
+  pull_result r;
+  pull_status st = pull(dir, "/nope.gguf", "m", NULL, 0, &r, err);
+  CHECK_INT(st, PULL_EHTTP);
+  CHECK_INT(r.http_status, 404);
+  CHECKF(strstr(err, "HTTP 404") != NULL, "%s", err);
+  CHECK_INT(file_size(dir, "m.gguf"), -1);
+  CHECK_INT(file_size(dir, "m.gguf.part"), -1);
+}
+
+static void test_not_gguf(void) {
+  const char *dir = fresh_dir("junk");
+  char err[512];
+  pull_result r;
+  pull_status st = pull(dir, "/junk.bin", "m", NULL, 0, &r, err);
+  CHECK_INT(st, PULL_ENOTGGUF);
+  CHECKF(strstr(err, "GGUF") != NULL, "%s", err);
+  CHECK_INT(file_size(dir, "m.gguf"), -1);
+  CHECK_INT(file_size(dir, "m.gguf.part"), -1);
+}
+
+static void test_redirect(void) {
+  const char *dir = fresh_dir("redirect");
+  char err[512];
+  pull_result r;
+  int before = S.requests;
+  pull_status st = pull(dir, "/redirect", "m", NULL, 0, &r, err);
+  CHECKF(st == PULL_OK, "%s", err);
+  CHECK_INT(S.requests - before, 3);
+  CHECK(file_is_data(dir, "m.gguf"));
+}
+
+static void test_connection_refused(void) {
+  const char *dir = fresh_dir("refused");
+  char err[512];
+  pull_result r;
+  pull_opts o = {.url = "http://127.0.0.1:1/m.gguf", .models_dir = dir,
+                 .name = "m", .connect_timeout_s = 5};
+  pull_status st = pull_download(&o, &r, err, sizeof err);
+  CHECK_INT(st, PULL_ENET);
+  CHECK(err[0] != 0);
+  CHECK_INT(file_size(dir, "m.gguf"), -1);
+}
+
+static int stop_early(const pull_progress *p, void *ud) {
+  int *calls = ud;
+  ++*calls;
+  return p->done >= DATA_LEN / 4;
+}
+
+static void test_progress_abort_keeps_part(void) {
+  const char *dir = fresh_dir("abort");
+  char err[512], url[128];
+  pull_result r;
+  int calls = 0;
+  url_of(url, sizeof url, "/model.gguf");
+  pull_opts o = {.url = url, .models_dir = dir, .name = "m",
+                 .progress = stop_early, .progress_ud = &calls};
+  pull_status st = pull_download(&o, &r, err, sizeof err);
+  CHECK_INT(st, PULL_ENET);
+  CHECK(calls > 0);
+  long part = file_size(dir, "m.gguf.part");
+  CHECKF(part >= DATA_LEN / 4 && part <= DATA_LEN, "part %ld", part);
+  o.progress = NULL;
+  st = pull_download(&o, &r, err, sizeof err);
+  CHECKF(st == PULL_OK, "%s", err);
+  CHECK(file_is_data(dir, "m.gguf"));
+}
+
+static void test_resolve_and_catalog(void) {
+  pull_target t;
+  char err[256];
+  size_t n = 0;
+  const pull_catalog_entry *c = pull_catalog(&n);
+  CHECK(n >= 8);
+  for (size_t i = 0; i < n; i++) {
+    CHECK_INT(pull_resolve(c[i].name, &t, err, sizeof err), 0);
+    CHECK(pull_name_ok(t.name));
+    CHECK(strncmp(t.url, "https://huggingface.co/", 23) == 0);
+    CHECK(strstr(t.url, "/resolve/main/") != NULL);
+  }
+  CHECK_INT(pull_resolve("Qwen2.5-0.5B-Instruct:Q4_K_M", &t, err, 256), 0);
+  CHECK_S(t.url, "https://huggingface.co/Qwen/Qwen2.5-0.5B-Instruct-GGUF/"
+                   "resolve/main/qwen2.5-0.5b-instruct-q4_k_m.gguf");
+  CHECK_S(t.name, "qwen2.5-0.5b-instruct-q4_k_m");
+  CHECK(pull_catalog_find("qwen2.5-0.5b-instruct-q4_k_m") != NULL);
+  CHECK_INT(pull_resolve("http://h/a/b/My Model.GGUF?download=1", &t, err,
+                         256),
+            0);
+  CHECK_S(t.name, "My_Model");
+  CHECK_INT(pull_resolve("no-such-model:q4", &t, err, sizeof err), -1);
+  CHECKF(strstr(err, "--list") != NULL, "%s", err);
+  CHECK_INT(pull_resolve("ftp://h/x.gguf", &t, err, sizeof err), -1);
+  CHECK_INT(pull_resolve("https://h/", &t, err, sizeof err), -1);
+  CHECK(!pull_name_ok("../x"));
+  CHECK(!pull_name_ok(".hidden"));
+  CHECK(!pull_name_ok(""));
+  CHECK(pull_name_ok("llama-3.2_1b"));
+}
+
+int main(void) {
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/hearth-test-pull-XXXXXX");
+  if (!mkdtemp(tmpdir) || srv_start()) {
+    fprintf(stderr, "cannot set up the test server\n");
+    return 1;
+  }
+  RUN(test_resolve_and_catalog);
+  RUN(test_full_download);
+  RUN(test_resume_after_drop);
+  RUN(test_resume_within_one_pull);
+  RUN(test_server_ignores_range);
+  RUN(test_wrong_content_range);
+  RUN(test_complete_part);
+  RUN(test_sha256_match_and_mismatch);
+  RUN(test_http_404);
+  RUN(test_not_gguf);
+  RUN(test_redirect);
+  RUN(test_connection_refused);
+  RUN(test_progress_abort_keeps_part);
+  MHD_stop_daemon(S.d);
+  free(S.data);
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+  if (system(cmd)) {
+  }
+  T_MAIN_END();
+}
