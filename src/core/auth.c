@@ -1,7 +1,8 @@
 /* API keys and request authentication: key creation (secret shown once,
  * SHA-256 stored, computed with nettle: stateless, unlike OpenSSL 3's
- * EVP/provider machinery that costs ~2 MB resident once touched), the Authorization / OpenAI-Project header rules and the
- * platform's 401s. Knows nothing about HTTP transport or SQL. */
+ * EVP/provider machinery that costs ~2 MB resident once touched), the
+ * Authorization / OpenAI-Project header rules and the platform's 401s.
+ * Knows nothing about HTTP transport or SQL. */
 #include "core/auth.h"
 
 #include <ctype.h>

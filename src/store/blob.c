@@ -1,7 +1,8 @@
 /* File bytes on disk: <data>/blobs/<id>, written via blobs/tmp/<id>.part,
  * fsync'd and renamed into place (then the directory fsync'd), so a blob is
  * either absent or complete under its id. SHA-256 and MD5 are computed as
- * bytes stream through (nettle: plain structs, no library state). Knows nothing about objects, SQL or HTTP. */
+ * bytes stream through (nettle: plain structs, no library state). Knows
+ * nothing about objects, SQL or HTTP. */
 #include "store/blob.h"
 
 #include <dirent.h>
