@@ -954,6 +954,8 @@ int tok_build(const tok_spec *s, tok_vocab **out, char *err, size_t errlen) {
             s->model ? s->model : "(none)");
     return TOK_ERR_UNSUPPORTED;
   }
+  if (kind == TOK_KIND_WPM && ucp_load(err, errlen) != 0)
+    return TOK_ERR_UNSUPPORTED; /* WordPiece needs ICU's properties */
   const pre_def *pd = NULL;
   if (kind == TOK_KIND_BPE && !(pd = find_pre(s->pre))) {
     set_err(err, errlen, "unknown pre-tokenizer '%s'", s->pre);

@@ -1,12 +1,19 @@
 /* unicode.c: UTF-8 helpers and the GPT-2 byte-level table (see unicode.h).
- * Knows nothing about vocabularies or tokenizers. */
+ * Code point properties come from ICU, opened with dlopen the first time a
+ * vocabulary needs them (only WordPiece does): ICU and the libstdc++ it pulls
+ * in cost ~1.4 MB resident, which a server that never loads such a model
+ * should not pay. Knows nothing about vocabularies or tokenizers. */
 #include "engine/unicode.h"
 
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unicode/uchar.h>
 #include <unicode/unorm2.h>
 #include <unicode/utf16.h>
+#include <unicode/uvernum.h>
 
 int utf8_len_lead(unsigned char c) {
   static const int lens[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
@@ -173,14 +180,80 @@ int bytelevel_byte(uint32_t cp) {
   return 0xAD;
 }
 
-/* ---- code point properties (ICU) ---- */
+/* ---- code point properties (ICU, loaded on first use) ---- */
+
+/* ICU's headers rename every entry point with its version suffix
+ * (u_charType -> u_charType_72); expanding the name before stringizing it
+ * gives the symbol the library built against exports. */
+#define UCP_STR(x) #x
+#define UCP_SYM(x) UCP_STR(x)
+#define UCP_ICU_LIB "libicuuc.so." UCP_SYM(U_ICU_VERSION_MAJOR_NUM)
+
+typedef struct {
+  UBool (*has_binary_property)(UChar32, UProperty);
+  int8_t (*char_type)(UChar32);
+  UChar32 (*to_lower)(UChar32);
+  const UNormalizer2 *nfd; /* NULL when ICU has no NFD data */
+  int32_t (*decomposition)(const UNormalizer2 *, UChar32, UChar *, int32_t,
+                           UErrorCode *);
+  char err[256]; /* why loading failed; "" when it did not */
+} icu_api;
+
+/* Filled once by icu_open (pthread_once), read-only afterwards. */
+static icu_api icu_tab;
+static pthread_once_t icu_once = PTHREAD_ONCE_INIT;
+
+static void *icu_sym(void *lib, const char *name) {
+  void *f = dlsym(lib, name);
+  if (!f && !icu_tab.err[0])
+    snprintf(icu_tab.err, sizeof icu_tab.err, "ICU (%s) lacks %s", UCP_ICU_LIB,
+             name);
+  return f;
+}
+
+static void icu_open(void) {
+  void *lib = dlopen(UCP_ICU_LIB, RTLD_NOW | RTLD_LOCAL);
+  if (!lib) {
+    const char *why = dlerror();
+    snprintf(icu_tab.err, sizeof icu_tab.err, "cannot load ICU: %s",
+             why ? why : UCP_ICU_LIB);
+    return;
+  }
+  icu_tab.has_binary_property = icu_sym(lib, UCP_SYM(u_hasBinaryProperty));
+  icu_tab.char_type = icu_sym(lib, UCP_SYM(u_charType));
+  icu_tab.to_lower = icu_sym(lib, UCP_SYM(u_tolower));
+  icu_tab.decomposition = icu_sym(lib, UCP_SYM(unorm2_getDecomposition));
+  const UNormalizer2 *(*get_nfd)(UErrorCode *) =
+      icu_sym(lib, UCP_SYM(unorm2_getNFDInstance));
+  if (icu_tab.err[0])
+    return; /* the library stays open: ICU cannot be unloaded safely */
+  UErrorCode e = U_ZERO_ERROR;
+  icu_tab.nfd = get_nfd(&e);
+  if (U_FAILURE(e))
+    icu_tab.nfd = NULL;
+}
+
+/* The loaded API, or NULL when ICU could not be loaded. */
+static const icu_api *icu(void) {
+  pthread_once(&icu_once, icu_open);
+  return icu_tab.err[0] ? NULL : &icu_tab;
+}
+
+int ucp_load(char *err, size_t errlen) {
+  if (icu())
+    return 0;
+  if (err && errlen)
+    snprintf(err, errlen, "%s", icu_tab.err);
+  return -1;
+}
 
 int ucp_flags(uint32_t cp) {
-  if (cp > 0x10FFFF)
+  const icu_api *api = icu();
+  if (cp > 0x10FFFF || !api)
     return 0;
   UChar32 c = (UChar32)cp;
-  int f = u_hasBinaryProperty(c, UCHAR_WHITE_SPACE) ? UCP_WHITESPACE : 0;
-  switch (u_charType(c)) {
+  int f = api->has_binary_property(c, UCHAR_WHITE_SPACE) ? UCP_WHITESPACE : 0;
+  switch (api->char_type(c)) {
   case U_CONTROL_CHAR:
   case U_FORMAT_CHAR:
   case U_PRIVATE_USE_CHAR:
@@ -205,18 +278,19 @@ int ucp_flags(uint32_t cp) {
 }
 
 uint32_t ucp_tolower(uint32_t cp) {
-  return cp > 0x10FFFF ? cp : (uint32_t)u_tolower((UChar32)cp);
+  const icu_api *api = icu();
+  return cp > 0x10FFFF || !api ? cp : (uint32_t)api->to_lower((UChar32)cp);
 }
 
 uint32_t ucp_nfd_first(uint32_t cp) {
   if (cp < 0xC0 || cp > 0x10FFFF)
     return cp; /* nothing below U+00C0 decomposes */
-  UErrorCode e = U_ZERO_ERROR;
-  const UNormalizer2 *nfd = unorm2_getNFDInstance(&e);
-  if (U_FAILURE(e) || !nfd)
+  const icu_api *api = icu();
+  if (!api || !api->nfd)
     return cp;
+  UErrorCode e = U_ZERO_ERROR;
   UChar buf[32];
-  int32_t n = unorm2_getDecomposition(nfd, (UChar32)cp, buf, 32, &e);
+  int32_t n = api->decomposition(api->nfd, (UChar32)cp, buf, 32, &e);
   if (U_FAILURE(e) || n <= 0)
     return cp;
   UChar32 first;

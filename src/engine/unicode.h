@@ -45,7 +45,11 @@ uint32_t bytelevel_cp(unsigned char b);
 /* The byte a code point stands for, or -1 when cp is not in the table. */
 int bytelevel_byte(uint32_t cp);
 
-/* Code point properties (ICU), with llama.cpp's meanings. */
+/* Code point properties (ICU), with llama.cpp's meanings. ICU is opened on
+ * first use; ucp_load opens it and says why when it cannot (0, or -1 with a
+ * message in err). Call it before relying on the functions below: without
+ * ICU they answer as if cp had no properties (flags 0, cp unchanged). */
+int ucp_load(char *err, size_t errlen);
 enum {
   UCP_WHITESPACE = 1, /* White_Space property */
   UCP_CONTROL = 2,    /* general category Cc, Cf, Co or Cs */
