@@ -313,8 +313,12 @@ static inline void prefetch_ahead(const uint8_t **pf, const uint8_t *upto,
 /* Matrix x vector over rows [r0, r1): the weights stream once, row after
  * row. (Four-row kernels that read four rows side by side were faster in
  * cache but much slower from memory: the single sequential stream is what
- * the hardware prefetchers follow best.) */
-static void mv_rows(const mm_job *j, int64_t r0, int64_t r1) {
+ * the hardware prefetchers follow best.) fresh: the stream starts here, so
+ * prefetching starts at r0; otherwise the previous call (rows just before
+ * r0) already prefetched the first pf_dist bytes. Prefetching runs on past
+ * r1 up to the end of the matrix, so a thread that takes consecutive row
+ * ranges sees one uninterrupted stream. */
+static void mv_rows(const mm_job *j, int64_t r0, int64_t r1, int fresh) {
   k_vec_dot_fn f = j->o->vec_dot[j->wtype];
   const void *x = j->X;
   if (j->Xp) { /* prepared activations */
@@ -322,9 +326,9 @@ static void mv_rows(const mm_job *j, int64_t r0, int64_t r1) {
     x = j->Xp;
   }
   const uint8_t *w = j->W + (size_t)r0 * j->wrow;
-  const uint8_t *end = j->W + (size_t)r1 * j->wrow;
+  const uint8_t *end = j->W + (size_t)j->rows * j->wrow;
   const int dist = j->o->pf_dist;
-  const uint8_t *pf = w + dist;
+  const uint8_t *pf = fresh ? w : w + dist;
   for (int64_t r = r0; r < r1; r++, w += j->wrow) {
     if (dist)
       prefetch_ahead(&pf, w + j->wrow + dist, end);
@@ -406,9 +410,10 @@ static void mm_part_tile(const mm_job *j, int64_t r0, int64_t r1) {
   }
 }
 
-static void mm_part(const mm_job *j, int64_t r0, int64_t r1, int ith) {
+static void mm_part(const mm_job *j, int64_t r0, int64_t r1, int ith,
+                    int fresh) {
   if (j->n_tok == 1)
-    mv_rows(j, r0, r1);
+    mv_rows(j, r0, r1, fresh);
   else if (j->Xp)
     mm_part_prep(j, r0, r1, ith);
   else
@@ -416,19 +421,37 @@ static void mm_part(const mm_job *j, int64_t r0, int64_t r1, int ith) {
 }
 
 /* Work items of one or more jobs sharing their input: chunks of the
- * concatenated rows (every token), taken from a shared counter
- * (tpool_run_dyn) so a preempted thread's share is picked up by the others.
- * Each weight row is read from memory (and prepared) once per matmul. */
+ * concatenated rows (every token). The items are cut into one contiguous
+ * region per thread; a thread takes the items of its own region from the
+ * front, in order (decode: one uninterrupted weight stream per thread, on
+ * disjoint memory), then takes what is left of the other regions from
+ * their backs, so a preempted or late thread's share is picked up by the
+ * others (tpool_run_dyn). Each weight row is read from memory (and
+ * prepared) once per matmul. */
+static int64_t total_rows(const mm_job *m, int n) {
+  int64_t t = 0;
+  for (int i = 0; i < n; i++)
+    t += m[i].rows;
+  return t;
+}
+
+enum { MM_MAX_REGIONS = 64 };
+
+typedef struct {
+  _Alignas(64) atomic_ullong span; /* items [lo, hi): hi << 32 | lo */
+} mm_region;
+
 typedef struct {
   const mm_job *m;
   int n;
+  int n_reg;
   int64_t total; /* rows of all jobs */
   int64_t chunk; /* rows per item */
   int64_t n_items;
-  atomic_llong next;
+  mm_region reg[MM_MAX_REGIONS];
 } mm_sched;
 
-static void mm_item(const mm_sched *s, int64_t it, int ith) {
+static void mm_item(const mm_sched *s, int64_t it, int ith, int fresh) {
   int64_t a = it * s->chunk;
   int64_t b = a + s->chunk < s->total ? a + s->chunk : s->total;
   int64_t base = 0;
@@ -436,22 +459,50 @@ static void mm_item(const mm_sched *s, int64_t it, int ith) {
     int64_t lo = a > base ? a - base : 0;
     int64_t hi = b - base < s->m[m].rows ? b - base : s->m[m].rows;
     if (lo < hi)
-      mm_part(&s->m[m], lo, hi, ith);
+      mm_part(&s->m[m], lo, hi, ith, fresh || lo == 0);
+  }
+}
+
+/* Takes the first (front) or the last item left in region r; -1: none. */
+static int64_t region_take(mm_region *r, int front) {
+  unsigned long long v = atomic_load_explicit(&r->span, memory_order_relaxed);
+  for (;;) {
+    unsigned long long lo = v & 0xffffffffu, hi = v >> 32;
+    if (lo >= hi)
+      return -1;
+    unsigned long long nv = front ? v + 1 : v - (1ull << 32);
+    if (atomic_compare_exchange_weak_explicit(&r->span, &v, nv,
+                                              memory_order_relaxed,
+                                              memory_order_relaxed))
+      return (int64_t)(front ? lo : hi - 1);
+  }
+}
+
+static void mm_sched_init(mm_sched *s, const mm_job *m, int n, int64_t chunk,
+                          int nth) {
+  s->m = m, s->n = n, s->total = total_rows(m, n), s->chunk = chunk;
+  s->n_items = (s->total + chunk - 1) / chunk;
+  s->n_reg = nth < 1 ? 1 : nth > MM_MAX_REGIONS ? MM_MAX_REGIONS : nth;
+  for (int r = 0; r < s->n_reg; r++) {
+    long long lo, hi;
+    tpool_split(s->n_items, r, s->n_reg, 1, &lo, &hi);
+    atomic_init(&s->reg[r].span,
+                (unsigned long long)hi << 32 | (unsigned long long)lo);
   }
 }
 
 static void mm_dyn_worker(void *arg, int ith, int nth) {
   mm_sched *s = arg;
   (void)nth;
-  for (int64_t it; (it = atomic_fetch_add(&s->next, 1)) < s->n_items;)
-    mm_item(s, it, ith);
-}
-
-static int64_t total_rows(const mm_job *m, int n) {
-  int64_t t = 0;
-  for (int i = 0; i < n; i++)
-    t += m[i].rows;
-  return t;
+  int own = ith % s->n_reg;
+  int64_t prev = -2;
+  for (int64_t it; (it = region_take(&s->reg[own], 1)) >= 0; prev = it)
+    mm_item(s, it, ith, it != prev + 1);
+  for (int k = 1; k < s->n_reg; k++) {
+    mm_region *r = &s->reg[(own + k) % s->n_reg];
+    for (int64_t it; (it = region_take(r, 0)) >= 0;)
+      mm_item(s, it, ith, 1);
+  }
 }
 
 /* Rows per work item: decode, about 8 items per thread; prefill, as many
@@ -553,9 +604,8 @@ static int valid_shape(int wtype, int64_t rows, int64_t cols, int64_t n_tok) {
 static void mm_exec(tpool *pool, mm_job *m, int n, uint8_t *xp, int64_t chunk) {
   if (xp)
     xp_attach(pool, m, n, xp, chunk);
-  mm_sched s = {.m = m, .n = n, .total = total_rows(m, n), .chunk = chunk};
-  s.n_items = (s.total + chunk - 1) / chunk;
-  atomic_init(&s.next, 0);
+  mm_sched s;
+  mm_sched_init(&s, m, n, chunk, tpool_n_threads(pool));
   tpool_run_dyn(pool, mm_dyn_worker, &s);
 }
 
