@@ -471,9 +471,8 @@ static int64_t region_take(mm_region *r, int front) {
     if (lo >= hi)
       return -1;
     unsigned long long nv = front ? v + 1 : v - (1ull << 32);
-    if (atomic_compare_exchange_weak_explicit(&r->span, &v, nv,
-                                              memory_order_relaxed,
-                                              memory_order_relaxed))
+    if (atomic_compare_exchange_weak_explicit(
+            &r->span, &v, nv, memory_order_relaxed, memory_order_relaxed))
       return (int64_t)(front ? lo : hi - 1);
   }
 }
