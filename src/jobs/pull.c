@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
-#include <openssl/evp.h>
+#include <nettle/sha2.h>
 
 #include "core/paths.h"
 
@@ -166,7 +166,7 @@ typedef struct dl {
   CURL *curl;
   int fd;
   uint64_t have;
-  EVP_MD_CTX *sha;
+  struct sha256_ctx sha; /* nettle: a plain struct, copyable */
   /* per attempt */
   uint64_t start;    /* bytes present when the attempt began (Range) */
   uint64_t total;    /* expected final size, 0 unknown */
@@ -187,20 +187,17 @@ static double since(const struct timespec *t0) {
   return (double)(t.tv_sec - t0->tv_sec) + (t.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-static int sha_reset(dl *d) {
-  return EVP_DigestInit_ex(d->sha, EVP_sha256(), NULL) == 1 ? 0 : -1;
+static void sha_reset(dl *d) {
+  sha256_init(&d->sha);
 }
 
-static void sha_hex(EVP_MD_CTX *ctx, char out[65]) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_MD_CTX *copy = EVP_MD_CTX_new();
-  out[0] = 0;
-  if (copy && EVP_MD_CTX_copy_ex(copy, ctx) == 1 &&
-      EVP_DigestFinal_ex(copy, md, &n) == 1)
-    for (unsigned int i = 0; i < n && i < 32; i++)
-      snprintf(out + 2 * i, 3, "%02x", md[i]);
-  EVP_MD_CTX_free(copy);
+/* Hex digest of what ctx has hashed so far; ctx itself is left as is. */
+static void sha_hex(const struct sha256_ctx *ctx, char out[65]) {
+  struct sha256_ctx copy = *ctx;
+  uint8_t md[SHA256_DIGEST_SIZE];
+  sha256_digest(&copy, sizeof md, md);
+  for (int i = 0; i < SHA256_DIGEST_SIZE; i++)
+    snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
 /* Hashes the first `len` bytes of fd (re-reading an existing part). */
@@ -212,15 +209,16 @@ static int hash_file(dl *d, uint64_t len) {
     ssize_t got = pread(d->fd, buf, want, (off_t)off);
     if (got <= 0)
       return -1;
-    EVP_DigestUpdate(d->sha, buf, (size_t)got);
+    sha256_update(&d->sha, (size_t)got, buf);
     off += (uint64_t)got;
   }
   return 0;
 }
 
 static int truncate_part(dl *d) {
-  if (ftruncate(d->fd, 0) || lseek(d->fd, 0, SEEK_SET) < 0 || sha_reset(d))
+  if (ftruncate(d->fd, 0) || lseek(d->fd, 0, SEEK_SET) < 0)
     return -1;
+  sha_reset(d);
   d->have = 0;
   return 0;
 }
@@ -313,7 +311,7 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud) {
     }
     off += (size_t)w;
   }
-  EVP_DigestUpdate(d->sha, buf, len);
+  sha256_update(&d->sha, len, (const uint8_t *)buf);
   d->have += len;
   return len;
 }
@@ -465,7 +463,7 @@ static int fsync_dir(const char *dir) {
 /* Checks (magic, digest) the complete part, then fsync + rename. */
 static pull_status finish(dl *d, const char *part, char *err, size_t errlen) {
   const pull_opts *o = d->o;
-  sha_hex(d->sha, d->r->sha256);
+  sha_hex(&d->sha, d->r->sha256);
   d->r->bytes = d->have;
   if (!has_gguf_magic(d->fd)) {
     unlink(part);
@@ -505,7 +503,7 @@ static pull_status verify_existing(dl *d, char *err, size_t errlen) {
     seterr(err, errlen, "cannot read %s: %s", d->r->path, strerror(errno));
     return PULL_EIO;
   }
-  sha_hex(d->sha, d->r->sha256);
+  sha_hex(&d->sha, d->r->sha256);
   if (d->o->sha256 && strcasecmp(d->o->sha256, d->r->sha256)) {
     seterr(err, errlen, "%s exists with SHA-256 %s, expected %s; remove it "
            "to download again", d->r->path, d->r->sha256, d->o->sha256);
@@ -597,18 +595,13 @@ pull_status pull_download(const pull_opts *o, pull_result *r, char *err,
     return PULL_EINVAL;
   }
   snprintf(part, sizeof part, "%s.part", r->path);
-  dl d = {.o = o, .r = r, .fd = -1, .sha = EVP_MD_CTX_new()};
-  if (!d.sha || sha_reset(&d)) {
-    EVP_MD_CTX_free(d.sha);
-    seterr(err, errlen, "cannot initialise SHA-256");
-    return PULL_EIO;
-  }
+  dl d = {.o = o, .r = r, .fd = -1};
+  sha_reset(&d);
   if (access(r->path, F_OK) == 0)
     st = verify_existing(&d, err, errlen);
   else
     st = download(&d, part, err, errlen);
   if (d.fd >= 0)
     close(d.fd);
-  EVP_MD_CTX_free(d.sha);
   return st;
 }

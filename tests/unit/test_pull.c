@@ -5,7 +5,7 @@
  * non-GGUF refusal, redirects, connection refused, and the catalog. */
 #include <dirent.h>
 #include <microhttpd.h>
-#include <openssl/evp.h>
+#include <nettle/sha2.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -172,9 +172,11 @@ static void url_of(char *out, size_t n, const char *path) {
 }
 
 static void sha_of(const unsigned char *p, size_t n, char out[65]) {
-  unsigned char md[32];
-  unsigned int len = 0;
-  EVP_Digest(p, n, md, &len, EVP_sha256(), NULL);
+  struct sha256_ctx ctx;
+  uint8_t md[SHA256_DIGEST_SIZE];
+  sha256_init(&ctx);
+  sha256_update(&ctx, n, p);
+  sha256_digest(&ctx, sizeof md, md);
   for (int i = 0; i < 32; i++)
     snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
