@@ -129,6 +129,8 @@ static void fmt_eta(double s, char *out, size_t n) {
 /* Redraws at most 10 times a second: percent, MB, MB/s, ETA. */
 static int draw_bar(const pull_progress *p, void *ud) {
   bar *b = ud;
+  if (p->done == 0 && p->total == 0)
+    return 0; /* nothing known yet (connecting, redirects) */
   if (b->drawn && p->elapsed - b->last < 0.1 &&
       !(p->total && p->done == p->total))
     return 0;

@@ -367,8 +367,11 @@ static pull_status transfer_error(dl *d, CURLcode rc, const char *ebuf,
            *ebuf ? ebuf : curl_easy_strerror(rc));
     return PULL_ENET;
   }
-  seterr(err, errlen, "%s: %s (%llu bytes kept; run again to resume)", url,
-         *ebuf ? ebuf : curl_easy_strerror(rc), (unsigned long long)d->have);
+  if (d->have == 0)
+    seterr(err, errlen, "%s: %s", url, *ebuf ? ebuf : curl_easy_strerror(rc));
+  else
+    seterr(err, errlen, "%s: %s (%llu bytes kept; run again to resume)", url,
+           *ebuf ? ebuf : curl_easy_strerror(rc), (unsigned long long)d->have);
   return PULL_ENET;
 }
 
