@@ -23,25 +23,24 @@ typedef struct pull_cli {
 } pull_cli;
 
 static void pull_usage(FILE *f) {
-  fprintf(f,
-          "usage: hearth pull NAME|URL [--data DIR] [--name LOCALNAME]\n"
-          "                   [--sha256 HEX] [--quiet]\n"
-          "       hearth pull --list\n\n"
-          "Downloads a GGUF model into DIR/models/LOCALNAME.gguf. An\n"
-          "interrupted download resumes where it stopped; the file appears\n"
-          "under its final name only once complete and checked.\n\n"
-          "  NAME             a catalog name (see --list), e.g.\n"
-          "                   qwen2.5-0.5b-instruct:q4_k_m\n"
-          "  URL              http(s):// address of a .gguf file\n"
-          "  --data DIR       data directory (default $HOME/.hearth)\n"
-          "                                                  [HEARTH_DATA]\n"
-          "  --name LOCAL     local model name (default: from NAME or URL)\n"
-          "                                             [HEARTH_PULL_NAME]\n"
-          "  --sha256 HEX     expected SHA-256 of the file\n"
-          "                                           [HEARTH_PULL_SHA256]\n"
-          "  --quiet          no progress bar, no summary\n"
-          "                                          [HEARTH_PULL_QUIET=1]\n"
-          "  --list           print the catalog of known models\n");
+  fprintf(f, "usage: hearth pull NAME|URL [--data DIR] [--name LOCALNAME]\n"
+             "                   [--sha256 HEX] [--quiet]\n"
+             "       hearth pull --list\n\n"
+             "Downloads a GGUF model into DIR/models/LOCALNAME.gguf. An\n"
+             "interrupted download resumes where it stopped; the file appears\n"
+             "under its final name only once complete and checked.\n\n"
+             "  NAME             a catalog name (see --list), e.g.\n"
+             "                   qwen2.5-0.5b-instruct:q4_k_m\n"
+             "  URL              http(s):// address of a .gguf file\n"
+             "  --data DIR       data directory (default $HOME/.hearth)\n"
+             "                                                  [HEARTH_DATA]\n"
+             "  --name LOCAL     local model name (default: from NAME or URL)\n"
+             "                                             [HEARTH_PULL_NAME]\n"
+             "  --sha256 HEX     expected SHA-256 of the file\n"
+             "                                           [HEARTH_PULL_SHA256]\n"
+             "  --quiet          no progress bar, no summary\n"
+             "                                          [HEARTH_PULL_QUIET=1]\n"
+             "  --list           print the catalog of known models\n");
 }
 
 static int env_flag(const char *name) {
@@ -51,8 +50,7 @@ static int env_flag(const char *name) {
 
 /* "--flag VALUE" or "--flag=VALUE": the value, advancing *i; NULL if a is
  * not that flag. */
-static const char *flag_value(const char *flag, int argc, char **argv,
-                              int *i) {
+static const char *flag_value(const char *flag, int argc, char **argv, int *i) {
   size_t n = strlen(flag);
   if (strncmp(argv[*i], flag, n))
     return NULL;
@@ -199,7 +197,8 @@ int cli_pull(int argc, char **argv) {
     return st == PULL_EINVAL ? 2 : 1;
   }
   if (!o.quiet)
-    printf("%s %s (%.1f MB, sha256 %s)\n", r.already ? "already present:" :
-           "saved", r.path, r.bytes / 1e6, r.sha256);
+    printf("%s %s (%.1f MB, sha256 %s)\n",
+           r.already ? "already present:" : "saved", r.path, r.bytes / 1e6,
+           r.sha256);
   return 0;
 }

@@ -336,7 +336,8 @@ static pull_status transfer_error(dl *d, CURLcode rc, const char *ebuf,
                                   char *err, size_t errlen) {
   const char *url = d->o->url;
   if (d->disk_errno == ENOSPC || d->disk_errno == EDQUOT) {
-    seterr(err, errlen, "disk full while writing %s.gguf.part (%llu bytes "
+    seterr(err, errlen,
+           "disk full while writing %s.gguf.part (%llu bytes "
            "written; free space and run again to resume)",
            d->o->name, (unsigned long long)d->have);
     return PULL_ENOSPC;
@@ -347,19 +348,22 @@ static pull_status transfer_error(dl *d, CURLcode rc, const char *ebuf,
     return PULL_EIO;
   }
   if (d->bad_range) {
-    seterr(err, errlen, "%s: server answered 206 for a different range than "
-           "requested (asked from byte %llu)", url,
-           (unsigned long long)d->start);
+    seterr(err, errlen,
+           "%s: server answered 206 for a different range than "
+           "requested (asked from byte %llu)",
+           url, (unsigned long long)d->start);
     return PULL_EHTTP;
   }
-  if (d->status >= 400 || (d->checked && d->status != 200 &&
-                           d->status != 206)) {
+  if (d->status >= 400 ||
+      (d->checked && d->status != 200 && d->status != 206)) {
     seterr(err, errlen, "%s: HTTP %ld", url, d->status);
     return PULL_EHTTP;
   }
   if (d->aborted) {
-    seterr(err, errlen, "download stopped (%llu bytes kept; run again to "
-           "resume)", (unsigned long long)d->have);
+    seterr(err, errlen,
+           "download stopped (%llu bytes kept; run again to "
+           "resume)",
+           (unsigned long long)d->have);
     return PULL_ENET;
   }
   if (rc == CURLE_COULDNT_RESOLVE_HOST) {
@@ -470,14 +474,18 @@ static pull_status finish(dl *d, const char *part, char *err, size_t errlen) {
   d->r->bytes = d->have;
   if (!has_gguf_magic(d->fd)) {
     unlink(part);
-    seterr(err, errlen, "%s is not a GGUF file (no 'GGUF' magic at its "
-           "start); nothing saved", o->url);
+    seterr(err, errlen,
+           "%s is not a GGUF file (no 'GGUF' magic at its "
+           "start); nothing saved",
+           o->url);
     return PULL_ENOTGGUF;
   }
   if (o->sha256 && strcasecmp(o->sha256, d->r->sha256)) {
     unlink(part);
-    seterr(err, errlen, "SHA-256 mismatch for %s: expected %s, got %s; "
-           "nothing saved", o->url, o->sha256, d->r->sha256);
+    seterr(err, errlen,
+           "SHA-256 mismatch for %s: expected %s, got %s; "
+           "nothing saved",
+           o->url, o->sha256, d->r->sha256);
     return PULL_ECHECKSUM;
   }
   if (fsync(d->fd) || rename(part, d->r->path) || fsync_dir(o->models_dir)) {
@@ -508,8 +516,10 @@ static pull_status verify_existing(dl *d, char *err, size_t errlen) {
   }
   sha_hex(&d->sha, d->r->sha256);
   if (d->o->sha256 && strcasecmp(d->o->sha256, d->r->sha256)) {
-    seterr(err, errlen, "%s exists with SHA-256 %s, expected %s; remove it "
-           "to download again", d->r->path, d->r->sha256, d->o->sha256);
+    seterr(err, errlen,
+           "%s exists with SHA-256 %s, expected %s; remove it "
+           "to download again",
+           d->r->path, d->r->sha256, d->o->sha256);
     return PULL_ECHECKSUM;
   }
   return PULL_OK;
@@ -522,8 +532,10 @@ static pull_status check_opts(const pull_opts *o, char *err, size_t errlen) {
     return PULL_EINVAL;
   }
   if (!o->name || !pull_name_ok(o->name)) {
-    seterr(err, errlen, "invalid model name '%s' (1-128 of A-Z a-z 0-9 . _ "
-           "-, not starting with '.' or '-')", o->name ? o->name : "");
+    seterr(err, errlen,
+           "invalid model name '%s' (1-128 of A-Z a-z 0-9 . _ "
+           "-, not starting with '.' or '-')",
+           o->name ? o->name : "");
     return PULL_EINVAL;
   }
   if (o->sha256 && !lower_hex64(o->sha256)) {
@@ -557,8 +569,7 @@ static pull_status open_part(dl *d, const char *part, char *err,
   return PULL_OK;
 }
 
-static pull_status download(dl *d, const char *part, char *err,
-                            size_t errlen) {
+static pull_status download(dl *d, const char *part, char *err, size_t errlen) {
   pull_status st = open_part(d, part, err, errlen);
   for (int left = d->o->retries; st == PULL_OK;) {
     int progressed = 0;

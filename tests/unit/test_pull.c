@@ -23,9 +23,9 @@ typedef struct srv {
   int port;
   unsigned char *data; /* DATA_LEN bytes starting with "GGUF" */
   pthread_mutex_t mu;
-  int drop_next;        /* /drop.gguf: the next N answers stop midway */
-  int requests;         /* requests served */
-  char last_range[64];  /* Range header of the latest request, "" if none */
+  int drop_next;       /* /drop.gguf: the next N answers stop midway */
+  int requests;        /* requests served */
+  char last_range[64]; /* Range header of the latest request, "" if none */
 } srv;
 
 static srv S;
@@ -64,8 +64,8 @@ static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned code,
  * a 206 claims to start at byte 0 whatever was asked. */
 static enum MHD_Result serve_data(struct MHD_Connection *c, int ignore_range,
                                   int drop, int bad_start) {
-  const char *range = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                  MHD_HTTP_HEADER_RANGE);
+  const char *range =
+      MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
   unsigned long long from = 0;
   char cr[96];
   int partial = 0;
@@ -105,8 +105,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
                                size_t *upload_size, void **con_cls) {
   (void)cls, (void)method, (void)version, (void)upload, (void)upload_size;
   (void)con_cls;
-  const char *range = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                  MHD_HTTP_HEADER_RANGE);
+  const char *range =
+      MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
   int drop = 0;
   pthread_mutex_lock(&S.mu);
   S.requests++;
@@ -146,9 +146,9 @@ static int srv_start(void) {
     S.data[i] = (unsigned char)x;
   }
   memcpy(S.data, "GGUF", 4);
-  S.d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD,
-                         0, NULL, NULL, handler, NULL, MHD_OPTION_SOCK_ADDR,
-                         NULL, MHD_OPTION_END);
+  S.d =
+      MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, handler,
+                       NULL, MHD_OPTION_SOCK_ADDR, NULL, MHD_OPTION_END);
   if (!S.d)
     return -1;
   const union MHD_DaemonInfo *i =
@@ -230,8 +230,12 @@ static pull_status pull(const char *dir, const char *path, const char *name,
                         char *err) {
   char url[128];
   url_of(url, sizeof url, path);
-  pull_opts o = {.url = url, .models_dir = dir, .name = name, .sha256 = sha,
-                 .retries = retries, .connect_timeout_s = 5,
+  pull_opts o = {.url = url,
+                 .models_dir = dir,
+                 .name = name,
+                 .sha256 = sha,
+                 .retries = retries,
+                 .connect_timeout_s = 5,
                  .stall_timeout_s = 5};
   return pull_download(&o, r, err, 512);
 }
@@ -391,8 +395,10 @@ static void test_connection_refused(void) {
   const char *dir = fresh_dir("refused");
   char err[512];
   pull_result r;
-  pull_opts o = {.url = "http://127.0.0.1:1/m.gguf", .models_dir = dir,
-                 .name = "m", .connect_timeout_s = 5};
+  pull_opts o = {.url = "http://127.0.0.1:1/m.gguf",
+                 .models_dir = dir,
+                 .name = "m",
+                 .connect_timeout_s = 5};
   pull_status st = pull_download(&o, &r, err, sizeof err);
   CHECK_INT(st, PULL_ENET);
   CHECK(err[0] != 0);
@@ -411,8 +417,11 @@ static void test_progress_abort_keeps_part(void) {
   pull_result r;
   int calls = 0;
   url_of(url, sizeof url, "/model.gguf");
-  pull_opts o = {.url = url, .models_dir = dir, .name = "m",
-                 .progress = stop_early, .progress_ud = &calls};
+  pull_opts o = {.url = url,
+                 .models_dir = dir,
+                 .name = "m",
+                 .progress = stop_early,
+                 .progress_ud = &calls};
   pull_status st = pull_download(&o, &r, err, sizeof err);
   CHECK_INT(st, PULL_ENET);
   CHECK(calls > 0);
@@ -438,11 +447,10 @@ static void test_resolve_and_catalog(void) {
   }
   CHECK_INT(pull_resolve("Qwen2.5-0.5B-Instruct:Q4_K_M", &t, err, 256), 0);
   CHECK_S(t.url, "https://huggingface.co/Qwen/Qwen2.5-0.5B-Instruct-GGUF/"
-                   "resolve/main/qwen2.5-0.5b-instruct-q4_k_m.gguf");
+                 "resolve/main/qwen2.5-0.5b-instruct-q4_k_m.gguf");
   CHECK_S(t.name, "qwen2.5-0.5b-instruct-q4_k_m");
   CHECK(pull_catalog_find("qwen2.5-0.5b-instruct-q4_k_m") != NULL);
-  CHECK_INT(pull_resolve("http://h/a/b/My Model.GGUF?download=1", &t, err,
-                         256),
+  CHECK_INT(pull_resolve("http://h/a/b/My Model.GGUF?download=1", &t, err, 256),
             0);
   CHECK_S(t.name, "My_Model");
   CHECK_INT(pull_resolve("no-such-model:q4", &t, err, sizeof err), -1);
