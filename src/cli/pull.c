@@ -40,7 +40,9 @@ static void pull_usage(FILE *f) {
              "                                           [HEARTH_PULL_SHA256]\n"
              "  --quiet          no progress bar, no summary\n"
              "                                          [HEARTH_PULL_QUIET=1]\n"
-             "  --list           print the catalog of known models\n");
+             "  --list           print the catalog of known models\n\n"
+             "HF_TOKEN (or HEARTH_HF_TOKEN), when set, is sent to "
+             "huggingface.co only\n(gated repositories).\n");
 }
 
 static int env_flag(const char *name) {
@@ -156,6 +158,15 @@ static int draw_bar(const pull_progress *p, void *ud) {
 
 /* ---- command ------------------------------------------------------------ */
 
+/* $HF_TOKEN (Hugging Face's own variable), only for huggingface.co URLs:
+ * gated repositories need it; other hosts must never see it. */
+static const char *hf_token(const char *url) {
+  const char *tok = getenv("HEARTH_HF_TOKEN");
+  if (!tok || !*tok)
+    tok = getenv("HF_TOKEN");
+  return strncmp(url, "https://huggingface.co/", 23) ? NULL : tok;
+}
+
 int cli_pull(int argc, char **argv) {
   pull_cli o;
   int rc = pull_parse(argc, argv, &o);
@@ -184,6 +195,7 @@ int cli_pull(int argc, char **argv) {
                   .name = o.name && *o.name ? o.name : t.name,
                   .sha256 = o.sha256 && *o.sha256 ? o.sha256 : t.sha256,
                   .retries = 5,
+                  .bearer = hf_token(t.url),
                   .progress = show ? draw_bar : NULL,
                   .progress_ud = &b};
   if (show)

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -413,6 +414,11 @@ static pull_status attempt(dl *d, char *err, size_t errlen, int *progressed) {
   curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_xfer);
   curl_easy_setopt(c, CURLOPT_XFERINFODATA, d);
   curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  if (d->o->bearer && *d->o->bearer) {
+    /* libcurl sends it to the first host only, never to a redirect's. */
+    curl_easy_setopt(c, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
+    curl_easy_setopt(c, CURLOPT_XOAUTH2_BEARER, d->o->bearer);
+  }
   if (d->have > 0) {
     snprintf(range, sizeof range, "%llu-", (unsigned long long)d->have);
     curl_easy_setopt(c, CURLOPT_RANGE, range);
@@ -560,6 +566,11 @@ static pull_status open_part(dl *d, const char *part, char *err,
     seterr(err, errlen, "cannot open %s: %s", part, strerror(errno));
     return errno == ENOSPC ? PULL_ENOSPC : PULL_EIO;
   }
+  if (flock(d->fd, LOCK_EX | LOCK_NB)) {
+    seterr(err, errlen, "%s is being downloaded by another process",
+           d->o->name);
+    return PULL_EINVAL;
+  }
   d->have = (uint64_t)st.st_size;
   if (hash_file(d, d->have)) {
     seterr(err, errlen, "cannot read %s: %s", part, strerror(errno));
@@ -571,6 +582,8 @@ static pull_status open_part(dl *d, const char *part, char *err,
 
 static pull_status download(dl *d, const char *part, char *err, size_t errlen) {
   pull_status st = open_part(d, part, err, errlen);
+  if (st)
+    return st; /* the part may belong to another pull: leave it */
   for (int left = d->o->retries; st == PULL_OK;) {
     int progressed = 0;
     st = attempt(d, err, errlen, &progressed);

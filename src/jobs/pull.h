@@ -81,6 +81,8 @@ typedef struct pull_opts {
                              made progress (each resumes); 0 = none */
   long connect_timeout_s; /* 0 = 30 */
   long stall_timeout_s;   /* abort when < 1 byte/s for this long; 0 = 60 */
+  const char *bearer;     /* "Authorization: Bearer" token for the URL's own
+                             host (gated Hugging Face repos), or NULL */
   pull_progress_fn progress;
   void *progress_ud;
 } pull_opts;
@@ -101,7 +103,9 @@ typedef struct pull_result {
  * it is verified (magic, digest when given) and kept (r->already = 1).
  * On error the part file is kept when resuming could help (network errors,
  * aborted by the callback) and deleted when its content is wrong (digest
- * mismatch, not GGUF). Returns PULL_OK or an error with a message in err. */
+ * mismatch, not GGUF). The part is locked (flock) while in use: a second
+ * pull of the same name at the same time fails with PULL_EINVAL. Returns
+ * PULL_OK or an error with a message in err. */
 pull_status pull_download(const pull_opts *o, pull_result *r, char *err,
                           size_t errlen);
 

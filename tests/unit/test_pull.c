@@ -3,11 +3,12 @@
  * connection (Range checked, result byte-identical), a server that ignores
  * Range, an already complete part (416), SHA-256 match and mismatch, 404,
  * non-GGUF refusal, redirects, connection refused, and the catalog. */
-#include <dirent.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <nettle/sha2.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,6 +27,9 @@ typedef struct srv {
   int drop_next;       /* /drop.gguf: the next N answers stop midway */
   int requests;        /* requests served */
   char last_range[64]; /* Range header of the latest request, "" if none */
+  char last_auth[96];  /* Authorization header of the latest request */
+  char last_url[64];   /* path of the latest request */
+  char first_auth[96]; /* Authorization header seen by /other-host */
 } srv;
 
 static srv S;
@@ -111,6 +115,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
   pthread_mutex_lock(&S.mu);
   S.requests++;
   snprintf(S.last_range, sizeof S.last_range, "%s", range ? range : "");
+  const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_AUTHORIZATION);
+  snprintf(S.last_auth, sizeof S.last_auth, "%s", auth ? auth : "");
+  snprintf(S.last_url, sizeof S.last_url, "%s", url);
   if (!strcmp(url, "/drop.gguf") && S.drop_next > 0) {
     S.drop_next--;
     drop = 1;
@@ -131,6 +139,18 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
                             !strcmp(url, "/redirect") ? "/redirect2"
                                                       : "/model.gguf");
     return reply(c, !strcmp(url, "/redirect") ? 302 : 307, r);
+  }
+  if (!strcmp(url, "/other-host")) {
+    /* Same server under another host name: a different origin to curl. */
+    char loc[96];
+    snprintf(loc, sizeof loc, "http://localhost:%d/model.gguf", S.port);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, loc);
+    pthread_mutex_lock(&S.mu);
+    snprintf(S.first_auth, sizeof S.first_auth, "%s", auth ? auth : "");
+    pthread_mutex_unlock(&S.mu);
+    return reply(c, 302, r);
   }
   return reply_text(c, 404, "not found");
 }
@@ -391,6 +411,55 @@ static void test_redirect(void) {
   CHECK(file_is_data(dir, "m.gguf"));
 }
 
+static void test_redirect_keeps_range(void) {
+  const char *dir = fresh_dir("redirect-range");
+  char err[512];
+  pull_result r;
+  mkdir(dir, 0700);
+  write_file(dir, "m.gguf.part", S.data, 12345);
+  pull_status st = pull(dir, "/redirect", "m", NULL, 0, &r, err);
+  CHECKF(st == PULL_OK, "%s", err);
+  CHECK_S(S.last_url, "/model.gguf");
+  CHECK_S(S.last_range, "bytes=12345-");
+  CHECK_INT(r.resumed_from, 12345);
+  CHECK_INT(r.restarted, 0);
+  CHECK(file_is_data(dir, "m.gguf"));
+}
+
+static void test_token_not_sent_to_other_host(void) {
+  const char *dir = fresh_dir("token");
+  char err[512], url[128];
+  pull_result r;
+  url_of(url, sizeof url, "/other-host");
+  pull_opts o = {
+      .url = url, .models_dir = dir, .name = "m", .bearer = "secret-token"};
+  pull_status st = pull_download(&o, &r, err, sizeof err);
+  CHECKF(st == PULL_OK, "%s", err);
+  CHECK_S(S.first_auth, "Bearer secret-token");
+  CHECK_S(S.last_url, "/model.gguf");
+  CHECK_S(S.last_auth, "");
+  CHECK(file_is_data(dir, "m.gguf"));
+}
+
+static void test_second_pull_is_refused_while_locked(void) {
+  const char *dir = fresh_dir("locked");
+  char err[512], path[512];
+  pull_result r;
+  mkdir(dir, 0700);
+  write_file(dir, "m.gguf.part", S.data, 100);
+  snprintf(path, sizeof path, "%s/m.gguf.part", dir);
+  int fd = open(path, O_RDWR);
+  CHECK(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0);
+  pull_status st = pull(dir, "/model.gguf", "m", NULL, 0, &r, err);
+  CHECK_INT(st, PULL_EINVAL);
+  CHECKF(strstr(err, "another process") != NULL, "%s", err);
+  CHECK_INT(file_size(dir, "m.gguf.part"), 100);
+  close(fd);
+  st = pull(dir, "/model.gguf", "m", NULL, 0, &r, err);
+  CHECKF(st == PULL_OK, "%s", err);
+  CHECK(file_is_data(dir, "m.gguf"));
+}
+
 static void test_connection_refused(void) {
   const char *dir = fresh_dir("refused");
   char err[512];
@@ -480,6 +549,9 @@ int main(void) {
   RUN(test_http_404);
   RUN(test_not_gguf);
   RUN(test_redirect);
+  RUN(test_redirect_keeps_range);
+  RUN(test_token_not_sent_to_other_host);
+  RUN(test_second_pull_is_refused_while_locked);
   RUN(test_connection_refused);
   RUN(test_progress_abort_keeps_part);
   MHD_stop_daemon(S.d);
