@@ -138,6 +138,9 @@ LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 median() { sort -g | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 col() { awk -F'\t' -v s="$1" -v c="$2" -v k="$3" '$1 == s && $2 == c {print $k}' "$RAW"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+# Median over rounds of hearth/nginx req/s measured back to back (robust to
+# load that drifts during the session).
+paired() { paste <(col hearth "$1" 4) <(col nginx "$1" 4) | awk '$2 > 0 {printf "%.3f\n", $1 / $2}' | median; }
 bar() { case $1 in 8) echo 0.90;; *) echo 1.00;; esac; }
 {
   echo "# HTTP benchmark: hearth vs nginx, GET /v1/models"
@@ -149,17 +152,18 @@ bar() { case $1 in 8) echo 0.90;; *) echo 1.00;; esac; }
   echo "server ran $ROUNDS times per concurrency, alternating hearth/nginx, and the table shows medians."
   echo "wrk \`-t2 -d$DUR --latency\` with \`Authorization: Bearer <key>\` (hearth checks it: keys mode, one key created)."
   echo "nginx: 2 workers, access_log off, keep-alive, sendfile + tcp_nopush (Debian's defaults), serving the $(stat -c %s "$TMP/models.json") bytes hearth returns, as a static file."
-  echo "CPU/req: server utime+stime (all its processes) over the run ÷ requests served."
+  echo "ratio: median hearth req/s ÷ median nginx req/s; paired ratio: median over rounds of the ratio of"
+  echo "the two back-to-back runs. CPU/req: server utime+stime (all its processes) over the run ÷ requests served."
   echo
-  echo "| conns | hearth req/s | nginx req/s | ratio (bar) | hearth p99 ms | nginx p99 ms | hearth CPU µs/req | nginx CPU µs/req | CPU ratio | errors h/n |"
-  echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| conns | hearth req/s | nginx req/s | ratio (bar) | paired ratio | hearth p99 ms | nginx p99 ms | hearth CPU µs/req | nginx CPU µs/req | CPU ratio | errors h/n |"
+  echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   for c in $CONNS; do
     hr=$(col hearth "$c" 4 | median); nr=$(col nginx "$c" 4 | median)
     hp=$(col hearth "$c" 5 | median); np=$(col nginx "$c" 5 | median)
     hc=$(col hearth "$c" 6 | median); nc=$(col nginx "$c" 6 | median)
     he=$(col hearth "$c" 7 | awk '{s += $1} END {print s + 0}'); ne=$(col nginx "$c" 7 | awk '{s += $1} END {print s + 0}')
     rr=$(ratio "$hr" "$nr"); ok=$(awk -v r="$rr" -v b="$(bar "$c")" 'BEGIN { print (r + 0 >= b) ? "ok" : "below" }')
-    echo "| $c | $hr | $nr | **$rr** (≥ $(bar "$c") $ok) | $hp | $np | $hc | $nc | $(ratio "$hc" "$nc") | $he/$ne |"
+    echo "| $c | $hr | $nr | **$rr** (≥ $(bar "$c") $ok) | $(paired "$c") | $hp | $np | $hc | $nc | $(ratio "$hc" "$nc") | $he/$ne |"
   done
   echo
   echo "hearth memory: idle RSS $((IDLE_RSS / 1024)).$(((IDLE_RSS % 1024) * 10 / 1024)) MB (bar ≤ 8 MB);"\
