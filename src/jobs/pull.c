@@ -169,16 +169,19 @@ typedef struct dl {
   uint64_t have;
   struct sha256_ctx sha; /* nettle: a plain struct, copyable */
   /* per attempt */
-  uint64_t start;    /* bytes present when the attempt began (Range) */
-  uint64_t total;    /* expected final size, 0 unknown */
-  long status;       /* status of the latest response */
-  int have_crange;   /* Content-Range seen on the latest response */
-  uint64_t cr_first; /* its first byte */
-  uint64_t cr_total; /* its complete length, 0 if '*' */
-  int checked;       /* the response was checked before the first write */
-  int bad_range;     /* 206 whose range does not start where we asked */
-  int disk_errno;    /* errno of a failed write */
-  int aborted;       /* the progress callback asked to stop */
+  uint64_t start;     /* bytes present when the attempt began (Range) */
+  uint64_t total;     /* expected final size, 0 unknown */
+  long status;        /* status of the latest response */
+  int have_crange;    /* Content-Range seen on the latest response */
+  uint64_t cr_first;  /* its first byte */
+  uint64_t cr_total;  /* its complete length, 0 if '*' */
+  int checked;        /* the response was checked before the first write */
+  int bad_range;      /* 206 whose range does not start where we asked */
+  int disk_errno;     /* errno of a failed write */
+  int aborted;        /* the progress callback asked to stop */
+  char etag[256];     /* ETag of the latest response, "" if none */
+  char if_range[256]; /* strong ETag recorded with the part, "" if none */
+  char meta[4300];    /* <part>.meta: the URL and ETag the part came from */
   struct timespec t0;
 } dl;
 
@@ -260,6 +263,18 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
     d->status = sp ? strtol(sp + 1, NULL, 10) : 0;
     d->have_crange = 0;
     d->cr_first = d->cr_total = 0;
+    d->etag[0] = 0;
+  } else if (len > 5 && !strncasecmp(buf, "etag:", 5)) {
+    size_t k = len - 5;
+    const char *v = buf + 5;
+    while (k && (*v == ' ' || *v == '\t'))
+      v++, k--;
+    while (k && (v[k - 1] == '\r' || v[k - 1] == '\n' || v[k - 1] == ' '))
+      k--;
+    if (k < sizeof d->etag) {
+      memcpy(d->etag, v, k);
+      d->etag[k] = 0;
+    }
   } else if (len > 14 && !strncasecmp(buf, "content-range:", 14)) {
     char v[128];
     size_t k = len - 14 < sizeof v - 1 ? len - 14 : sizeof v - 1;
@@ -268,6 +283,41 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
     parse_content_range(d, v);
   }
   return len;
+}
+
+/* Records where the part's bytes come from: "url U\netag E\n". Best effort:
+ * without it a later resume simply does not send If-Range. */
+static void write_meta(dl *d) {
+  FILE *f = fopen(d->meta, "w");
+  if (!f)
+    return;
+  fprintf(f, "url %s\netag %s\n", d->o->url, d->etag);
+  fclose(f);
+}
+
+/* Reads <part>.meta: -1 if it names another URL (the part is someone
+ * else's bytes), else 0 with d->if_range set from a strong ETag. */
+static int read_meta(dl *d) {
+  char line[2400];
+  FILE *f = fopen(d->meta, "r");
+  int rc = 0;
+  if (!f)
+    return 0;
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\n")] = 0;
+    if (!strncmp(line, "url ", 4) && strcmp(line + 4, d->o->url))
+      rc = -1;
+    else if (!strncmp(line, "etag ", 5) && line[5] == '"' &&
+             strlen(line + 5) < sizeof d->if_range)
+      strcpy(d->if_range, line + 5); /* weak (W/) tags never match */
+  }
+  fclose(f);
+  return rc;
+}
+
+static void drop_part(dl *d, const char *part) {
+  unlink(part);
+  unlink(d->meta);
 }
 
 /* Before the first body byte of an attempt: decide whether the answer
@@ -283,6 +333,7 @@ static int check_response(dl *d) {
       return -1;
     }
     d->total = d->cr_total;
+    write_meta(d);
     return 0;
   }
   if (d->status != 200)
@@ -294,6 +345,7 @@ static int check_response(dl *d) {
     d->start = 0;
   }
   d->total = cl >= 0 ? (uint64_t)cl : 0;
+  write_meta(d);
   return 0;
 }
 
@@ -383,7 +435,8 @@ static pull_status transfer_error(dl *d, CURLcode rc, const char *ebuf,
 /* One HTTP transfer from d->have onwards. PULL_OK when the body was received
  * completely; *progressed says whether bytes arrived. */
 static pull_status attempt(dl *d, char *err, size_t errlen, int *progressed) {
-  char ebuf[CURL_ERROR_SIZE] = "", range[48];
+  char ebuf[CURL_ERROR_SIZE] = "", range[48], ifr[300];
+  struct curl_slist *hdrs = NULL;
   CURL *c = curl_easy_init();
   if (!c) {
     seterr(err, errlen, "cannot initialise libcurl");
@@ -422,6 +475,12 @@ static pull_status attempt(dl *d, char *err, size_t errlen, int *progressed) {
   if (d->have > 0) {
     snprintf(range, sizeof range, "%llu-", (unsigned long long)d->have);
     curl_easy_setopt(c, CURLOPT_RANGE, range);
+    if (d->if_range[0]) {
+      /* The server sends the whole file (200) if it changed since. */
+      snprintf(ifr, sizeof ifr, "If-Range: %s", d->if_range);
+      hdrs = curl_slist_append(NULL, ifr);
+      curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    }
   }
   CURLcode rc = curl_easy_perform(c);
   d->r->attempts++;
@@ -445,6 +504,7 @@ static pull_status attempt(dl *d, char *err, size_t errlen, int *progressed) {
     st = PULL_ENET;
   }
   curl_easy_cleanup(c);
+  curl_slist_free_all(hdrs);
   d->curl = NULL;
   return st;
 }
@@ -479,7 +539,7 @@ static pull_status finish(dl *d, const char *part, char *err, size_t errlen) {
   sha_hex(&d->sha, d->r->sha256);
   d->r->bytes = d->have;
   if (!has_gguf_magic(d->fd)) {
-    unlink(part);
+    drop_part(d, part);
     seterr(err, errlen,
            "%s is not a GGUF file (no 'GGUF' magic at its "
            "start); nothing saved",
@@ -487,7 +547,7 @@ static pull_status finish(dl *d, const char *part, char *err, size_t errlen) {
     return PULL_ENOTGGUF;
   }
   if (o->sha256 && strcasecmp(o->sha256, d->r->sha256)) {
-    unlink(part);
+    drop_part(d, part);
     seterr(err, errlen,
            "SHA-256 mismatch for %s: expected %s, got %s; "
            "nothing saved",
@@ -498,6 +558,7 @@ static pull_status finish(dl *d, const char *part, char *err, size_t errlen) {
     seterr(err, errlen, "cannot save %s: %s", d->r->path, strerror(errno));
     return errno == ENOSPC ? PULL_ENOSPC : PULL_EIO;
   }
+  unlink(d->meta);
   return PULL_OK;
 }
 
@@ -572,6 +633,14 @@ static pull_status open_part(dl *d, const char *part, char *err,
     return PULL_EINVAL;
   }
   d->have = (uint64_t)st.st_size;
+  if (d->have > 0 && read_meta(d)) {
+    /* The part came from another URL: its bytes are not this file's. */
+    if (truncate_part(d)) {
+      seterr(err, errlen, "cannot truncate %s: %s", part, strerror(errno));
+      return PULL_EIO;
+    }
+    d->r->restarted = 1;
+  }
   if (hash_file(d, d->have)) {
     seterr(err, errlen, "cannot read %s: %s", part, strerror(errno));
     return PULL_EIO;
@@ -603,7 +672,7 @@ static pull_status download(dl *d, const char *part, char *err, size_t errlen) {
     st = PULL_OK; /* dropped midway after progress: resume */
   }
   if (st != PULL_OK && d->fd >= 0 && d->have == 0)
-    unlink(part); /* nothing worth resuming */
+    drop_part(d, part); /* nothing worth resuming */
   return st == PULL_OK ? finish(d, part, err, errlen) : st;
 }
 
@@ -623,6 +692,7 @@ pull_status pull_download(const pull_opts *o, pull_result *r, char *err,
   }
   snprintf(part, sizeof part, "%s.part", r->path);
   dl d = {.o = o, .r = r, .fd = -1};
+  snprintf(d.meta, sizeof d.meta, "%s.meta", part);
   sha_reset(&d);
   if (access(r->path, F_OK) == 0)
     st = verify_existing(&d, err, errlen);

@@ -4,7 +4,10 @@
  * otherwise the download restarts from zero), following redirects, hashing
  * with SHA-256 while it streams (an existing part is re-hashed first), and at
  * the end checking the GGUF magic and the expected digest, fsync-ing and
- * renaming atomically to <name>.gguf. A small built-in catalog maps
+ * renaming atomically to <name>.gguf. Beside the part, <name>.gguf.part.meta
+ * records the URL and ETag it came from: a part from another URL is
+ * discarded, and a resume sends If-Range so that a file changed on the
+ * server is downloaded afresh. A small built-in catalog maps
  * well-known model names to Hugging Face URLs.
  *
  * Prints nothing: progress goes through a callback, errors into a buffer.

@@ -24,12 +24,14 @@ typedef struct srv {
   int port;
   unsigned char *data; /* DATA_LEN bytes starting with "GGUF" */
   pthread_mutex_t mu;
-  int drop_next;       /* /drop.gguf: the next N answers stop midway */
-  int requests;        /* requests served */
-  char last_range[64]; /* Range header of the latest request, "" if none */
-  char last_auth[96];  /* Authorization header of the latest request */
-  char last_url[64];   /* path of the latest request */
-  char first_auth[96]; /* Authorization header seen by /other-host */
+  int drop_next;          /* /drop.gguf: the next N answers stop midway */
+  int requests;           /* requests served */
+  char last_range[64];    /* Range header of the latest request, "" if none */
+  char last_auth[96];     /* Authorization header of the latest request */
+  char last_url[64];      /* path of the latest request */
+  char first_auth[96];    /* Authorization header seen by /other-host */
+  char last_if_range[64]; /* If-Range header of the latest request */
+  char etag[16];          /* ETag of S.data ("\"v1\""); change = new file */
 } srv;
 
 static srv S;
@@ -70,9 +72,13 @@ static enum MHD_Result serve_data(struct MHD_Connection *c, int ignore_range,
                                   int drop, int bad_start) {
   const char *range =
       MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
+  const char *ifr =
+      MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_RANGE);
   unsigned long long from = 0;
   char cr[96];
   int partial = 0;
+  if (ifr && strcmp(ifr, S.etag))
+    ignore_range = 1; /* changed since: the whole new file */
   if (range && !ignore_range && sscanf(range, "bytes=%llu-", &from) == 1) {
     if (from >= DATA_LEN) {
       snprintf(cr, sizeof cr, "bytes */%d", DATA_LEN);
@@ -100,6 +106,7 @@ static enum MHD_Result serve_data(struct MHD_Connection *c, int ignore_range,
   }
   if (partial)
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+  MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, S.etag);
   return reply(c, partial ? 206 : 200, r);
 }
 
@@ -119,6 +126,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
                                                  MHD_HTTP_HEADER_AUTHORIZATION);
   snprintf(S.last_auth, sizeof S.last_auth, "%s", auth ? auth : "");
   snprintf(S.last_url, sizeof S.last_url, "%s", url);
+  const char *ifr =
+      MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_RANGE);
+  snprintf(S.last_if_range, sizeof S.last_if_range, "%s", ifr ? ifr : "");
   if (!strcmp(url, "/drop.gguf") && S.drop_next > 0) {
     S.drop_next--;
     drop = 1;
@@ -166,6 +176,7 @@ static int srv_start(void) {
     S.data[i] = (unsigned char)x;
   }
   memcpy(S.data, "GGUF", 4);
+  strcpy(S.etag, "\"v1\"");
   S.d =
       MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, handler,
                        NULL, MHD_OPTION_SOCK_ADDR, NULL, MHD_OPTION_END);
@@ -300,11 +311,49 @@ static void test_resume_after_drop(void) {
   CHECKF(st == PULL_OK, "%s", err);
   snprintf(range, sizeof range, "bytes=%ld-", part);
   CHECK_S(S.last_range, range);
+  CHECK_S(S.last_if_range, "\"v1\"");
   CHECK_INT(r.resumed_from, part);
   CHECK_INT(r.restarted, 0);
   CHECK_S(r.sha256, want);
   CHECK(file_is_data(dir, "m.gguf"));
   CHECK_INT(file_size(dir, "m.gguf.part"), -1);
+  CHECK_INT(file_size(dir, "m.gguf.part.meta"), -1);
+}
+
+/* A part whose file changed on the server (new ETag) is not resumed. */
+static void test_changed_file_restarts(void) {
+  const char *dir = fresh_dir("changed");
+  char err[512];
+  pull_result r;
+  S.drop_next = 1;
+  pull_status st = pull(dir, "/drop.gguf", "m", NULL, 0, &r, err);
+  CHECK_INT(st, PULL_ENET);
+  CHECK(file_size(dir, "m.gguf.part") > 0);
+  strcpy(S.etag, "\"v2\"");
+  st = pull(dir, "/drop.gguf", "m", NULL, 0, &r, err);
+  strcpy(S.etag, "\"v1\"");
+  CHECKF(st == PULL_OK, "%s", err);
+  CHECK_S(S.last_if_range, "\"v1\"");
+  CHECK_INT(r.restarted, 1);
+  CHECK(file_is_data(dir, "m.gguf"));
+}
+
+/* A part left by a pull of another URL under the same name is discarded
+ * without even asking for a range. */
+static void test_other_url_restarts(void) {
+  const char *dir = fresh_dir("other-url");
+  char err[512];
+  pull_result r;
+  S.drop_next = 1;
+  pull_status st = pull(dir, "/drop.gguf", "m", NULL, 0, &r, err);
+  CHECK_INT(st, PULL_ENET);
+  CHECK(file_size(dir, "m.gguf.part") > 0);
+  st = pull(dir, "/model.gguf", "m", NULL, 0, &r, err);
+  CHECKF(st == PULL_OK, "%s", err);
+  CHECK_S(S.last_range, "");
+  CHECK_INT(r.restarted, 1);
+  CHECK_INT(r.resumed_from, 0);
+  CHECK(file_is_data(dir, "m.gguf"));
 }
 
 static void test_resume_within_one_pull(void) {
@@ -541,6 +590,8 @@ int main(void) {
   RUN(test_resolve_and_catalog);
   RUN(test_full_download);
   RUN(test_resume_after_drop);
+  RUN(test_changed_file_restarts);
+  RUN(test_other_url_restarts);
   RUN(test_resume_within_one_pull);
   RUN(test_server_ignores_range);
   RUN(test_wrong_content_range);
