@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "jobs/pull.h"
@@ -581,6 +582,58 @@ static void test_resolve_and_catalog(void) {
   CHECK(pull_name_ok("llama-3.2_1b"));
 }
 
+/* Runs `<hearth> pull ARGS` (output of stdout+stderr into out); returns
+ * its exit status, or -1 if it could not run. */
+static int run_cli(const char *bin, const char *args, char *out, size_t n) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "%s pull %s 2>&1", bin, args);
+  FILE *p = popen(cmd, "r");
+  if (!p)
+    return -1;
+  size_t k = fread(out, 1, n - 1, p);
+  out[k] = 0;
+  int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The command itself, through the built binary (./hearth, or $HEARTH_BIN). */
+static void test_cli(void) {
+  const char *bin = getenv("HEARTH_BIN");
+  char out[8192], args[700];
+  if (!bin || !*bin)
+    bin = "./hearth";
+  if (access(bin, X_OK))
+    SKIP("%s not built (make hearth)", bin);
+  const char *dir = fresh_dir("cli");
+  CHECK_INT(run_cli(bin, "--list", out, sizeof out), 0);
+  CHECKF(strstr(out, "qwen2.5-0.5b-instruct:q4_k_m") &&
+             strstr(out, "smollm2-135m-instruct:q8_0"),
+         "%s", out);
+  CHECK_INT(run_cli(bin, "--help", out, sizeof out), 0);
+  CHECK(strstr(out, "--sha256") != NULL);
+  CHECK_INT(run_cli(bin, "no-such-model", out, sizeof out), 2);
+  CHECKF(strstr(out, "unknown model") != NULL, "%s", out);
+  CHECK_INT(run_cli(bin, "", out, sizeof out), 2);
+  snprintf(args, sizeof args,
+           "http://127.0.0.1:%d/model.gguf --data '%s' --quiet", S.port, dir);
+  CHECK_INT(run_cli(bin, args, out, sizeof out), 0);
+  CHECK_S(out, "");
+  char models[400];
+  snprintf(models, sizeof models, "%s/models", dir);
+  CHECK(file_is_data(models, "model.gguf"));
+  snprintf(args, sizeof args,
+           "http://127.0.0.1:%d/model.gguf --data='%s' --name copy "
+           "--sha256 %064d",
+           S.port, dir, 0);
+  CHECK_INT(run_cli(bin, args, out, sizeof out), 1);
+  CHECKF(strstr(out, "SHA-256 mismatch") != NULL, "%s", out);
+  CHECK_INT(file_size(models, "copy.gguf"), -1);
+  snprintf(args, sizeof args, "http://127.0.0.1:%d/gone.gguf --data '%s'",
+           S.port, dir);
+  CHECK_INT(run_cli(bin, args, out, sizeof out), 1);
+  CHECKF(strstr(out, "HTTP 404") != NULL, "%s", out);
+}
+
 int main(void) {
   snprintf(tmpdir, sizeof tmpdir, "/tmp/hearth-test-pull-XXXXXX");
   if (!mkdtemp(tmpdir) || srv_start()) {
@@ -605,6 +658,7 @@ int main(void) {
   RUN(test_second_pull_is_refused_while_locked);
   RUN(test_connection_refused);
   RUN(test_progress_abort_keeps_part);
+  RUN(test_cli);
   MHD_stop_daemon(S.d);
   free(S.data);
   char cmd[300];
