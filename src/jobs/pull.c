@@ -224,6 +224,7 @@ static int truncate_part(dl *d) {
     return -1;
   sha_reset(d);
   d->have = 0;
+  d->r->resumed_from = 0;
   return 0;
 }
 
@@ -409,7 +410,12 @@ static pull_status transfer_error(dl *d, CURLcode rc, const char *ebuf,
   }
   if (d->status >= 400 ||
       (d->checked && d->status != 200 && d->status != 206)) {
-    seterr(err, errlen, "%s: HTTP %ld", url, d->status);
+    const char *hint = d->status == 401 || d->status == 403
+                           ? " (access denied: the repository may be gated "
+                             "or private and need an access token)"
+                       : d->status == 404 ? " (not found)"
+                                          : "";
+    seterr(err, errlen, "%s: HTTP %ld%s", url, d->status, hint);
     return PULL_EHTTP;
   }
   if (d->aborted) {
@@ -630,7 +636,7 @@ static pull_status open_part(dl *d, const char *part, char *err,
   if (flock(d->fd, LOCK_EX | LOCK_NB)) {
     seterr(err, errlen, "%s is being downloaded by another process",
            d->o->name);
-    return PULL_EINVAL;
+    return PULL_EBUSY;
   }
   d->have = (uint64_t)st.st_size;
   if (d->have > 0 && read_meta(d)) {

@@ -62,6 +62,7 @@ typedef enum pull_status {
   PULL_ENOSPC,    /* disk full */
   PULL_ECHECKSUM, /* SHA-256 differs from the expected one */
   PULL_ENOTGGUF,  /* downloaded bytes do not start with the GGUF magic */
+  PULL_EBUSY,     /* another pull of the same name is running */
 } pull_status;
 
 typedef struct pull_progress {
@@ -107,7 +108,7 @@ typedef struct pull_result {
  * On error the part file is kept when resuming could help (network errors,
  * aborted by the callback) and deleted when its content is wrong (digest
  * mismatch, not GGUF). The part is locked (flock) while in use: a second
- * pull of the same name at the same time fails with PULL_EINVAL. Returns
+ * pull of the same name at the same time fails with PULL_EBUSY. Returns
  * PULL_OK or an error with a message in err. */
 pull_status pull_download(const pull_opts *o, pull_result *r, char *err,
                           size_t errlen);
