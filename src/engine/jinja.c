@@ -158,6 +158,30 @@ static void after_close(lexer *L, size_t e, char mod, int block) {
   advance(L, q);
 }
 
+/* Writes code point cp as UTF-8 at o; returns the byte count. */
+static size_t utf8_put(char *o, unsigned long cp) {
+  if (cp < 0x80) {
+    o[0] = (char)cp;
+    return 1;
+  }
+  if (cp < 0x800) {
+    o[0] = (char)(0xC0 | (cp >> 6));
+    o[1] = (char)(0x80 | (cp & 0x3F));
+    return 2;
+  }
+  if (cp < 0x10000) {
+    o[0] = (char)(0xE0 | (cp >> 12));
+    o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    o[2] = (char)(0x80 | (cp & 0x3F));
+    return 3;
+  }
+  o[0] = (char)(0xF0 | (cp >> 18));
+  o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+  o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+  o[3] = (char)(0x80 | (cp & 0x3F));
+  return 4;
+}
+
 static int lex_string(lexer *L) {
   char qc = L->src[L->pos];
   size_t i = L->pos + 1;
@@ -196,6 +220,27 @@ static int lex_string(lexer *L) {
       case '\n':
         i++;
         continue;
+      case 'x':
+      case 'u':
+      case 'U': {
+        int digits = d == 'x' ? 2 : d == 'u' ? 4 : 8;
+        unsigned long cp = 0;
+        int k = 0;
+        for (; k < digits && i + 1 < L->len &&
+               isxdigit((unsigned char)L->src[i + 1]);
+             k++)
+          cp = cp * 16 + (unsigned long)(isdigit((unsigned char)L->src[++i])
+                                             ? L->src[i] - '0'
+                                             : (tolower(L->src[i]) - 'a' + 10));
+        if (k < digits || cp > 0x10FFFF) {
+          free(buf);
+          set_err(L->err, L->line, "bad \\%c escape in string literal", d);
+          return -1;
+        }
+        n += utf8_put(buf + n, cp);
+        i++;
+        continue;
+      }
       default:
         buf[n++] = '\\';
         c = d;
@@ -1436,6 +1481,8 @@ static int sb_chr(sbuf *b, char c) {
 /* Render state                                                        */
 
 #define MAX_FRAMES 512
+#define MAX_EVAL_DEPTH 1000
+#define MAX_LIST 1000000
 
 typedef struct {
   json_t *frames[MAX_FRAMES];
@@ -1446,6 +1493,7 @@ typedef struct {
   int ctl; /* 1 break, 2 continue */
   long steps, max_steps;
   int depth, max_depth;
+  int edepth; /* eval recursion depth, bounded by MAX_EVAL_DEPTH */
   size_t max_output;
   long long now;
 } rctx;
@@ -1945,6 +1993,41 @@ static json_t *arg(args *a, int idx, const char *name) {
 
 static json_t *binop(rctx *r, const char *op, json_t *a, json_t *b, int line);
 
+/* Whether target is v or inside it (so storing v in target makes a cycle);
+ * too deep to tell counts as yes. */
+static int reaches(json_t *v, json_t *target, int depth) {
+  if (v == target || depth > 256)
+    return 1;
+  if (json_is_array(v)) {
+    for (size_t i = 0; i < json_array_size(v); i++)
+      if (reaches(json_array_get(v, i), target, depth + 1))
+        return 1;
+  } else if (json_is_object(v)) {
+    const char *k;
+    json_t *x;
+    json_object_foreach(v, k, x) if (reaches(x, target, depth + 1)) return 1;
+  }
+  return 0;
+}
+
+/* Whether v nests containers deeper than MAX_NEST (printing and freeing it
+ * recurse). */
+#define MAX_NEST 256
+static int too_deep(json_t *v, int depth) {
+  if (depth > MAX_NEST)
+    return 1;
+  if (json_is_array(v)) {
+    for (size_t i = 0; i < json_array_size(v); i++)
+      if (too_deep(json_array_get(v, i), depth + 1))
+        return 1;
+  } else if (json_is_object(v)) {
+    const char *k;
+    json_t *x;
+    json_object_foreach(v, k, x) if (too_deep(x, depth + 1)) return 1;
+  }
+  return 0;
+}
+
 static json_t *get_attr(json_t *obj, const char *name) {
   if (json_is_object(obj) && !is_macro(obj))
     return json_incref(json_object_get(obj, name));
@@ -2163,6 +2246,8 @@ static json_t *binop(rctx *r, const char *op, json_t *a, json_t *b, int line) {
   if (!strcmp(op, "+") && json_is_string(a) && json_is_string(b))
     return binop(r, "~", a, b, line);
   if (!strcmp(op, "+") && json_is_array(a) && json_is_array(b)) {
+    if (json_array_size(a) + json_array_size(b) > MAX_LIST)
+      return fail(r, line, "list too long");
     json_t *c = json_copy(a);
     json_array_extend(c, b);
     return c;
@@ -3004,6 +3089,10 @@ static json_t *call_method(rctx *r, json_t *obj, const char *m, args *a,
     }
   } else if (json_is_array(obj)) {
     if (M("append")) {
+      if (json_array_size(obj) >= MAX_LIST)
+        return fail(r, line, "list too long");
+      if (a0 && (reaches(a0, obj, 0) || too_deep(a0, 1)))
+        return fail(r, line, "cannot append a list to itself");
       json_array_append(obj, a0 ? a0 : json_null());
       return json_null();
     }
@@ -3193,6 +3282,8 @@ static json_t *eval_seq(rctx *r, node *n) {
     if (n->kind == N_DICT) {
       json_t *k = eval(r, n->v[i]->v[0]);
       json_t *v = eval(r, n->v[i]->v[1]);
+      if (v && too_deep(v, 1))
+        fail(r, n->line, "value nests too deeply");
       json_t *ks = r->failed ? NULL : stringify(r, k, n->line);
       if (ks)
         json_object_set(out, json_string_value(ks), v ? v : json_null());
@@ -3201,6 +3292,8 @@ static json_t *eval_seq(rctx *r, node *n) {
       json_decref(v);
     } else {
       json_t *v = eval(r, n->v[i]);
+      if (v && too_deep(v, 1))
+        fail(r, n->line, "value nests too deeply");
       json_array_append_new(out, v ? v : json_null());
     }
   }
@@ -3211,7 +3304,7 @@ static json_t *eval_seq(rctx *r, node *n) {
   return out;
 }
 
-static json_t *eval(rctx *r, node *n) {
+static json_t *eval_node(rctx *r, node *n) {
   if (r->failed)
     return NULL;
   if (++r->steps > r->max_steps)
@@ -3321,6 +3414,16 @@ static json_t *eval(rctx *r, node *n) {
   return res;
 }
 
+/* Bounds C recursion through nested expressions and macro calls. */
+static json_t *eval(rctx *r, node *n) {
+  if (r->edepth >= MAX_EVAL_DEPTH)
+    return fail(r, n->line, "expression evaluation nests too deeply");
+  r->edepth++;
+  json_t *v = eval_node(r, n);
+  r->edepth--;
+  return v;
+}
+
 /* ------------------------------------------------------------------ */
 /* Statements                                                          */
 
@@ -3341,11 +3444,20 @@ static int assign(rctx *r, node *t, json_t *v, json_t *frame) {
            type_name(obj));
       return -1;
     }
-    if (v)
+    const char *why = !v ? NULL
+                      : reaches(v, obj, 0)
+                          ? "cannot store an object inside itself"
+                      : too_deep(v, 1) ? "value nests too deeply"
+                                       : NULL;
+    if (why)
+      fail(r, t->line, "%s", why);
+    else if (v)
       json_object_set(obj, t->s, v);
     else
       json_object_del(obj, t->s);
     json_decref(obj);
+    if (why)
+      return -1;
     return 0;
   }
   if (t->kind == N_TUPLE) {
@@ -3534,7 +3646,7 @@ int jinja_render(const jinja_template *t, json_t *ctx,
   *r = zero;
   sbuf b = {0};
   r->max_output = opts && opts->max_output ? opts->max_output : 16u << 20;
-  r->max_steps = opts && opts->max_steps ? opts->max_steps : 50000000L;
+  r->max_steps = opts && opts->max_steps ? opts->max_steps : 10000000L;
   r->max_depth = opts && opts->max_depth ? opts->max_depth : 64;
   r->now = opts ? opts->now : 0;
   b.max = r->max_output;

@@ -32,7 +32,7 @@ typedef struct {
 /* Render limits and the clock. Zero fields take the defaults. */
 typedef struct {
   size_t max_output; /* bytes; default 16 MiB */
-  long max_steps;    /* evaluation steps; default 50 million */
+  long max_steps;    /* evaluation steps; default 10 million */
   int max_depth;     /* macro-call / expression nesting; default 64 */
   long long now;     /* strftime_now() time, Unix seconds UTC; 0 = now */
 } jinja_options;

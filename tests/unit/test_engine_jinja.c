@@ -72,6 +72,9 @@ static void test_text_and_output(void) {
   EXPECT("{{ 1.0 }} {{ 0.1 + 0.2 }} {{ 1e20 }} {{ 3 / 2 }}", "",
          "1.0 0.30000000000000004 1e+20 1.5");
   EXPECT("{% raw %}{{ x }}{% endraw %}", "", "{{ x }}");
+  EXPECT("{{ '\\u00e9\\x41\\U0001F600' }}", "",
+         "\xc3\xa9"
+         "A\xf0\x9f\x98\x80");
 }
 
 static void test_whitespace(void) {
@@ -338,7 +341,8 @@ static void test_limits(void) {
   size_t n = 100000;
   char *deep = malloc(n + 16);
   CHECK(deep != NULL);
-  if (!deep) return;
+  if (!deep)
+    return;
   memcpy(deep, "{{ ", 3);
   memset(deep + 3, '(', n);
   strcpy(deep + 3 + n, " }}");
@@ -358,6 +362,19 @@ static void test_limits(void) {
   CHECK(s == NULL && strstr(last_err.msg, "step limit"));
   free(s);
   EXPECT_ERR("{{ range(100000000) }}", "", "range too large");
+  /* no cycles, no unbounded nesting (printing/freeing recurse) */
+  EXPECT_ERR("{% set l = [] %}{% do l.append(l) %}", "", "to itself");
+  EXPECT_ERR("{% set ns = namespace() %}{% set ns.me = ns %}", "", "itself");
+  EXPECT_ERR("{% set ns = namespace(x=[]) %}{% for i in range(1000) %}"
+             "{% set ns.x = [ns.x] %}{% endfor %}",
+             "", "nests too deeply");
+  EXPECT_ERR("{% set l = [] %}{% for i in range(100) %}{% set l = l + l + [1]"
+             " %}{% endfor %}",
+             "", "list too long");
+  /* recursion through expressions inside macros is bounded */
+  EXPECT_ERR("{% macro f(n) %}{{ (((((((((f(n + 1)))))))))) }}{% endmacro %}"
+             "{{ f(0) }}",
+             "", "too deeply");
   /* the context is never modified */
   json_t *ctx = json_pack("{s[]}", "l");
   char *out;
