@@ -4,7 +4,9 @@
 # then prints VmRSS / smaps_rollup figures. Usage:
 #   bench/http/rss.sh [keys|open] [--maps]
 # --maps also prints the per-mapping Rss (kB) of the largest mappings.
-# Knows nothing about hearth's internals; needs curl.
+# RSS_LOAD_CONNS=N (e.g. 256) then runs wrk for 3 s with N connections on the
+# same request and prints the peak (VmHWM) and the idle VmRSS after it.
+# Knows nothing about hearth's internals; needs curl (and wrk for the load).
 set -eu
 MODE=${1:-keys}
 MAPS=${2:-}
@@ -45,4 +47,10 @@ if [ "$MAPS" = --maps ]; then
        /^Rss:/ {sum[name] += $2}
        END {for (n in sum) if (sum[n] > 0) printf "%8d %s\n", sum[n], n}' \
     /proc/$PID/smaps | sort -rn | head -40
+fi
+if [ -n "${RSS_LOAD_CONNS:-}" ]; then
+  wrk -t 2 -c "$RSS_LOAD_CONNS" -d 3s -H "Authorization: Bearer $KEY" \
+    "http://127.0.0.1:$PORT/v1/models" | grep -E 'Requests/sec|Non-2xx|errors' || true
+  sleep 1.5 # serve trims idle memory once a second
+  echo "mode=$MODE conns=$RSS_LOAD_CONNS peak VmHWM_kB=$(awk '/^VmHWM/ {print $2}' /proc/$PID/status) idle-after VmRSS_kB=$(rss)"
 fi

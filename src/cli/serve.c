@@ -306,8 +306,10 @@ static int run(serve_opts *o, const char *data) {
   printf("hearth listening on http://%s:%d (data %s)\n", o->http.host,
          http_port(srv), data);
   fflush(stdout);
-  while (sigwait(&sigs, &sig) != 0)
-    ;
+  /* Waits for SIGINT/SIGTERM, trimming idle memory once a second. */
+  const struct timespec tick = {1, 0};
+  while ((sig = sigtimedwait(&sigs, NULL, &tick)) < 0)
+    http_trim_idle(srv);
   if (o->http.log >= HTTP_LOG_INFO)
     fprintf(stderr, "hearth: %s received, shutting down\n",
             sig == SIGINT ? "SIGINT" : "SIGTERM");

@@ -41,6 +41,10 @@ http_server *http_start(const http_config *cfg, api_ctx *ctx, char *err,
                         size_t errlen);
 /* The bound port (useful with port 0). */
 int http_port(const http_server *s);
+/* Returns freed heap memory to the kernel when no connection is open and
+ * some closed since the last call; call it periodically (serve: every
+ * second) from any thread. Cheap when there is nothing to do. */
+void http_trim_idle(http_server *s);
 /* Stops accepting, waits up to grace_s seconds for in-flight requests,
  * then stops the daemon and frees s. */
 void http_stop(http_server *s, int grace_s);
