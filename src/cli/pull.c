@@ -103,8 +103,9 @@ static void print_catalog(void) {
   size_t n;
   const pull_catalog_entry *c = pull_catalog(&n);
   for (size_t i = 0; i < n; i++)
-    printf("%-30s %s\n%-30s https://huggingface.co/%s/resolve/main/%s\n",
-           c[i].name, c[i].about, "", c[i].repo, c[i].file);
+    printf("%-30s %s%s\n%-30s https://huggingface.co/%s/resolve/main/%s\n",
+           c[i].name, c[i].about, c[i].sha256 ? ", SHA-256 checked" : "", "",
+           c[i].repo, c[i].file);
 }
 
 /* ---- progress bar ------------------------------------------------------- */

@@ -22,12 +22,16 @@
 
 /* ==== catalog ============================================================ */
 
-/* Repository and file names as published on Hugging Face. Digests are left
- * unknown: they could not be confirmed from here. */
+/* Repository and file names as published on Hugging Face. A digest is given
+ * only where several independent published sources agree on it (this
+ * machine cannot reach Hugging Face); the others are checked only for the
+ * GGUF magic. If a repository replaces a file, its digest here must change:
+ * a mismatch is refused, never saved. */
 static const pull_catalog_entry catalog[] = {
     {"qwen2.5-0.5b-instruct:q4_k_m", "Qwen/Qwen2.5-0.5B-Instruct-GGUF",
-     "qwen2.5-0.5b-instruct-q4_k_m.gguf", NULL,
-     "Qwen2.5 0.5B Instruct, Q4_K_M (~0.4 GB)"},
+     "qwen2.5-0.5b-instruct-q4_k_m.gguf",
+     "74a4da8c9fdbcd15bd1f6d01d621410d31c6fc00986f5eb687824e7b93d7a9db",
+     "Qwen2.5 0.5B Instruct, Q4_K_M (~0.49 GB)"},
     {"qwen2.5-0.5b-instruct:q8_0", "Qwen/Qwen2.5-0.5B-Instruct-GGUF",
      "qwen2.5-0.5b-instruct-q8_0.gguf", NULL,
      "Qwen2.5 0.5B Instruct, Q8_0 (~0.7 GB)"},
@@ -44,13 +48,15 @@ static const pull_catalog_entry catalog[] = {
      "Llama-3.2-1B-Instruct-Q8_0.gguf", NULL,
      "Llama 3.2 1B Instruct, Q8_0 (~1.3 GB)"},
     {"smollm2-360m-instruct:q4_k_m", "bartowski/SmolLM2-360M-Instruct-GGUF",
-     "SmolLM2-360M-Instruct-Q4_K_M.gguf", NULL,
+     "SmolLM2-360M-Instruct-Q4_K_M.gguf",
+     "2fa3f013dcdd7b99f9b237717fa0b12d75bbb89984cc1274be1471a465bac9c2",
      "SmolLM2 360M Instruct, Q4_K_M (~0.27 GB)"},
     {"smollm2-360m-instruct:q8_0", "bartowski/SmolLM2-360M-Instruct-GGUF",
      "SmolLM2-360M-Instruct-Q8_0.gguf", NULL,
      "SmolLM2 360M Instruct, Q8_0 (~0.39 GB)"},
     {"smollm2-135m-instruct:q4_k_m", "bartowski/SmolLM2-135M-Instruct-GGUF",
-     "SmolLM2-135M-Instruct-Q4_K_M.gguf", NULL,
+     "SmolLM2-135M-Instruct-Q4_K_M.gguf",
+     "2e8040ceae7815abe0dcb3540b9995eaa1fa0d2ca9e797d0a635ae4433c68c2d",
      "SmolLM2 135M Instruct, Q4_K_M (~0.1 GB)"},
     {"smollm2-135m-instruct:q8_0", "bartowski/SmolLM2-135M-Instruct-GGUF",
      "SmolLM2-135M-Instruct-Q8_0.gguf", NULL,

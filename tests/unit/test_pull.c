@@ -569,6 +569,9 @@ static void test_resolve_and_catalog(void) {
   CHECK_S(t.url, "https://huggingface.co/Qwen/Qwen2.5-0.5B-Instruct-GGUF/"
                  "resolve/main/qwen2.5-0.5b-instruct-q4_k_m.gguf");
   CHECK_S(t.name, "qwen2.5-0.5b-instruct-q4_k_m");
+  CHECK(t.sha256 && strlen(t.sha256) == 64);
+  CHECK_INT(pull_resolve("qwen2.5-1.5b-instruct:q8_0", &t, err, 256), 0);
+  CHECK(t.sha256 == NULL);
   CHECK(pull_catalog_find("qwen2.5-0.5b-instruct-q4_k_m") != NULL);
   CHECK_INT(pull_resolve("http://h/a/b/My Model.GGUF?download=1", &t, err, 256),
             0);
