@@ -18,6 +18,7 @@
 #define MACRO_KEY "\x01jinja_macro"
 #define NS_KEY "\x01jinja_namespace"
 #define GLOBAL_KEY "\x01jinja_global"
+#define LOOP_KEY "\x01jinja_loop"
 #define PARSE_MAX_DEPTH 200
 
 /* ------------------------------------------------------------------ */
@@ -1410,8 +1411,30 @@ int jinja_parse(const char *src, size_t len, jinja_template **out,
     err = &dummy;
   memset(err, 0, sizeof *err);
   *out = NULL;
+  /* As Jinja2: newlines normalized to \n, one trailing newline dropped
+   * (keep_trailing_newline off). */
+  char *norm = malloc(len + 1);
+  if (!norm) {
+    set_err(err, 0, "out of memory");
+    return -1;
+  }
+  size_t nl = 0;
+  for (size_t i = 0; i < len; i++) {
+    if (src[i] == '\r') {
+      norm[nl++] = '\n';
+      if (i + 1 < len && src[i + 1] == '\n')
+        i++;
+    } else {
+      norm[nl++] = src[i];
+    }
+  }
+  if (nl && norm[nl - 1] == '\n')
+    nl--;
+  norm[nl] = 0;
   toklist toks = {0};
-  if (lex_all(src, len, &toks, err)) {
+  int lrc = lex_all(norm, nl, &toks, err);
+  free(norm);
+  if (lrc) {
     if (!err->msg[0])
       set_err(err, 0, "out of memory");
     free_toks(&toks);
@@ -3081,6 +3104,12 @@ static json_t *call_method(rctx *r, json_t *obj, const char *m, args *a,
       }
       return out;
     }
+    if (M("cycle") && json_object_get(obj, LOOP_KEY)) {
+      if (!a->npos)
+        return fail(r, line, "loop.cycle needs at least one value");
+      long long i = json_integer_value(json_object_get(obj, "index0"));
+      return json_incref(a->pos[i % a->npos]);
+    }
     if (M("get")) {
       json_t *v = json_is_string(a0)
                       ? json_object_get(obj, json_string_value(a0))
@@ -3285,6 +3314,11 @@ static json_t *eval_seq(rctx *r, node *n) {
       if (v && too_deep(v, 1))
         fail(r, n->line, "value nests too deeply");
       json_t *ks = r->failed ? NULL : stringify(r, k, n->line);
+      if (ks && json_string_value(ks)[0] == '\x01') {
+        json_decref(ks);
+        ks = NULL;
+        fail(r, n->line, "dict keys must not start with \\x01");
+      }
       if (ks)
         json_object_set(out, json_string_value(ks), v ? v : json_null());
       json_decref(ks);
@@ -3485,6 +3519,7 @@ static json_t *loop_obj(json_t *items, size_t i, size_t n) {
   json_object_set_new(o, "length", json_integer((json_int_t)n));
   json_object_set_new(o, "depth", json_integer(1));
   json_object_set_new(o, "depth0", json_integer(0));
+  json_object_set_new(o, LOOP_KEY, json_true());
   if (i > 0)
     json_object_set(o, "previtem", json_array_get(items, i - 1));
   if (i + 1 < n)
@@ -3625,6 +3660,24 @@ static int exec_body(rctx *r, node *body) {
 /* ------------------------------------------------------------------ */
 /* Entry points                                                        */
 
+/* Whether v holds a key starting with \x01 (reserved for macros and other
+ * interpreter objects, which a context must not be able to forge). */
+static int hidden_keys(json_t *v) {
+  if (json_is_array(v)) {
+    for (size_t i = 0; i < json_array_size(v); i++)
+      if (hidden_keys(json_array_get(v, i)))
+        return 1;
+  } else if (json_is_object(v)) {
+    const char *k;
+    json_t *x;
+    json_object_foreach(v, k, x) {
+      if (k[0] == '\x01' || hidden_keys(x))
+        return 1;
+    }
+  }
+  return 0;
+}
+
 int jinja_render(const jinja_template *t, json_t *ctx,
                  const jinja_options *opts, char **out, size_t *out_len,
                  jinja_error *err) {
@@ -3635,6 +3688,10 @@ int jinja_render(const jinja_template *t, json_t *ctx,
   *out = NULL;
   if (ctx && !json_is_object(ctx)) {
     set_err(err, 0, "render context must be a JSON object");
+    return -1;
+  }
+  if (ctx && hidden_keys(ctx)) {
+    set_err(err, 0, "render context keys must not start with \\x01");
     return -1;
   }
   static rctx zero;

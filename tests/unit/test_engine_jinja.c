@@ -72,6 +72,9 @@ static void test_text_and_output(void) {
   EXPECT("{{ 1.0 }} {{ 0.1 + 0.2 }} {{ 1e20 }} {{ 3 / 2 }}", "",
          "1.0 0.30000000000000004 1e+20 1.5");
   EXPECT("{% raw %}{{ x }}{% endraw %}", "", "{{ x }}");
+  /* newlines normalized, one trailing newline dropped (as Jinja2) */
+  EXPECT("a\r\nb\rc\n", "", "a\nb\nc");
+  EXPECT("{{ 'x' }}\n\n", "", "x\n");
   EXPECT("{{ '\\u00e9\\x41\\U0001F600' }}", "",
          "\xc3\xa9"
          "A\xf0\x9f\x98\x80");
@@ -83,7 +86,7 @@ static void test_whitespace(void) {
   /* lstrip_blocks: indentation before a block tag removed */
   EXPECT("x\n    {% if true %}y{% endif %}", "", "x\ny");
   /* not for {{ }} */
-  EXPECT("x\n  {{ 'y' }}\n", "", "x\n  y\n");
+  EXPECT("x\n  {{ 'y' }}\nz", "", "x\n  y\nz");
   /* '-' strips all whitespace on that side */
   EXPECT("a  \n {{- 'b' -}} \n c", "", "abc");
   EXPECT("a\n\n{%- if true %} b {%- endif %}\n\nc", "", "a b\nc");
@@ -129,6 +132,8 @@ static void test_loops(void) {
          "{{ loop.index }} {% endfor %}{% endfor %}",
          "", "001 012 101 112 ");
   EXPECT("{% for c in 'ab' %}{{ c }}.{% endfor %}", "", "a.b.");
+  EXPECT("{% for i in range(3) %}{{ loop.cycle('o', 'e') }}{% endfor %}", "",
+         "oeo");
   EXPECT("{% for x in xs %}{{ loop.previtem }}-{{ loop.nextitem }},"
          "{% endfor %}",
          "{\"xs\": [1, 2, 3]}", "-2,1-3,2-,");
@@ -375,6 +380,9 @@ static void test_limits(void) {
   EXPECT_ERR("{% macro f(n) %}{{ (((((((((f(n + 1)))))))))) }}{% endmacro %}"
              "{{ f(0) }}",
              "", "too deeply");
+  /* interpreter objects cannot be forged */
+  EXPECT_ERR("{% set d = {'\\x01jinja_macro': 1} %}{{ d() }}", "", "\\x01");
+  EXPECT_ERR("{{ x() }}", "{\"x\": {\"\\u0001jinja_macro\": 1}}", "\\x01");
   /* the context is never modified */
   json_t *ctx = json_pack("{s[]}", "l");
   char *out;
