@@ -40,6 +40,10 @@ CODE=$(curl -s -o "$DIR/out" -w '%{http_code}' -H "Authorization: Bearer $KEY" \
 [ "$CODE" = 200 ] || { echo "GET /v1/models -> $CODE" >&2; cat "$DIR/out" >&2; exit 1; }
 sleep 0.5
 echo "mode=$MODE after-request VmRSS_kB=$(rss)"
+# Libraries hearth opens only on first use (dlopen); mapped at idle = a
+# regression (something linked them directly again).
+HEAVY=$(grep -oE 'lib(curl|crypto|ssl|icuuc|stdc\+\+)[^/ ]*\.so[^/ ]*$' /proc/$PID/maps | sort -u | tr '\n' ' ')
+echo "  lazily-loaded libraries mapped at idle: ${HEAVY:-none}"
 awk '/^(Rss|Pss|Anonymous|Private_Dirty|Shared_Clean):/ {printf "  %s %s kB\n", $1, $2}' \
   /proc/$PID/smaps_rollup
 if [ "$MAPS" = --maps ]; then
