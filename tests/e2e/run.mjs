@@ -42,13 +42,19 @@ function describe(e) {
 
 async function setupSuite(s) {
   const dataDir = tempDir(s.name.replace(/\W+/g, '_'));
-  const keys = {};
-  if (s.opts.setup) await s.opts.setup(dataDir);
-  for (const [name, k] of Object.entries(s.opts.keys || {})) keys[name] = await createKey(dataDir, k);
   const server = new Server(dataDir, s.opts.server || {});
-  await server.start();
-  const defaultKey = s.opts.defaultKey ? keys[s.opts.defaultKey] : 'sk-local-any-token';
-  return { dataDir, keys, server, defaultKey };
+  try {
+    const keys = {};
+    if (s.opts.setup) await s.opts.setup(dataDir);
+    for (const [name, k] of Object.entries(s.opts.keys || {})) keys[name] = await createKey(dataDir, k);
+    await server.start();
+    const defaultKey = s.opts.defaultKey ? keys[s.opts.defaultKey] : 'sk-local-any-token';
+    return { dataDir, keys, server, defaultKey };
+  } catch (e) {
+    await server.stop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    throw e;
+  }
 }
 
 async function runTest(s, t, env, spec) {
