@@ -1738,44 +1738,106 @@ static int py_repr(sbuf *b, json_t *v) {
   return to_str(b, v);
 }
 
-/* Python json.dumps(ensure_ascii=False), separators ", " / ": " (with
- * indent: "," and newlines). */
-static int dump_json(sbuf *b, json_t *v, int indent, int level) {
-  char t[64];
+/* json.dumps options, as transformers' tojson filter takes them. */
+typedef struct {
+  int indent; /* -1 = none (single line) */
+  int sort_keys, ascii;
+  const char *item_sep, *key_sep;
+} jdump;
+
+static int dump_string(sbuf *b, const char *s, size_t n, int ascii) {
+  char t[32];
+  if (sb_chr(b, '"'))
+    return -1;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    const char *esc = NULL;
+    if (c == '"')
+      esc = "\\\"";
+    else if (c == '\\')
+      esc = "\\\\";
+    else if (c == '\n')
+      esc = "\\n";
+    else if (c == '\r')
+      esc = "\\r";
+    else if (c == '\t')
+      esc = "\\t";
+    else if (c == '\b')
+      esc = "\\b";
+    else if (c == '\f')
+      esc = "\\f";
+    else if (c < 0x20) {
+      snprintf(t, sizeof t, "\\u%04x", c);
+      esc = t;
+    } else if (c >= 0x80 && ascii) {
+      int extra = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : c >= 0xC0 ? 1 : 0;
+      unsigned long cp = c & (0x3F >> extra);
+      for (int k = 0; k < extra && i + 1 < n; k++)
+        cp = (cp << 6) | ((unsigned char)s[++i] & 0x3F);
+      if (cp >= 0x10000) {
+        cp -= 0x10000;
+        snprintf(t, sizeof t, "\\u%04lx\\u%04lx", 0xD800 + (cp >> 10),
+                 0xDC00 + (cp & 0x3FF));
+      } else {
+        snprintf(t, sizeof t, "\\u%04lx", cp);
+      }
+      esc = t;
+    }
+    if (esc ? sb_str(b, esc) : sb_chr(b, (char)c))
+      return -1;
+  }
+  return sb_chr(b, '"');
+}
+
+static int dump_indent(sbuf *b, const jdump *o, int level) {
+  if (o->indent < 0)
+    return 0;
+  if (sb_chr(b, '\n'))
+    return -1;
+  for (int s = 0; s < o->indent * level; s++)
+    if (sb_chr(b, ' '))
+      return -1;
+  return 0;
+}
+
+static int cmp_keys(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int dump_json(sbuf *b, json_t *v, const jdump *o, int level);
+
+static int dump_object(sbuf *b, json_t *v, const jdump *o, int level) {
+  size_t n = 0;
+  const char *k;
+  json_t *x;
+  const char **keys = malloc((json_object_size(v) + 1) * sizeof *keys);
+  if (!keys)
+    return -1;
+  json_object_foreach(v, k, x) if (k[0] != '\x01') keys[n++] = k;
+  if (o->sort_keys)
+    qsort(keys, n, sizeof *keys, cmp_keys);
+  int rc = sb_chr(b, '{');
+  for (size_t i = 0; i < n && !rc; i++) {
+    rc = (i && sb_str(b, o->item_sep)) || dump_indent(b, o, level + 1) ||
+         dump_string(b, keys[i], strlen(keys[i]), o->ascii) ||
+         sb_str(b, o->key_sep) ||
+         dump_json(b, json_object_get(v, keys[i]), o, level + 1);
+  }
+  if (!rc && n)
+    rc = dump_indent(b, o, level);
+  free(keys);
+  return rc || sb_chr(b, '}');
+}
+
+/* Python json.dumps (default ensure_ascii=False, separators ", " / ": ";
+ * with indent "," and newlines), keys in insertion order unless sorted. */
+static int dump_json(sbuf *b, json_t *v, const jdump *o, int level) {
   if (!v)
     return sb_str(b, "null");
   switch (json_typeof(v)) {
-  case JSON_STRING: {
-    const char *s = json_string_value(v);
-    size_t n = json_string_length(v);
-    if (sb_chr(b, '"'))
-      return -1;
-    for (size_t i = 0; i < n; i++) {
-      unsigned char c = (unsigned char)s[i];
-      const char *esc = NULL;
-      if (c == '"')
-        esc = "\\\"";
-      else if (c == '\\')
-        esc = "\\\\";
-      else if (c == '\n')
-        esc = "\\n";
-      else if (c == '\r')
-        esc = "\\r";
-      else if (c == '\t')
-        esc = "\\t";
-      else if (c == '\b')
-        esc = "\\b";
-      else if (c == '\f')
-        esc = "\\f";
-      else if (c < 0x20) {
-        snprintf(t, sizeof t, "\\u%04x", c);
-        esc = t;
-      }
-      if (esc ? sb_str(b, esc) : sb_chr(b, (char)c))
-        return -1;
-    }
-    return sb_chr(b, '"');
-  }
+  case JSON_STRING:
+    return dump_string(b, json_string_value(v), json_string_length(v),
+                       o->ascii);
   case JSON_INTEGER:
   case JSON_REAL:
     if (json_is_real(v) && !isfinite(json_real_value(v)))
@@ -1789,63 +1851,21 @@ static int dump_json(sbuf *b, json_t *v, int indent, int level) {
     return sb_str(b, "false");
   case JSON_NULL:
     return sb_str(b, "null");
+  case JSON_OBJECT:
+    return dump_object(b, v, o, level);
   default:
     break;
   }
-  int arr = json_is_array(v);
-  size_t n = arr ? json_array_size(v) : json_object_size(v);
-  if (!arr && json_object_get(v, NS_KEY))
-    n--;
-  if (n == 0)
-    return sb_str(b, arr ? "[]" : "{}");
-  if (sb_chr(b, arr ? '[' : '{'))
+  size_t n = json_array_size(v);
+  if (sb_chr(b, '['))
     return -1;
-  size_t i = 0;
-  const char *k = NULL;
-  json_t *x;
-  void *it = arr ? NULL : json_object_iter(v);
-  for (;;) {
-    if (arr) {
-      if (i >= n)
-        break;
-      x = json_array_get(v, i);
-    } else {
-      if (!it)
-        break;
-      k = json_object_iter_key(it);
-      x = json_object_iter_value(it);
-      it = json_object_iter_next(v, it);
-      if (k[0] == '\x01')
-        continue;
-    }
-    if (i && sb_str(b, indent >= 0 ? "," : ", "))
+  for (size_t i = 0; i < n; i++)
+    if ((i && sb_str(b, o->item_sep)) || dump_indent(b, o, level + 1) ||
+        dump_json(b, json_array_get(v, i), o, level + 1))
       return -1;
-    if (indent >= 0) {
-      if (sb_chr(b, '\n'))
-        return -1;
-      for (int s = 0; s < indent * (level + 1); s++)
-        if (sb_chr(b, ' '))
-          return -1;
-    }
-    if (!arr) {
-      json_t *ks = str(k);
-      int rc = dump_json(b, ks, -1, 0);
-      json_decref(ks);
-      if (rc || sb_str(b, ": "))
-        return -1;
-    }
-    if (dump_json(b, x, indent, level + 1))
-      return -1;
-    i++;
-  }
-  if (indent >= 0) {
-    if (sb_chr(b, '\n'))
-      return -1;
-    for (int s = 0; s < indent * level; s++)
-      if (sb_chr(b, ' '))
-        return -1;
-  }
-  return sb_chr(b, arr ? ']' : '}');
+  if (n && dump_indent(b, o, level))
+    return -1;
+  return sb_chr(b, ']');
 }
 
 /* str(v) as a new json string. */
@@ -2787,10 +2807,25 @@ static json_t *apply_filter(rctx *r, const char *name, json_t *v, args *a,
   if (F("string"))
     return v ? stringify(r, v, line) : str("");
   if (F("tojson")) {
-    json_t *ind = arg(a, 0, "indent");
+    json_t *ind = arg(a, 1, "indent"), *seps = arg(a, 2, "separators");
+    json_t *asc = arg(a, 0, "ensure_ascii");
+    jdump o = {ind && !json_is_null(ind) ? (int)num(ind) : -1,
+               truthy(arg(a, 3, "sort_keys")), truthy(asc), ", ", ": "};
+    /* positional order is transformers' tojson(x, ensure_ascii, indent,
+     * separators, sort_keys), not Jinja2's tojson(indent) */
+    if (o.indent > 64)
+      o.indent = 64;
+    if (o.indent >= 0)
+      o.item_sep = ",";
+    if (json_is_array(seps) && json_array_size(seps) == 2 &&
+        json_is_string(json_array_get(seps, 0)) &&
+        json_is_string(json_array_get(seps, 1))) {
+      o.item_sep = json_string_value(json_array_get(seps, 0));
+      o.key_sep = json_string_value(json_array_get(seps, 1));
+    }
     sbuf b = {0};
     b.max = r->max_output;
-    if (dump_json(&b, v, ind && !json_is_null(ind) ? (int)num(ind) : -1, 0)) {
+    if (dump_json(&b, v, &o, 0)) {
       free(b.p);
       return fail(r, line, "output limit exceeded");
     }

@@ -224,6 +224,15 @@ static void test_tojson(void) {
          "{\n  \"a\": [\n    1,\n    {}\n  ],\n  \"b\": []\n}");
   EXPECT("{{ 'x' | tojson }}{{ 1 | tojson }}{{ none | tojson }}", "",
          "\"x\"1null");
+  EXPECT("{{ d | tojson(sort_keys=true) }}", "{\"d\": {\"b\": 1, \"a\": 2}}",
+         "{\"a\": 2, \"b\": 1}");
+  EXPECT("{{ d | tojson(separators=(',', ':')) }}", "{\"d\": {\"b\": [1, 2]}}",
+         "{\"b\":[1,2]}");
+  EXPECT("{{ 'é😀' | tojson(ensure_ascii=true) }}", "",
+         "\"\\u00e9\\ud83d\\ude00\"");
+  EXPECT("{{ ['é'] | tojson(false, 2) }}{{ ns | tojson }}", "",
+         "[\n  \"é\"\n]null");
+  EXPECT("{% set ns = namespace(a=1) %}{{ ns | tojson }}", "", "{\"a\": 1}");
 }
 
 static void test_tests(void) {
