@@ -480,6 +480,7 @@ enum nk {
   N_AND,
   N_OR,
   N_BIN,
+  N_CHAIN,
   N_COND,
   N_LIST,
   N_TUPLE,
@@ -1012,8 +1013,11 @@ static node *parse_math1(parser *P) {
   return n;
 }
 
+/* a < b <= c ... as N_CHAIN: v[] operands, names[i] the operator before
+ * v[i] (Python semantics: each operand evaluated once). */
 static node *parse_compare(parser *P) {
   node *n = parse_math1(P);
+  int chained = 0; /* n is this call's chain (not a parenthesized operand) */
   while (n) {
     token *t = peek(P);
     const char *op = NULL;
@@ -1028,7 +1032,18 @@ static node *parse_compare(parser *P) {
     } else
       break;
     next(P);
-    n = bin(N_BIN, op, n, parse_math1(P), t->line);
+    node *rhs = parse_math1(P);
+    if (!rhs) {
+      free_node(n);
+      return NULL;
+    }
+    if (!chained) {
+      node *c = new_node(N_CHAIN, t->line);
+      add_child(c, n, NULL);
+      n = c;
+      chained = 1;
+    }
+    add_child(n, rhs, op);
   }
   return n;
 }
@@ -2880,12 +2895,21 @@ static json_t *apply_filter(rctx *r, const char *name, json_t *v, args *a,
   }
   if (F("round")) {
     json_t *p = arg(a, 0, "precision"), *m = arg(a, 1, "method");
-    double scale = pow(10, p ? num(p) : 0), x = num(v) * scale;
     const char *meth = json_is_string(m) ? json_string_value(m) : "common";
-    x = !strcmp(meth, "ceil")    ? ceil(x)
-        : !strcmp(meth, "floor") ? floor(x)
-                                 : round(x);
-    return json_real(x / scale);
+    int prec = p ? (int)num(p) : 0;
+    if (!is_num(v) && !json_is_boolean(v))
+      return fail(r, line, "round of a %s", type_name(v));
+    if (prec < 0 || prec > 30)
+      return fail(r, line, "round precision out of range");
+    if (!strcmp(meth, "common")) { /* Python round(): exact value, ties even */
+      if (json_is_integer(v))
+        return json_incref(v);
+      char buf[400];
+      snprintf(buf, sizeof buf, "%.*f", prec, num(v));
+      return json_real(strtod(buf, NULL));
+    }
+    double scale = pow(10, prec), x = num(v) * scale;
+    return json_real((!strcmp(meth, "ceil") ? ceil(x) : floor(x)) / scale);
   }
   if (F("first") || F("last")) {
     json_t *items = iter_items(r, v, line);
@@ -3458,6 +3482,20 @@ static json_t *eval_node(rctx *r, node *n) {
     y = eval(r, n->b);
     if (!r->failed)
       res = binop(r, n->s, x, y, n->line);
+    break;
+  case N_CHAIN:
+    x = eval(r, n->v[0]);
+    res = json_true();
+    for (size_t i = 1; i < n->n && !r->failed && json_is_true(res); i++) {
+      y = eval(r, n->v[i]);
+      json_t *c = r->failed ? NULL : binop(r, n->names[i], x, y, n->line);
+      json_decref(res);
+      res = json_boolean(truthy(c));
+      json_decref(c);
+      json_decref(x);
+      x = y;
+      y = NULL;
+    }
     break;
   case N_COND:
     x = eval(r, n->b);

@@ -200,7 +200,10 @@ static void test_filters(void) {
          "2system1");
   EXPECT("{{ '3' | int + 1 }} {{ 'x' | int }} {{ 2 | float }} "
          "{{ 2.567 | round(2) }} {{ -3 | abs }} {{ 2.5 | round }}",
-         "", "4 0 2.0 2.57 3 3.0");
+         "", "4 0 2.0 2.57 3 2.0");
+  EXPECT("{{ 2.675 | round(2) }} {{ 3 | round }} {{ 3.5 | round }} "
+         "{{ 1.21 | round(1, 'ceil') }} {{ 1.29 | round(1, 'floor') }}",
+         "", "2.67 3 4.0 1.3 1.2");
   EXPECT("{{ '<a&\"b\">' | e }}{{ 'x' | safe }}", "",
          "&lt;a&amp;&#34;b&#34;&gt;x");
   EXPECT("{{ [3, 1, 2, 1] | unique | list }} {{ [3, 1, 2] | sort }} "
@@ -265,6 +268,8 @@ static void test_operators(void) {
          "{\"xs\": [{\"r\": 1}, {\"r\": 2}]}", "21");
   EXPECT("{{ m.content }}{{ m['role'] }}{{ m.missing }}{{ m.x.y is defined }}",
          "{\"m\": {\"role\": \"user\", \"content\": \"hi\"}}", "hiuserFalse");
+  EXPECT("{{ 1 < 2 < 3 }}{{ 3 > 2 > 1 }}{{ 1 < 3 < 2 }}{{ (1 < 2) == true }}",
+         "", "TrueTrueFalseTrue");
   EXPECT_ERR("{{ 1 + 'a' }}", "", "unsupported operand");
   EXPECT_ERR("{{ 1 // 0 }}", "", "division by zero");
 }
