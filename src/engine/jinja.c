@@ -19,6 +19,8 @@
 #define NS_KEY "\x01jinja_namespace"
 #define GLOBAL_KEY "\x01jinja_global"
 #define LOOP_KEY "\x01jinja_loop"
+/* Dict keys that are integers ({512: 128}) are stored as "\x02512". */
+#define INT_KEY '\x02'
 #define PARSE_MAX_DEPTH 200
 
 /* ------------------------------------------------------------------ */
@@ -1602,6 +1604,21 @@ static double num(json_t *v) {
 static json_t *str_n(const char *s, size_t n) {
   return json_stringn_nocheck(s, n);
 }
+static json_t *str(const char *s);
+
+/* The value of stored object key k (an int for INT_KEY keys). */
+static json_t *key_value(const char *k) {
+  if (k[0] == INT_KEY)
+    return json_integer(strtoll(k + 1, NULL, 10));
+  return str(k);
+}
+
+/* Stored key for an integer dict key, into buf. */
+static const char *int_key(json_t *v, char *buf, size_t n) {
+  snprintf(buf, n, "%c%lld", INT_KEY, (long long)json_integer_value(v));
+  return buf;
+}
+
 static json_t *str(const char *s) {
   return json_stringn_nocheck(s, strlen(s));
 }
@@ -1743,7 +1760,8 @@ static int py_repr(sbuf *b, json_t *v) {
     json_object_foreach(v, k, x) {
       if (k[0] == '\x01')
         continue;
-      if ((!first && sb_str(b, ", ")) || repr_str(b, k, strlen(k)) ||
+      if ((!first && sb_str(b, ", ")) ||
+          (k[0] == INT_KEY ? sb_str(b, k + 1) : repr_str(b, k, strlen(k))) ||
           sb_str(b, ": ") || py_repr(b, x))
         return -1;
       first = 0;
@@ -1834,7 +1852,8 @@ static int dump_object(sbuf *b, json_t *v, const jdump *o, int level) {
   int rc = sb_chr(b, '{');
   for (size_t i = 0; i < n && !rc; i++) {
     rc = (i && sb_str(b, o->item_sep)) || dump_indent(b, o, level + 1) ||
-         dump_string(b, keys[i], strlen(keys[i]), o->ascii) ||
+         dump_string(b, keys[i] + (keys[i][0] == INT_KEY),
+                     strlen(keys[i]) - (keys[i][0] == INT_KEY), o->ascii) ||
          sb_str(b, o->key_sep) ||
          dump_json(b, json_object_get(v, keys[i]), o, level + 1);
   }
@@ -1953,7 +1972,7 @@ static json_t *iter_items(rctx *r, json_t *v, int line) {
     const char *k;
     json_t *x;
     json_object_foreach(v, k, x) if (k[0] != '\x01')
-        json_array_append_new(a, str(k));
+        json_array_append_new(a, key_value(k));
     return a;
   }
   if (json_is_string(v)) {
@@ -2096,8 +2115,11 @@ static json_t *get_item(rctx *r, json_t *obj, json_t *key, int line) {
   if (!obj || !key)
     return NULL;
   if (json_is_object(obj)) {
+    char kb[32];
     if (json_is_string(key))
       return json_incref(json_object_get(obj, json_string_value(key)));
+    if (json_is_integer(key))
+      return json_incref(json_object_get(obj, int_key(key, kb, sizeof kb)));
     return NULL;
   }
   if (json_is_array(obj) || json_is_string(obj)) {
@@ -2184,8 +2206,11 @@ static int contains(json_t *hay, json_t *needle) {
         return 1;
     return 0;
   }
+  char kb[32];
   if (json_is_object(hay) && json_is_string(needle))
     return json_object_get(hay, json_string_value(needle)) != NULL;
+  if (json_is_object(hay) && json_is_integer(needle))
+    return json_object_get(hay, int_key(needle, kb, sizeof kb)) != NULL;
   return 0;
 }
 
@@ -2978,7 +3003,7 @@ static json_t *apply_filter(rctx *r, const char *name, json_t *v, args *a,
     json_object_foreach(v, k, x) {
       if (k[0] == '\x01')
         continue;
-      json_array_append_new(out, json_pack("[sO]", k, x));
+      json_array_append_new(out, json_pack("[oO]", key_value(k), x));
     }
     return out;
   }
@@ -3157,8 +3182,9 @@ static json_t *call_method(rctx *r, json_t *obj, const char *m, args *a,
       json_object_foreach(obj, k, x) {
         if (k[0] == '\x01')
           continue;
-        json_array_append_new(out, M("items")  ? json_pack("[sO]", k, x)
-                                   : M("keys") ? str(k)
+        json_array_append_new(out, M("items")
+                                       ? json_pack("[oO]", key_value(k), x)
+                                   : M("keys") ? key_value(k)
                                                : json_incref(x));
       }
       return out;
@@ -3372,11 +3398,16 @@ static json_t *eval_seq(rctx *r, node *n) {
       json_t *v = eval(r, n->v[i]->v[1]);
       if (v && too_deep(v, 1))
         fail(r, n->line, "value nests too deeply");
-      json_t *ks = r->failed ? NULL : stringify(r, k, n->line);
-      if (ks && json_string_value(ks)[0] == '\x01') {
+      char kb[32];
+      json_t *ks = r->failed            ? NULL
+                   : json_is_integer(k) ? str(int_key(k, kb, sizeof kb))
+                                        : stringify(r, k, n->line);
+      if (ks && !json_is_integer(k) &&
+          (json_string_value(ks)[0] == '\x01' ||
+           json_string_value(ks)[0] == INT_KEY)) {
         json_decref(ks);
         ks = NULL;
-        fail(r, n->line, "dict keys must not start with \\x01");
+        fail(r, n->line, "dict keys must not start with \\x01 or \\x02");
       }
       if (ks)
         json_object_set(out, json_string_value(ks), v ? v : json_null());
@@ -3744,7 +3775,7 @@ static int hidden_keys(json_t *v) {
     const char *k;
     json_t *x;
     json_object_foreach(v, k, x) {
-      if (k[0] == '\x01' || hidden_keys(x))
+      if (k[0] == '\x01' || k[0] == INT_KEY || hidden_keys(x))
         return 1;
     }
   }

@@ -154,6 +154,12 @@ static void test_set_namespace(void) {
   EXPECT("{% set b %}in {{ 'block' }}{% endset %}[{{ b }}]", "", "[in block]");
   EXPECT("{% set d = {'k': [1, 2], 'j': none} %}{{ d.k[1] }}{{ d['j'] }}", "",
          "2None");
+  /* integer dict keys stay integers */
+  EXPECT("{% set d = {0: 'a', 512: 'b'} %}{{ d[512] }}{{ 0 in d }}"
+         "{% for k, v in d | dictsort %}{{ k + 1 }}{% endfor %}{{ d }}"
+         "{{ d | tojson }}{{ d.keys() | list }}",
+         "",
+         "bTrue1513{0: 'a', 512: 'b'}{\"0\": \"a\", \"512\": \"b\"}[0, 512]");
   EXPECT("{% set l = [] %}{% do l.append(1) %}{{ l.append(2) or '' }}"
          "{{ l }}",
          "", "[1, 2]");
