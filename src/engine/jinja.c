@@ -1682,15 +1682,33 @@ static void fmt_float(double x, char *o, size_t on) {
 
 static int py_repr(sbuf *b, json_t *v);
 
+/* Code points Python's repr() escapes although UTF-8 could show them: the
+ * common non-printable ones (C1 controls, separators other than ' ', format
+ * characters). Not the full Unicode table: rare ones print as themselves. */
+static int py_unprintable(unsigned long cp) {
+  static const unsigned long ranges[][2] = {
+      {0x80, 0xA0},       {0xAD, 0xAD},       {0x600, 0x605},
+      {0x61C, 0x61C},     {0x6DD, 0x6DD},     {0x70F, 0x70F},
+      {0x1680, 0x1680},   {0x180E, 0x180E},   {0x2000, 0x200F},
+      {0x2028, 0x202F},   {0x205F, 0x2064},   {0x2066, 0x206F},
+      {0x3000, 0x3000},   {0xD800, 0xF8FF},   {0xFEFF, 0xFEFF},
+      {0xFFF9, 0xFFFB},   {0x110BD, 0x110BD}, {0x1D173, 0x1D17A},
+      {0xE0001, 0xE0001}, {0xE0020, 0xE007F}, {0xF0000, 0x10FFFF}};
+  for (size_t i = 0; i < sizeof ranges / sizeof *ranges; i++)
+    if (cp >= ranges[i][0] && cp <= ranges[i][1])
+      return 1;
+  return 0;
+}
+
 static int repr_str(sbuf *b, const char *s, size_t n) {
   int has_sq = memchr(s, '\'', n) != NULL, has_dq = memchr(s, '"', n) != NULL;
   char q = (has_sq && !has_dq) ? '"' : '\'';
   if (sb_chr(b, q))
     return -1;
   for (size_t i = 0; i < n; i++) {
-    char c = s[i];
+    unsigned char c = (unsigned char)s[i];
     const char *esc = NULL;
-    char tmp[8];
+    char tmp[16];
     if (c == '\\')
       esc = "\\\\";
     else if (c == '\n')
@@ -1699,13 +1717,28 @@ static int repr_str(sbuf *b, const char *s, size_t n) {
       esc = "\\r";
     else if (c == '\t')
       esc = "\\t";
-    else if (c == q)
+    else if (c == (unsigned char)q)
       esc = q == '\'' ? "\\'" : "\\\"";
-    else if ((unsigned char)c < 0x20 || c == 0x7f) {
-      snprintf(tmp, sizeof tmp, "\\x%02x", (unsigned char)c);
+    else if (c < 0x20 || c == 0x7f) {
+      snprintf(tmp, sizeof tmp, "\\x%02x", c);
       esc = tmp;
+    } else if (c >= 0xC0) {
+      int extra = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : 1;
+      unsigned long cp = c & (0x3F >> extra);
+      size_t j = i;
+      for (int k = 0; k < extra && j + 1 < n; k++)
+        cp = (cp << 6) | ((unsigned char)s[++j] & 0x3F);
+      if (py_unprintable(cp)) {
+        snprintf(tmp, sizeof tmp,
+                 cp < 0x100     ? "\\x%02lx"
+                 : cp < 0x10000 ? "\\u%04lx"
+                                : "\\U%08lx",
+                 cp);
+        esc = tmp;
+        i = j;
+      }
     }
-    if (esc ? sb_str(b, esc) : sb_chr(b, c))
+    if (esc ? sb_str(b, esc) : sb_chr(b, (char)c))
       return -1;
   }
   return sb_chr(b, q);

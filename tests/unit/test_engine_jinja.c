@@ -233,6 +233,9 @@ static void test_tojson(void) {
          "{\n  \"a\": [\n    1,\n    {}\n  ],\n  \"b\": []\n}");
   EXPECT("{{ 'x' | tojson }}{{ 1 | tojson }}{{ none | tojson }}", "",
          "\"x\"1null");
+  /* str() of a list shows Python's repr of its strings */
+  EXPECT("{{ ['a\\'b', 'x\\u200dy\\u00a0\\n', 'é'] }}", "",
+         "[\"a'b\", 'x\\u200dy\\xa0\\n', 'é']");
   EXPECT("{{ d | tojson(sort_keys=true) }}", "{\"d\": {\"b\": 1, \"a\": 2}}",
          "{\"a\": 2, \"b\": 1}");
   EXPECT("{{ d | tojson(separators=(',', ':')) }}", "{\"d\": {\"b\": [1, 2]}}",
