@@ -3470,8 +3470,8 @@ static json_t *eval_node(rctx *r, node *n) {
   args a;
   memset(&a, 0, sizeof a);
   switch (n->kind) {
-  case N_LIT:
-    return json_incref(n->lit);
+  case N_LIT: /* a copy: the template is shared read-only between threads */
+    return json_copy(n->lit);
   case N_NAME: {
     json_t *v = lookup(r, n->s);
     return v ? json_incref(v) : global_value(n->s);

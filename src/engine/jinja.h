@@ -9,6 +9,13 @@
  * *undefined* in the template. Globals: raise_exception(msg), strftime_now(
  * fmt), range(), dict(), namespace().
  *
+ * Known differences from Jinja2 (none matter to the templates tested):
+ * Undefined is lenient (undefined.attr is undefined, not an error); tuples
+ * are lists (str() prints [a, b], not (a, b)); integers are 64-bit; case
+ * filters/methods (upper, lower, title, capitalize) map ASCII only; no
+ * `{% call %}`, `{% filter %}`, `{% include %}`, recursive loops, string
+ * `%` formatting or str.format (each a clear error).
+ *
  * Pure library: knows nothing of HTTP, the server, models or tokenizers.
  * A parsed jinja_template is read-only while rendering: share it between
  * threads. Every template is safe to render: recursion, loops and output are
