@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "cli/flags.h"
 #include "engine/fixture.h"
 #include "engine/quant.h"
 
@@ -38,31 +39,6 @@ static void fx_usage(FILE *f) {
           "  --help              this text\n");
 }
 
-/* Flag value: HEARTH_FIXTURE_<NAME> from the environment. */
-static const char *fx_env(const char *flag) {
-  char name[64] = "HEARTH_FIXTURE_";
-  size_t k = strlen(name);
-  for (const char *p = flag + 2; *p && k < sizeof name - 1; p++)
-    name[k++] = *p == '-' ? '_' : (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
-  name[k] = 0;
-  return getenv(name);
-}
-
-static int fx_num(const char *flag, const char *v, double lo, double hi,
-                  double *out) {
-  char *end;
-  errno = 0;
-  double d = strtod(v, &end);
-  if (errno || end == v || *end || d < lo || d > hi) {
-    fprintf(stderr,
-            "hearth fixture: %s must be a number in [%g, %g], got '%s'\n", flag,
-            lo, hi, v);
-    return -1;
-  }
-  *out = d;
-  return 0;
-}
-
 static const char *const FLAGS[] = {
     "--out",     "--preset",    "--arch",       "--type",    "--embd-type",
     "--seed",    "--tokenizer", "--bpe-pre",    "--tied",    "--n-embd",
@@ -78,18 +54,18 @@ static int fx_apply_nums(const char *const *val, fixture_params *p) {
     double d;
     if (!val[f])
       continue;
-    if (fx_num(FLAGS[f], val[f], f == 16 ? 0 : 1, 1e7, &d))
+    if (cli_num("fixture", FLAGS[f], val[f], f == 16 ? 0 : 1, 1e7, &d))
       return -1;
     *ints[f - 9] = (int)d;
   }
   double d;
   if (val[17]) {
-    if (fx_num(FLAGS[17], val[17], 1e-3, 1e12, &d))
+    if (cli_num("fixture", FLAGS[17], val[17], 1e-3, 1e12, &d))
       return -1;
     p->rope_theta = (float)d;
   }
   if (val[18]) {
-    if (fx_num(FLAGS[18], val[18], 1e-12, 1, &d))
+    if (cli_num("fixture", FLAGS[18], val[18], 1e-12, 1, &d))
       return -1;
     p->norm_eps = (float)d;
   }
@@ -114,7 +90,7 @@ static int fx_apply(const char *const *val, fixture_params *p) {
   }
   double d;
   if (val[5]) {
-    if (fx_num("--seed", val[5], 0, 1.8e19, &d))
+    if (cli_num("fixture", "--seed", val[5], 0, 1.8e19, &d))
       return -1;
     p->seed = strtoull(val[5], NULL, 10);
   }
@@ -130,7 +106,7 @@ static int fx_apply(const char *const *val, fixture_params *p) {
   if (val[7])
     snprintf(p->bpe_pre, sizeof p->bpe_pre, "%s", val[7]);
   if (val[8]) {
-    if (fx_num("--tied", val[8], 0, 1, &d))
+    if (cli_num("fixture", "--tied", val[8], 0, 1, &d))
       return -1;
     p->tied = (int)d;
   }
@@ -140,7 +116,7 @@ static int fx_apply(const char *const *val, fixture_params *p) {
 int cli_fixture(int argc, char **argv) {
   const char *val[NF];
   for (int f = 0; f < NF; f++)
-    val[f] = fx_env(FLAGS[f]);
+    val[f] = cli_env("HEARTH_FIXTURE_", FLAGS[f]);
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
       fx_usage(stdout);

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "cli/flags.h"
 #include "engine/engine.h"
 #include "engine/sampler.h"
 
@@ -44,32 +45,6 @@ static void gen_usage(FILE *f) {
           "  --help               this text\n");
 }
 
-/* Flag value from argv, else HEARTH_<NAME> from the environment. */
-static const char *env_of(const char *flag) {
-  char name[64] = "HEARTH_";
-  size_t k = strlen(name);
-  for (const char *p = flag + 2; *p && k < sizeof name - 1; p++)
-    name[k++] = *p == '-' ? '_' : (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
-  name[k] = 0;
-  return getenv(name);
-}
-
-static int num(const char *flag, const char *v, double lo, double hi,
-               double *out) {
-  char *end;
-  errno = 0;
-  double d = strtod(v, &end);
-  if (errno || end == v || *end || d < lo || d > hi) {
-    fprintf(stderr,
-            "hearth generate: %s must be a number in [%g, %g], got "
-            "'%s'\n",
-            flag, lo, hi, v);
-    return -1;
-  }
-  *out = d;
-  return 0;
-}
-
 static int gen_parse(int argc, char **argv, gen_opts *o) {
   static const char *flags[] = {
       "--model", "--prompt", "--max-tokens",  "--top-k", "--threads",
@@ -77,7 +52,7 @@ static int gen_parse(int argc, char **argv, gen_opts *o) {
   const int nf = (int)(sizeof flags / sizeof *flags);
   const char *val[sizeof flags / sizeof *flags];
   for (int f = 0; f < nf; f++)
-    val[f] = env_of(flags[f]);
+    val[f] = cli_env("HEARTH_", flags[f]);
   o->raw = getenv("HEARTH_RAW") != NULL;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -104,7 +79,7 @@ static int gen_parse(int argc, char **argv, gen_opts *o) {
   const double def[] = {0, 0, 128, 40, 0, 0, 0.95, 0.8, 0.05, 0};
   for (int f = 2; f < nf; f++) {
     d[f] = def[f];
-    if (val[f] && num(flags[f], val[f], lo[f], hi[f], &d[f]))
+    if (val[f] && cli_num("generate", flags[f], val[f], lo[f], hi[f], &d[f]))
       return -1;
   }
   o->model = val[0];

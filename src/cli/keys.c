@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "cli/flags.h"
 #include "core/auth.h"
 #include "core/paths.h"
 #include "store/store.h"
@@ -36,16 +37,11 @@ static void keys_usage(FILE *f) {
           "                                                  [HEARTH_DATA]\n");
 }
 
-static int env_flag(const char *name) {
-  const char *v = getenv(name);
-  return v && *v && strcmp(v, "0") != 0 && strcmp(v, "false") != 0;
-}
-
 /* 0 ok, 1 help printed, 2 usage error. */
 static int keys_parse(int argc, char **argv, keys_opts *o) {
   memset(o, 0, sizeof *o);
   o->project = getenv("HEARTH_PROJECT");
-  o->admin = env_flag("HEARTH_ADMIN");
+  o->admin = cli_env_flag("HEARTH_ADMIN");
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/flags.h"
 #include "core/paths.h"
 #include "jobs/pull.h"
 
@@ -45,11 +46,6 @@ static void pull_usage(FILE *f) {
              "huggingface.co only\n(gated repositories).\n");
 }
 
-static int env_flag(const char *name) {
-  const char *v = getenv(name);
-  return v && *v && strcmp(v, "0") != 0 && strcmp(v, "false") != 0;
-}
-
 /* "--flag VALUE" or "--flag=VALUE": the value, advancing *i; NULL if a is
  * not that flag. */
 static const char *flag_value(const char *flag, int argc, char **argv, int *i) {
@@ -68,7 +64,7 @@ static int pull_parse(int argc, char **argv, pull_cli *o) {
   memset(o, 0, sizeof *o);
   o->name = getenv("HEARTH_PULL_NAME");
   o->sha256 = getenv("HEARTH_PULL_SHA256");
-  o->quiet = env_flag("HEARTH_PULL_QUIET");
+  o->quiet = cli_env_flag("HEARTH_PULL_QUIET");
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
