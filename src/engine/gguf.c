@@ -100,7 +100,7 @@ static int rd_str(cursor *c, const char **s, size_t *len) {
   return 0;
 }
 
-static size_t scalar_size(int type) {
+size_t gguf_scalar_size(int type) {
   switch (type) {
   case GGUF_TYPE_UINT8:
   case GGUF_TYPE_INT8:
@@ -147,7 +147,7 @@ static int skip_array(cursor *c, int depth, int *et_out, uint64_t *n_out,
   *et_out = (int)et;
   *n_out = n;
   const size_t rem = c->size - c->pos;
-  size_t es = scalar_size((int)et);
+  size_t es = gguf_scalar_size((int)et);
   if (es) { /* packed scalars */
     if (n > rem / es)
       return -1;
@@ -173,7 +173,7 @@ static int skip_array(cursor *c, int depth, int *et_out, uint64_t *n_out,
 }
 
 static int skip_value(cursor *c, int type, int depth) {
-  size_t es = scalar_size(type);
+  size_t es = gguf_scalar_size(type);
   const uint8_t *p;
   if (es)
     return take(c, es, &p);
@@ -239,7 +239,7 @@ static int parse_kv(gguf_file *f, cursor *c, int i, char *err, size_t errlen) {
     kv->len = c->pos - start - 12;
     return 0;
   }
-  kv->len = scalar_size(kv->type);
+  kv->len = gguf_scalar_size(kv->type);
   if (take(c, kv->len, &kv->val))
     return fail(err, errlen, "metadata '%.*s': value past end of file", kl,
                 kv->key);
@@ -556,7 +556,7 @@ static const gguf_kv *kv_of(const gguf_file *f, const char *key) {
 static int scalar_at(int type, const uint8_t *p, int64_t *iv, double *fv,
                      int *is_float) {
   uint64_t u = 0;
-  size_t n = scalar_size(type);
+  size_t n = gguf_scalar_size(type);
   if (!n)
     return GGUF_ETYPE;
   for (size_t k = 0; k < n; k++)
@@ -711,7 +711,7 @@ const char *gguf_arr_str(const gguf_file *f, const char *key, uint64_t i,
 
 const void *gguf_arr_data(const gguf_file *f, const char *key) {
   const gguf_kv *kv = kv_of(f, key);
-  if (!kv || kv->type != GGUF_TYPE_ARRAY || !scalar_size(kv->arr_type))
+  if (!kv || kv->type != GGUF_TYPE_ARRAY || !gguf_scalar_size(kv->arr_type))
     return NULL;
   return kv->val;
 }
@@ -722,7 +722,7 @@ static int arr_elem(const gguf_file *f, const char *key, uint64_t i,
   if (!kv)
     return GGUF_ENOKEY;
   size_t es;
-  if (kv->type != GGUF_TYPE_ARRAY || !(es = scalar_size(kv->arr_type)))
+  if (kv->type != GGUF_TYPE_ARRAY || !(es = gguf_scalar_size(kv->arr_type)))
     return GGUF_ETYPE;
   if (i >= kv->arr_n)
     return GGUF_ERANGE;

@@ -124,5 +124,8 @@ const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name);
 
 /* Name of a metadata value type ("uint32", "string", ...), "?" if unknown. */
 const char *gguf_type_name(int type);
+/* Bytes of one scalar of metadata value type `type`; 0 for string, array
+ * and unknown types. */
+size_t gguf_scalar_size(int type);
 
 #endif

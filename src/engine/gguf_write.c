@@ -196,31 +196,9 @@ int gguf_w_str(gguf_writer *w, const char *key, const char *s) {
   return gguf_w_strn(w, key, s, strlen(s));
 }
 
-static size_t elem_size(int type) {
-  switch (type) {
-  case GGUF_TYPE_UINT8:
-  case GGUF_TYPE_INT8:
-  case GGUF_TYPE_BOOL:
-    return 1;
-  case GGUF_TYPE_UINT16:
-  case GGUF_TYPE_INT16:
-    return 2;
-  case GGUF_TYPE_UINT32:
-  case GGUF_TYPE_INT32:
-  case GGUF_TYPE_FLOAT32:
-    return 4;
-  case GGUF_TYPE_UINT64:
-  case GGUF_TYPE_INT64:
-  case GGUF_TYPE_FLOAT64:
-    return 8;
-  default:
-    return 0;
-  }
-}
-
 int gguf_w_arr(gguf_writer *w, const char *key, int elem_type, const void *data,
                uint64_t n) {
-  const size_t es = elem_size(elem_type);
+  const size_t es = gguf_scalar_size(elem_type);
   if (!es || begin_kv(w, key, GGUF_TYPE_ARRAY))
     return -1;
   put_le(&w->kv, (uint32_t)elem_type, 4);
