@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,9 +240,9 @@ int eng_batch_add(eng_batch *b, int32_t token, int32_t pos, int32_t seq_id,
 
 #define ATTN_TB 16  /* most tokens per work item (fewer for long contexts) */
 #define ATTN_CB 256 /* cells per block of the score and value loops */
-/* Below this many multiply-adds (~0.1 ms) the attention of a chunk runs on
- * the calling thread: waking the pool would cost about as much. */
-#define ATTN_INLINE_WORK 1.5e6
+/* Below this many multiply-adds (~5 us) the attention of a chunk runs on
+ * the calling thread: handing it to the pool would cost about as much. */
+#define ATTN_INLINE_WORK 1e5
 
 /* The chunk's tokens grouped by sequence, and each group's cell range. */
 typedef struct attn_group {
@@ -510,6 +511,7 @@ typedef struct {
   eng_ctx *c;
   int il;
   const eng_batch_tok *tok;
+  atomic_int next; /* items taken so far (tpool_run_dyn) */
 } attn_args;
 
 /* Groups the chunk's tokens by sequence (keeping order within one), finds
@@ -665,12 +667,17 @@ static void attn_item_run(eng_ctx *c, int il, const eng_batch_tok *tok,
   }
 }
 
-/* Items are dealt round-robin: later token blocks see more cells (causal),
- * so contiguous shares would leave the last thread most of the work. */
+/* Items are taken from a shared counter (tpool_run_dyn: a preempted thread
+ * holds the others up by one item at most), last first: later token blocks
+ * see more cells (causal), so the big items go first and the small ones
+ * even out the end. */
 static void attn_task(void *arg, int ith, int nth) {
-  const attn_args *a = arg;
-  for (int i = ith; i < a->c->attn_n_items; i += nth)
-    attn_item_run(a->c, a->il, a->tok, &a->c->attn_items[i], ith);
+  attn_args *a = arg;
+  const int n = a->c->attn_n_items;
+  (void)nth;
+  for (int i;
+       (i = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed)) < n;)
+    attn_item_run(a->c, a->il, a->tok, &a->c->attn_items[n - 1 - i], ith);
 }
 
 /* Per-token steps of a block, run over the chunk's tokens in parallel. */
@@ -811,11 +818,11 @@ static int forward_layer(eng_ctx *c, int il, const eng_batch_tok *tok, int n,
     n = n_keep;
   }
   /* att = softmax(q k^T / sqrt(hd)) v, per sequence, causal */
-  attn_args aa = {c, il, tok};
+  attn_args aa = {c, il, tok, 0};
   if (c->attn_work < ATTN_INLINE_WORK) /* a short decode step: no wake-up */
     attn_task(&aa, 0, 1);
   else
-    tpool_run(c->pool, attn_task, &aa);
+    tpool_run_dyn(c->pool, attn_task, &aa);
   /* xb = att @ wo^T */
   mm_job o = {&L->wo, c->xb};
   if (matmul_group(c, c->att, n, Q, &o, 1))
