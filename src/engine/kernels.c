@@ -504,14 +504,17 @@ static void mm_dyn_worker(void *arg, int ith, int nth) {
   }
 }
 
-/* Rows per work item: decode, about 8 items per thread; prefill, as many
- * rows as keep ~128 KiB of (prepared) weights hot, at most 64, at least 4
- * items per thread. Multiples of 16 (tiles stay whole, output cache lines
- * mostly stay with one thread) unless rows are few. */
+/* Rows per work item: decode, about 32 items per thread (small items keep
+ * the load balanced; each thread's own items are contiguous anyway), 8 for
+ * a single thread; prefill, as many rows as keep ~128 KiB of (prepared)
+ * weights hot, at most 64, at least 4 items per thread. Multiples of 16
+ * (tiles stay whole, output cache lines mostly stay with one thread) unless
+ * rows are few. */
 static int64_t mm_chunk(const mm_job *m, int n, int nth) {
   int64_t total = total_rows(m, n), c;
   if (m[0].n_tok == 1) {
-    c = (total + 8 * nth - 1) / (8 * nth);
+    int per = nth > 1 ? 32 : 8;
+    c = (total + per * nth - 1) / (per * nth);
   } else {
     size_t per_row = m[0].wrow;
     if (pp_usable(m[0].o, m[0].wtype, m[0].cols, m[0].n_tok))
