@@ -67,8 +67,15 @@ unit: deps
 	@$(MAKE) --no-print-directory hearth $(UNIT_BIN)
 	@scripts/test.sh --unit-only
 
-bench:
-	@echo "benchmarks: see bench/README.md"
+e2e: all
+	@[ -d tests/e2e/node_modules ] || (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+	node tests/e2e/run.mjs
+
+# Side-by-side benchmarks (minutes; see bench/README.md): HTTP vs nginx,
+# engine vs llama.cpp. Each writes its RESULTS.md under bench/.
+bench: all
+	bench/http/run.sh
+	bench/engine/run.sh
 
 fuzz: deps
 	@scripts/fuzz.sh
