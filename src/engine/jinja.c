@@ -2327,6 +2327,90 @@ static json_t *arith(rctx *r, const char *op, json_t *a, json_t *b, int line) {
   return fail(r, line, "unknown operator %s", op);
 }
 
+/* Python printf-style formatting: fmt % args, conversions s r d i f e g x
+ * with flags, width and precision, and %%. */
+static json_t *py_format(rctx *r, json_t *fmt, json_t **args, size_t nargs,
+                         int line) {
+  const char *f = json_string_value(fmt);
+  size_t n = json_string_length(fmt), used = 0;
+  sbuf b = {0};
+  b.max = r->max_output;
+  int bad = 0;
+  for (size_t i = 0; i < n && !bad; i++) {
+    if (f[i] != '%') {
+      bad = sb_chr(&b, f[i]);
+      continue;
+    }
+    char spec[32] = "%";
+    size_t sl = 1;
+    int run = 0; /* digits in a row: width/precision at most 999 */
+    while (++i < n && f[i] && strchr("-+ #0123456789.", f[i]) && sl < 20) {
+      run = isdigit((unsigned char)f[i]) ? run + 1 : 0;
+      if (run > 3)
+        break;
+      spec[sl++] = f[i];
+    }
+    if (i >= n || run > 3 || sl >= 20) {
+      bad = 2;
+      break;
+    }
+    char conv = f[i];
+    if (conv == '%') {
+      bad = sb_chr(&b, '%');
+      continue;
+    }
+    if (used >= nargs) {
+      bad = 3;
+      break;
+    }
+    json_t *v = args[used++];
+    char out[2048]; /* enough for any double with width/precision <= 999 */
+    if (conv == 's' || conv == 'r') {
+      sbuf t = {0};
+      t.max = r->max_output;
+      bad = conv == 's' ? to_str(&t, v) : py_repr(&t, v);
+      spec[sl++] = 's';
+      spec[sl] = 0;
+      if (!bad) {
+        int w = snprintf(NULL, 0, spec, t.p ? t.p : "");
+        char *o = malloc((size_t)w + 1);
+        if (o) {
+          snprintf(o, (size_t)w + 1, spec, t.p ? t.p : "");
+          bad = sb_put(&b, o, (size_t)w);
+        }
+        free(o);
+      }
+      free(t.p);
+    } else if (strchr("dixX", conv) && (is_num(v) || json_is_boolean(v))) {
+      spec[sl++] = 'l';
+      spec[sl++] = 'l';
+      spec[sl++] = conv == 'i' ? 'd' : conv;
+      spec[sl] = 0;
+      snprintf(out, sizeof out, spec, (long long)num(v));
+      bad = sb_str(&b, out);
+    } else if (strchr("feEgG", conv) && (is_num(v) || json_is_boolean(v))) {
+      spec[sl++] = conv;
+      spec[sl] = 0;
+      snprintf(out, sizeof out, spec, num(v));
+      bad = sb_str(&b, out);
+    } else {
+      bad = 4;
+    }
+  }
+  if (!bad && used < nargs)
+    bad = 5;
+  json_t *res = bad ? NULL : str_n(b.p ? b.p : "", b.n);
+  free(b.p);
+  if (bad)
+    return fail(r, line, "string formatting failed: %s",
+                bad == 2   ? "incomplete or too wide format"
+                : bad == 3 ? "not enough arguments"
+                : bad == 4 ? "unsupported conversion for this value"
+                : bad == 5 ? "not all arguments converted"
+                           : "output limit exceeded");
+  return res;
+}
+
 static json_t *binop(rctx *r, const char *op, json_t *a, json_t *b, int line) {
   if (!strcmp(op, "~")) {
     sbuf sb = {0};
@@ -2367,6 +2451,21 @@ static json_t *binop(rctx *r, const char *op, json_t *a, json_t *b, int line) {
     json_t *c = json_copy(a);
     json_array_extend(c, b);
     return c;
+  }
+  if (!strcmp(op, "%") && json_is_string(a)) {
+    /* a list (or tuple, the same here) supplies several arguments */
+    if (json_is_array(b)) {
+      size_t nb = json_array_size(b);
+      json_t **v = malloc((nb ? nb : 1) * sizeof *v);
+      if (!v)
+        return fail(r, line, "out of memory");
+      for (size_t i = 0; i < nb; i++)
+        v[i] = json_array_get(b, i);
+      json_t *res = py_format(r, a, v, nb, line);
+      free(v);
+      return res;
+    }
+    return py_format(r, a, &b, 1, line);
   }
   if (!strcmp(op, "*") && json_is_string(a) && json_is_integer(b)) {
     sbuf sb = {0};
@@ -2862,6 +2961,17 @@ static json_t *apply_filter(rctx *r, const char *name, json_t *v, args *a,
       return res_;                                                             \
     }                                                                          \
   } while (0)
+  if (F("attr")) {
+    json_t *nm = arg(a, 0, NULL);
+    return json_is_string(nm) && json_is_object(v) && !is_macro(v)
+               ? json_incref(json_object_get(v, json_string_value(nm)))
+               : NULL;
+  }
+  if (F("format")) {
+    if (!json_is_string(v))
+      return fail(r, line, "format filter needs a format string");
+    return py_format(r, v, a->pos, (size_t)a->npos, line);
+  }
   if (F("safe"))
     return json_incref(v);
   if (F("default") || F("d")) {

@@ -13,8 +13,8 @@
  * Undefined is lenient (undefined.attr is undefined, not an error); tuples
  * are lists (str() prints [a, b], not (a, b)); integers are 64-bit; case
  * filters/methods (upper, lower, title, capitalize) map ASCII only; no
- * `{% call %}`, `{% filter %}`, `{% include %}`, recursive loops, string
- * `%` formatting or str.format (each a clear error).
+ * `{% call %}`, `{% filter %}`, `{% include %}`, recursive loops or
+ * str.format (each a clear error); `fmt % list` spreads the list.
  *
  * Pure library: knows nothing of HTTP, the server, models or tokenizers.
  * A parsed jinja_template is read-only while rendering: share it between

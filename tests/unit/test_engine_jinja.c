@@ -279,6 +279,13 @@ static void test_operators(void) {
          "{\"m\": {\"role\": \"user\", \"content\": \"hi\"}}", "hiuserFalse");
   EXPECT("{{ 1 < 2 < 3 }}{{ 3 > 2 > 1 }}{{ 1 < 3 < 2 }}{{ (1 < 2) == true }}",
          "", "TrueTrueFalseTrue");
+  EXPECT("{{ 'x=%s y=%d z=%.2f %r %%' % ('a', 3, 2.5, 'q') }}|{{ '%05d' % 42 }}"
+         "|{{ '%-3s|' % 'a' }}|{{ '%s and %s' | format('a', 1) }}",
+         "", "x=a y=3 z=2.50 'q' %|00042|a  ||a and 1");
+  EXPECT_ERR("{{ '%s %s' % 'a' }}", "", "not enough arguments");
+  EXPECT_ERR("{{ '%d' % 'a' }}", "", "unsupported conversion");
+  EXPECT_ERR("{{ '%99999s' % 'a' }}", "", "too wide");
+  EXPECT("{{ m | attr('role') }}", "{\"m\": {\"role\": \"user\"}}", "user");
   EXPECT_ERR("{{ 1 + 'a' }}", "", "unsupported operand");
   EXPECT_ERR("{{ 1 // 0 }}", "", "division by zero");
 }
