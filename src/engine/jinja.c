@@ -2566,7 +2566,10 @@ static int run_test(rctx *r, const char *name, json_t *v, args *a, int line) {
 /* String helpers                                                      */
 
 static json_t *map_case(json_t *v, int mode) {
-  /* mode: 'l' lower, 'u' upper, 't' title, 'c' capitalize (ASCII) */
+  /* mode (ASCII letters only): 'l' lower, 'u' upper, 'c' capitalize,
+   * 't' Python str.title() (upper after a non-letter), 'T' Jinja2's title
+   * filter (upper at the start of each run after "-", whitespace or one
+   * of "({[<") */
   size_t n = json_string_length(v);
   char *s = malloc(n + 1);
   if (!s)
@@ -2579,11 +2582,14 @@ static json_t *map_case(json_t *v, int mode) {
       s[i] = (char)tolower(c);
     else if (mode == 'u')
       s[i] = (char)toupper(c);
-    else if (mode == 't')
+    else if (mode == 't' || mode == 'T')
       s[i] = (char)(prev_alpha ? tolower(c) : toupper(c));
     else
       s[i] = (char)(i == 0 ? toupper(c) : tolower(c));
-    prev_alpha = isalnum(c) || c >= 0x80 || c == '\'';
+    if (mode == 'T')
+      prev_alpha = !(is_ws((char)c) || (c && strchr("-({[<", c)));
+    else
+      prev_alpha = isalpha(c) || c >= 0x80;
   }
   json_t *r = str_n(s, n);
   free(s);
@@ -3024,7 +3030,7 @@ static json_t *apply_filter(rctx *r, const char *name, json_t *v, args *a,
     NEED_STR();
     return map_case(v, F("lower")   ? 'l'
                        : F("upper") ? 'u'
-                       : F("title") ? 't'
+                       : F("title") ? 'T'
                                     : 'c');
   }
   if (F("replace")) {

@@ -187,6 +187,9 @@ static void test_filters(void) {
   EXPECT("{{ 'abc' | length }}{{ [1, 2] | length }}{{ x | length }}"
          "{{ 'é€' | length }}",
          "", "3202");
+  /* the title filter (Jinja2) and str.title() (Python) differ */
+  EXPECT("{{ \"they're x2y a-b\" | title }}|{{ \"they're x2y a-b\".title() }}",
+         "", "They're X2y A-B|They'Re X2Y A-B");
   EXPECT("{{ 'Hello World' | lower }} {{ 'x' | upper }} "
          "{{ 'hello big world' | title }} {{ 'hELLO' | capitalize }}",
          "", "hello world X Hello Big World Hello");
