@@ -575,6 +575,7 @@ typedef struct {
   jinja_error *err;
   int failed;
   int depth;
+  int loops; /* enclosing for-loop bodies: break/continue need one */
 } parser;
 
 static token *peek(parser *P) {
@@ -1208,7 +1209,9 @@ static node *parse_for(parser *P, int line) {
   }
   if (end_tag(P))
     goto fail;
+  P->loops++;
   node *body = parse_body(P, ends, 2, &which);
+  P->loops--;
   if (!body)
     goto fail;
   add_child(n, body, NULL);
@@ -1290,7 +1293,10 @@ static node *parse_macro(parser *P, int line) {
   const char *which;
   if (expect_op(P, ")") || end_tag(P))
     goto fail;
+  int saved_loops = P->loops;
+  P->loops = 0;
   n->b = parse_body(P, ends, 1, &which);
+  P->loops = saved_loops;
   if (!n->b)
     goto fail;
   if (peek(P)->kind == TK_NAME)
@@ -1316,6 +1322,10 @@ static node *parse_statement(parser *P) {
     return parse_set(P, line);
   if (!strcmp(t->s, "macro"))
     return parse_macro(P, line);
+  if ((!strcmp(t->s, "break") || !strcmp(t->s, "continue")) && !P->loops) {
+    P->i--;
+    return perr(P, "'%s' outside a for loop", t->s);
+  }
   if (!strcmp(t->s, "break") || !strcmp(t->s, "continue")) {
     node *n = new_node(t->s[0] == 'b' ? N_BREAK : N_CONTINUE, line);
     if (end_tag(P)) {
@@ -1457,7 +1467,7 @@ int jinja_parse(const char *src, size_t len, jinja_template **out,
     free_toks(&toks);
     return -1;
   }
-  parser P = {toks.v, toks.n, 0, err, 0, 0};
+  parser P = {toks.v, toks.n, 0, err, 0, 0, 0};
   node *root = parse_body(&P, NULL, 0, NULL);
   free_toks(&toks);
   if (!root || P.failed) {
@@ -3947,13 +3957,11 @@ int jinja_render(const jinja_template *t, json_t *ctx,
     set_err(err, 0, "render context keys must not start with \\x01");
     return -1;
   }
-  static rctx zero;
-  rctx *r = malloc(sizeof *r);
+  rctx *r = calloc(1, sizeof *r);
   if (!r) {
     set_err(err, 0, "out of memory");
     return -1;
   }
-  *r = zero;
   sbuf b = {0};
   r->max_output = opts && opts->max_output ? opts->max_output : 16u << 20;
   r->max_steps = opts && opts->max_steps ? opts->max_steps : 10000000L;

@@ -355,6 +355,8 @@ static void test_errors(void) {
       "{{ a.  }}",
       "{% else %}",
       "{% if a %}{% else %}{% else %}{% endif %}",
+      "{% break %}",
+      "{% for x in y %}{% macro m() %}{% continue %}{% endmacro %}{% endfor %}",
   };
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     jinja_template *t = NULL;
