@@ -3822,6 +3822,7 @@ static int exec_for(rctx *r, node *n) {
       fail(r, n->line, "template too expensive: step limit reached");
       break;
     }
+    json_object_clear(frame); /* each iteration is a fresh scope (Jinja2) */
     if (assign(r, n->a, json_array_get(items, i), frame))
       break;
     json_object_set_new(frame, "loop", loop_obj(items, i, cnt));

@@ -137,6 +137,10 @@ static void test_loops(void) {
   EXPECT("{% for x in xs %}{{ loop.previtem }}-{{ loop.nextitem }},"
          "{% endfor %}",
          "{\"xs\": [1, 2, 3]}", "-2,1-3,2-,");
+  /* a set inside a loop lasts for its iteration only (as Jinja2) */
+  EXPECT("{% set x = 1 %}{% for i in [1, 2] %}{{ x }}{% set x = 5 %}{{ x }}"
+         "{% endfor %}{{ x }}",
+         "", "15151");
   /* a set inside a loop does not leak out */
   EXPECT("{% set x = 1 %}{% for i in range(3) %}{% set x = i %}{% endfor %}"
          "{{ x }}",
@@ -408,8 +412,8 @@ static void test_limits(void) {
   EXPECT_ERR("{% set ns = namespace(x=[]) %}{% for i in range(1000) %}"
              "{% set ns.x = [ns.x] %}{% endfor %}",
              "", "nests too deeply");
-  EXPECT_ERR("{% set l = [] %}{% for i in range(100) %}{% set l = l + l + [1]"
-             " %}{% endfor %}",
+  EXPECT_ERR("{% set ns = namespace(l=[1]) %}{% for i in range(100) %}"
+             "{% set ns.l = ns.l + ns.l %}{% endfor %}",
              "", "list too long");
   /* recursion through expressions inside macros is bounded */
   EXPECT_ERR("{% macro f(n) %}{{ (((((((((f(n + 1)))))))))) }}{% endmacro %}"
