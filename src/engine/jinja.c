@@ -3757,15 +3757,19 @@ static int assign(rctx *r, node *t, json_t *v, json_t *frame) {
       return -1;
     return 0;
   }
-  if (t->kind == N_TUPLE) {
-    if (!json_is_array(v) || json_array_size(v) != t->n) {
+  if (t->kind == N_TUPLE) { /* unpacks any iterable of the right length */
+    json_t *items = json_is_string(v) || (json_is_object(v) && !is_macro(v))
+                        ? iter_items(r, v, t->line)
+                        : json_incref(v);
+    int rc = 0;
+    if (!json_is_array(items) || json_array_size(items) != t->n) {
       fail(r, t->line, "cannot unpack %s into %zu names", type_name(v), t->n);
-      return -1;
+      rc = -1;
     }
-    for (size_t i = 0; i < t->n; i++)
-      if (assign(r, t->v[i], json_array_get(v, i), frame))
-        return -1;
-    return 0;
+    for (size_t i = 0; i < t->n && !rc; i++)
+      rc = assign(r, t->v[i], json_array_get(items, i), frame);
+    json_decref(items);
+    return rc;
   }
   fail(r, t->line, "cannot assign to this expression");
   return -1;

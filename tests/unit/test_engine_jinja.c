@@ -151,6 +151,7 @@ static void test_loops(void) {
 static void test_set_namespace(void) {
   EXPECT("{% set a = 'x' ~ 1 %}{{ a }}", "", "x1");
   EXPECT("{% set a, b = 1, 2 %}{{ b }}{{ a }}", "", "21");
+  EXPECT("{% set a, b = 'xy' %}{{ b }}{{ a }}", "", "yx");
   EXPECT("{% set ns = namespace(found=false, n=0) %}{% for x in xs %}"
          "{% if x == 2 %}{% set ns.found = true %}{% endif %}"
          "{% set ns.n = ns.n + x %}{% endfor %}{{ ns.found }} {{ ns.n }}",
