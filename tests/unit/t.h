@@ -72,7 +72,7 @@ static int t_pass, t_fail, t_skip, t_cur_failed, t_cur_skipped;
  * HEARTH_SHARED overrides; otherwise ../shared beside the repository. */
 static inline const char *t_shared_dir(void) {
   const char *env = getenv("HEARTH_SHARED");
-  static const char *cands[] = {"../shared", "../../shared"};
+  static const char *cands[] = {"../shared"};
   if (env && *env) return env;
   for (size_t i = 0; i < sizeof cands / sizeof *cands; i++) {
     char p[256];
