@@ -1,5 +1,6 @@
 /* attn_simd.h: SIMD inner loops of the attention over the transposed f16
- * KV cache (attn_avx2.c), used by engine.c when k_simd() >= K_SIMD_AVX2.
+ * KV cache (attn_avx2.c, attn_avx512.c), used by engine.c when k_simd() >=
+ * K_SIMD_AVX2 (the *_avx512 variants when k_simd() == K_SIMD_AVX512).
  * Knows nothing about models, sequences or the cache's bookkeeping. */
 #ifndef HEARTH_ENGINE_ATTN_SIMD_H
 #define HEARTH_ENGINE_ATTN_SIMD_H
@@ -16,5 +17,11 @@ void attn_qk_avx2(const float *q, int nq, int hd, const uint16_t *K, size_t ldk,
  * nc a multiple of 8, hd even. */
 void attn_pv_avx2(const uint16_t *P, size_t ldp, int nq, const uint16_t *V,
                   size_t ldv, int hd, int nc, float *const *out);
+
+/* The same two products with AVX-512 (same preconditions). */
+void attn_qk_avx512(const float *q, int nq, int hd, const uint16_t *K,
+                    size_t ldk, int nc, float *S, size_t lds);
+void attn_pv_avx512(const uint16_t *P, size_t ldp, int nq, const uint16_t *V,
+                    size_t ldv, int hd, int nc, float *const *out);
 
 #endif

@@ -1,6 +1,7 @@
 /* engine.c: the public engine API (engine.h) over the internal pieces: model
  * loading (model.c), the f16 KV cache (kvcache.c), kernels and thread pool
- * (kernels.c, threadpool.c; attention inner loops in attn_avx2.c),
+ * (kernels.c, threadpool.c; attention inner loops in attn_avx2.c and
+ * attn_avx512.c),
  * tokenizer (tokenizer.c). Holds the forward pass of the decoder-only
  * transformer (llama / qwen2 / qwen3), batched over several sequences: read
  * forward_chunk() and forward_layer() top to bottom. Knows nothing about
@@ -547,7 +548,9 @@ static void attn_plan(eng_ctx *c, const eng_batch_tok *tok, int n) {
   int blocks = 0;
   for (int gi = 0; gi < ng; gi++)
     blocks += (c->attn_groups[gi].nt + c->attn_tb - 1) / c->attn_tb;
-  int hstep = blocks * m->n_head_kv < 2 * c->n_threads ? 1 : grp;
+  /* all query heads of a kv head in one item (each f16 K/V value widened
+   * once for all of them) unless that leaves a thread without work */
+  int hstep = blocks * m->n_head_kv < c->n_threads ? 1 : grp;
   int ni = 0;
   for (int gi = 0; gi < ng; gi++)
     for (int t0 = 0; t0 < c->attn_groups[gi].nt; t0 += c->attn_tb)
@@ -617,9 +620,13 @@ static void attn_item_run(eng_ctx *c, int il, const eng_batch_tok *tok,
   /* S[r][j] = sum_d qf[r][d] * K[g][d][lo + j]: long f16 axpys over cells */
   const size_t nc = (size_t)kv->n_cells;
   const uint16_t *K = kv->k[il] + (size_t)it->g * hd * nc + gr->lo;
-  /* register-blocked AVX2 loops when the range is a multiple of 16 cells */
+  /* register-blocked AVX2 (or AVX-512) loops when the range is a multiple
+   * of 16 cells */
   const int simd = k_simd() >= K_SIMD_AVX2 && np % 16 == 0 && hd % 2 == 0;
-  if (simd)
+  const int avx512 = simd && k_simd() >= K_SIMD_AVX512;
+  if (avx512)
+    attn_qk_avx512(qf, nq, hd, K, nc, np, S, (size_t)np);
+  else if (simd)
     attn_qk_avx2(qf, nq, hd, K, nc, np, S, (size_t)np);
   else
     memset(S, 0, sizeof(float) * (size_t)nq * np);
@@ -650,7 +657,9 @@ static void attn_item_run(eng_ctx *c, int il, const eng_batch_tok *tok,
     outp[r] = c->att + (size_t)t * Q + (size_t)(it->h0 + r % it->nh) * hd;
     memset(outp[r], 0, sizeof(float) * hd);
   }
-  if (simd)
+  if (avx512)
+    attn_pv_avx512(P, (size_t)np, nq, V, nc, hd, np, outp);
+  else if (simd)
     attn_pv_avx2(P, (size_t)np, nq, V, nc, hd, np, outp);
   for (int j0 = 0; !simd && j0 < np; j0 += ATTN_CB) {
     int nb = np - j0 < ATTN_CB ? np - j0 : ATTN_CB;

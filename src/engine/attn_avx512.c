@@ -1,0 +1,140 @@
+/* attn_avx512.c: AVX-512 variants of attn_avx2.c's attention loops over the
+ * transposed f16 KV cache (16 f16 values widened per instruction, 512-bit
+ * FMAs). engine.c calls these only when the kernels run at AVX-512
+ * (k_simd()). Same products as the portable path (f16 operands widened to
+ * f32, f32 sums), summed in another order. Knows nothing about models,
+ * sequences or the cache's bookkeeping. */
+#include "engine/attn_simd.h"
+
+#include <immintrin.h>
+
+#define INL static inline __attribute__((always_inline))
+
+/* 16 f16 values widened to f32. */
+INL __m512 ld_h16(const uint16_t *p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+
+/* R query rows (R <= 4, a constant after inlining) x 16*W cells (W = 1 or
+ * 2): the R*W accumulators stay in registers over d. */
+INL void qk_block(int R, int W, const float *q, int hd, const uint16_t *K,
+                  size_t ldk, float *s, size_t lds) {
+  __m512 a[4][2];
+  for (int r = 0; r < R; r++)
+    for (int w = 0; w < W; w++)
+      a[r][w] = _mm512_setzero_ps();
+  for (int d = 0; d < hd; d++) {
+    __m512 k[2];
+    for (int w = 0; w < W; w++)
+      k[w] = ld_h16(K + d * ldk + 16 * w);
+    for (int r = 0; r < R; r++) {
+      __m512 qv = _mm512_set1_ps(q[(size_t)r * hd + d]);
+      for (int w = 0; w < W; w++)
+        a[r][w] = _mm512_fmadd_ps(qv, k[w], a[r][w]);
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int w = 0; w < W; w++)
+      _mm512_storeu_ps(s + (size_t)r * lds + 16 * w, a[r][w]);
+}
+
+/* Every row over 16*W cells at j. */
+INL void qk_cells(int W, const float *q, int nq, int hd, const uint16_t *K,
+                  size_t ldk, float *S, size_t lds) {
+  int r0 = 0;
+  for (; r0 + 4 <= nq; r0 += 4)
+    qk_block(4, W, q + (size_t)r0 * hd, hd, K, ldk, S + (size_t)r0 * lds, lds);
+  const float *qr = q + (size_t)r0 * hd;
+  float *sr = S + (size_t)r0 * lds;
+  switch (nq - r0) {
+  case 3:
+    qk_block(3, W, qr, hd, K, ldk, sr, lds);
+    break;
+  case 2:
+    qk_block(2, W, qr, hd, K, ldk, sr, lds);
+    break;
+  case 1:
+    qk_block(1, W, qr, hd, K, ldk, sr, lds);
+    break;
+  }
+}
+
+/* Cells outer (32 at a time, then 16), blocks of up to 4 rows inner: the
+ * block of K stays in L1 while every query row passes over it. */
+void attn_qk_avx512(const float *q, int nq, int hd, const uint16_t *K,
+                    size_t ldk, int nc, float *S, size_t lds) {
+  int j = 0;
+  for (; j + 32 <= nc; j += 32)
+    qk_cells(2, q, nq, hd, K + j, ldk, S + j, lds);
+  for (; j < nc; j += 16)
+    qk_cells(1, q, nq, hd, K + j, ldk, S + j, lds);
+}
+
+/* The first 8 f16 values at p widened to f32, the upper 8 lanes zero (a
+ * masked load: nothing past p + 8 is read). */
+INL __m512 ld_h8z(const uint16_t *p) {
+  return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16((__mmask16)0x00ff, p));
+}
+
+/* R probability rows (R <= 4) x 2 value rows (d, d+1) over nc cells (a
+ * multiple of 8): 2R register accumulators, then out[r][d..d+1] += their
+ * sums. */
+INL void pv_block(int R, const uint16_t *p, size_t ldp, const uint16_t *v0,
+                  const uint16_t *v1, int nc, float *const *out, int d) {
+  __m512 a0[4], a1[4];
+  for (int r = 0; r < R; r++)
+    a0[r] = a1[r] = _mm512_setzero_ps();
+  int j = 0;
+  for (; j + 16 <= nc; j += 16) {
+    __m512 x0 = ld_h16(v0 + j), x1 = ld_h16(v1 + j);
+    for (int r = 0; r < R; r++) {
+      __m512 pr = ld_h16(p + (size_t)r * ldp + j);
+      a0[r] = _mm512_fmadd_ps(pr, x0, a0[r]);
+      a1[r] = _mm512_fmadd_ps(pr, x1, a1[r]);
+    }
+  }
+  if (j < nc) { /* an 8-cell tail */
+    __m512 x0 = ld_h8z(v0 + j), x1 = ld_h8z(v1 + j);
+    for (int r = 0; r < R; r++) {
+      __m512 pr = ld_h8z(p + (size_t)r * ldp + j);
+      a0[r] = _mm512_fmadd_ps(pr, x0, a0[r]);
+      a1[r] = _mm512_fmadd_ps(pr, x1, a1[r]);
+    }
+  }
+  for (int r = 0; r < R; r++) {
+    out[r][d] += _mm512_reduce_add_ps(a0[r]);
+    out[r][d + 1] += _mm512_reduce_add_ps(a1[r]);
+  }
+}
+
+/* Rows [0, R) over all value rows, for one block of nb cells. */
+INL void pv_rows(int R, const uint16_t *p, size_t ldp, const uint16_t *V,
+                 size_t ldv, int hd, int nb, float *const *out) {
+  for (int d = 0; d < hd; d += 2)
+    pv_block(R, p, ldp, V + (size_t)d * ldv, V + (size_t)(d + 1) * ldv, nb, out,
+             d);
+}
+
+#define PV_CB 256 /* cells per block: the block of V (hd rows) stays in L1 */
+
+void attn_pv_avx512(const uint16_t *P, size_t ldp, int nq, const uint16_t *V,
+                    size_t ldv, int hd, int nc, float *const *out) {
+  for (int j0 = 0; j0 < nc; j0 += PV_CB) {
+    int nb = nc - j0 < PV_CB ? nc - j0 : PV_CB;
+    int r0 = 0;
+    for (; r0 + 4 <= nq; r0 += 4)
+      pv_rows(4, P + (size_t)r0 * ldp + j0, ldp, V + j0, ldv, hd, nb, out + r0);
+    const uint16_t *pr = P + (size_t)r0 * ldp + j0;
+    switch (nq - r0) {
+    case 3:
+      pv_rows(3, pr, ldp, V + j0, ldv, hd, nb, out + r0);
+      break;
+    case 2:
+      pv_rows(2, pr, ldp, V + j0, ldv, hd, nb, out + r0);
+      break;
+    case 1:
+      pv_rows(1, pr, ldp, V + j0, ldv, hd, nb, out + r0);
+      break;
+    }
+  }
+}
