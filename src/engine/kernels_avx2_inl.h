@@ -445,6 +445,23 @@ static inline __m256i dot256_u8(const uint8_t *q, const int8_t *y,
   return s;
 }
 
+/* Block i of a Q4_K (is5 = 0) or Q5_K (is5 = 1) row: its 256 quants as
+ * bytes, its 16 sub-block scales/mins, and the two super-block scales. */
+static inline void unpack_q45k(int is5, const void *row, int i, uint8_t *q,
+                               uint8_t *sc, float *d, float *dmin) {
+  if (is5) {
+    const block_q5_K *b = (const block_q5_K *)row + i;
+    unpack_q4k_block(b->qs, b->qh, q);
+    unpack_q4k_scales(b->scales, sc);
+    *d = f16(b->d), *dmin = f16(b->dmin);
+  } else {
+    const block_q4_K *b = (const block_q4_K *)row + i;
+    unpack_q4k_block(b->qs, NULL, q);
+    unpack_q4k_scales(b->scales, sc);
+    *d = f16(b->d), *dmin = f16(b->dmin);
+  }
+}
+
 /* Q4_K (is5 = 0) / Q5_K (is5 = 1) tile: nr rows x nt (<= K_TILE_NT) tokens. */
 static inline void tile_q45k(int is5, int n, const void *W, size_t ws, int nr,
                              const void *X, size_t xs, int nt, float *Y,
@@ -460,19 +477,7 @@ static inline void tile_q45k(int is5, int n, const void *W, size_t ws, int nr,
       uint8_t sc[16];
       __m256i mul[8];
       float d, dmin;
-      if (is5) {
-        const block_q5_K *b =
-            (const block_q5_K *)((const char *)W + r * ws) + i;
-        unpack_q4k_block(b->qs, b->qh, q);
-        unpack_q4k_scales(b->scales, sc);
-        d = f16(b->d), dmin = f16(b->dmin);
-      } else {
-        const block_q4_K *b =
-            (const block_q4_K *)((const char *)W + r * ws) + i;
-        unpack_q4k_block(b->qs, NULL, q);
-        unpack_q4k_scales(b->scales, sc);
-        d = f16(b->d), dmin = f16(b->dmin);
-      }
+      unpack_q45k(is5, (const char *)W + r * ws, i, q, sc, &d, &dmin);
       for (int j = 0; j < 8; j++)
         mul[j] = _mm256_set1_epi16(sc[j]);
       for (int t = 0; t < nt; t++) {

@@ -140,19 +140,7 @@ static inline void tile_q45k_zmm(int is5, int n, const void *W, size_t ws,
       uint8_t sc[16];
       __m512i mul[4];
       float d, dmin;
-      if (is5) {
-        const block_q5_K *b =
-            (const block_q5_K *)((const char *)W + r * ws) + i;
-        unpack_q4k_block(b->qs, b->qh, q);
-        unpack_q4k_scales(b->scales, sc);
-        d = f16(b->d), dmin = f16(b->dmin);
-      } else {
-        const block_q4_K *b =
-            (const block_q4_K *)((const char *)W + r * ws) + i;
-        unpack_q4k_block(b->qs, NULL, q);
-        unpack_q4k_scales(b->scales, sc);
-        d = f16(b->d), dmin = f16(b->dmin);
-      }
+      unpack_q45k(is5, (const char *)W + r * ws, i, q, sc, &d, &dmin);
       lane_scales(_mm512_castsi256_si512(_mm256_cvtepu8_epi16(
                       _mm_loadu_si128((const __m128i *)sc))),
                   1, mul);
