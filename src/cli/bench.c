@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "cli/flags.h"
 #include "engine/cpu.h"
 #include "engine/engine.h"
 
@@ -39,26 +40,11 @@ static void bench_usage(FILE *f) {
              "  --help               this text\n");
 }
 
-static const char *env_of(const char *flag) {
-  char name[64] = "HEARTH_";
-  size_t k = strlen(name);
-  for (const char *p = flag + 2; *p && k < sizeof name - 1; p++)
-    name[k++] = *p == '-' ? '_' : (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
-  name[k] = 0;
-  return getenv(name);
-}
-
+/* cli_int into an int field. */
 static int to_int(const char *flag, const char *v, int lo, int hi, int *out) {
-  char *end;
-  errno = 0;
-  long x = strtol(v, &end, 10);
-  if (errno || end == v || *end || x < lo || x > hi) {
-    fprintf(stderr,
-            "hearth bench: %s must be an integer in [%d, %d], got "
-            "'%s'\n",
-            flag, lo, hi, v);
+  long x;
+  if (cli_int("bench", flag, v, lo, hi, &x))
     return -1;
-  }
   *out = (int)x;
   return 0;
 }
@@ -68,7 +54,7 @@ static int bench_parse(int argc, char **argv, bench_opts *o) {
                                 "--gen-tokens", "--reps"};
   const char *val[5];
   for (int f = 0; f < 5; f++)
-    val[f] = env_of(flags[f]);
+    val[f] = cli_env("HEARTH_", flags[f]);
   o->json = getenv("HEARTH_JSON") != NULL;
   o->no_bw = getenv("HEARTH_NO_BANDWIDTH") != NULL;
   for (int i = 1; i < argc; i++) {
