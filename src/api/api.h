@@ -60,6 +60,9 @@ typedef struct api_ctx {
   long long max_upload;                  /* bytes of one multipart body */
   struct store *store;                   /* the object store (store/store.h) */
   struct api_models_cache *models_cache; /* api/models.c, has its own lock */
+  struct sched_pool *pool;   /* loaded models (engine/sched.h), own lock */
+  const char *default_model; /* opt-in: model for unknown chat model names,
+                                NULL = unknown names answer 404 */
 } api_ctx;
 
 typedef struct api_req {
@@ -157,5 +160,21 @@ void api_uploads_create(api_req *req, api_resp *resp);
 void api_uploads_add_part(api_req *req, api_resp *resp);
 void api_uploads_complete(api_req *req, api_resp *resp);
 void api_uploads_cancel(api_req *req, api_resp *resp);
+/* api/chat.c */
+void api_chat_create(api_req *req, api_resp *resp);
+/* api/chat_store.c: stored chat completions (store: true) */
+void api_chat_list(api_req *req, api_resp *resp);
+void api_chat_retrieve(api_req *req, api_resp *resp);
+void api_chat_update(api_req *req, api_resp *resp);
+void api_chat_delete(api_req *req, api_resp *resp);
+void api_chat_messages(api_req *req, api_resp *resp);
+/* Stores a finished chat completion (the response object as sent, not
+ * streamed chunks), the request's messages and metadata, in project.
+ * Called by api/chat.c from any thread. 0, or -1 (logged). */
+int api_chat_store_save(const api_ctx *ctx, const char *project,
+                        json_t *completion, json_t *request_messages,
+                        json_t *metadata);
+/* api/completions.c (legacy) */
+void api_completions_create(api_req *req, api_resp *resp);
 
 #endif
