@@ -96,6 +96,7 @@ typedef struct api_resp {
   char disposition[320];     /* Content-Disposition, "" = none */
   struct api_stream *stream; /* streamed body (api/stream.h), or NULL */
   api_error err;             /* err.status != 0: render this error instead */
+  char retry_after[16];      /* Retry-After header value, "" = none */
 } api_resp;
 
 typedef void (*api_handler)(api_req *req, api_resp *resp);

@@ -228,7 +228,8 @@ static struct MHD_Response *json_response(json_t *j) {
   return r;
 }
 
-static enum MHD_Result send_error(reqstate *st, const api_error *err) {
+static enum MHD_Result send_error_ra(reqstate *st, const api_error *err,
+                                     const char *retry_after) {
   api_error copy = *err, *e = &copy;
   api_utf8_scrub(copy.message);
   api_utf8_scrub(copy.param);
@@ -237,7 +238,13 @@ static enum MHD_Result send_error(reqstate *st, const api_error *err) {
   json_decref(j);
   if (r && e->status == 404 && st->allow[0])
     MHD_add_response_header(r, "Allow", st->allow);
+  if (r && retry_after && retry_after[0])
+    MHD_add_response_header(r, "Retry-After", retry_after);
   return queue(st, e->status, r);
+}
+
+static enum MHD_Result send_error(reqstate *st, const api_error *err) {
+  return send_error_ra(st, err, NULL);
 }
 
 /* ------------------------------------------------- streamed bodies */
@@ -301,7 +308,7 @@ static struct MHD_Response *stream_response(reqstate *st, api_resp *resp) {
 static enum MHD_Result send_resp(reqstate *st, api_resp *resp) {
   struct MHD_Response *r = NULL;
   if (resp->err.status) {
-    enum MHD_Result ret = send_error(st, &resp->err);
+    enum MHD_Result ret = send_error_ra(st, &resp->err, resp->retry_after);
     api_resp_clear(resp);
     return ret;
   }

@@ -1,0 +1,231 @@
+/* gen.h: the text-generation driver shared by POST /v1/chat/completions
+ * (api/chat.c) and POST /v1/completions (api/completions.c).
+ *
+ * It does what both endpoints have in common and nothing of their JSON
+ * shapes:
+ *   1. gen_params_parse: the common body parameters, with the platform's 400
+ *      wording (temperature, top_p, n, stop, seed, penalties, logit_bias,
+ *      max_tokens / max_completion_tokens, user, stream, stream_options,
+ *      logprobs counts, and the hearth extension ignore_eos);
+ *   2. gen_model_acquire: model name -> loaded sched (404 model_not_found);
+ *   3. gen_check_context: prompt + max_tokens vs the context (400
+ *      context_length_exceeded);
+ *   4. gen_job: submits one or more prompts (n choices each) to the sched,
+ *      turns tokens into text per choice with a streaming detokenizer, cuts
+ *      at stop sequences that may span tokens (text that could be the start
+ *      of a stop string is held back until it cannot), keeps per-token
+ *      logprobs, cancels when the client goes away, and hands text deltas,
+ *      choice ends and the final totals to the endpoint's callbacks, which
+ *      format and write their own JSON / SSE to the job's api_stream.
+ *
+ * Threads: gen_job_start runs on the HTTP thread and returns at once; every
+ * callback runs later on the model's sched worker thread (one thread per
+ * model, so the callbacks of one job never run concurrently). The HTTP
+ * thread never waits for generation: non-streaming responses are streamed
+ * bodies too (Content-Type application/json) written whole in on_done.
+ *
+ * Hearth extension (non-standard, for benchmarks): "ignore_eos": true in the
+ * body makes end-of-generation tokens not stop a choice (finish_reason then
+ * "length").
+ *
+ * Knows nothing about libmicrohttpd; uses api/api.h, api/stream.h and
+ * engine/sched.h. */
+#ifndef HEARTH_API_GEN_H
+#define HEARTH_API_GEN_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api/api.h"
+#include "api/stream.h"
+#include "core/error.h"
+#include "engine/sched.h"
+
+#define GEN_MAX_STOP 4
+#define GEN_MAX_N 128 /* the platform's bound on n */
+
+/* ------------------------------------------------------------ parameters */
+
+/* What differs between the two endpoints' parameter sets. */
+typedef enum gen_api {
+  GEN_API_CHAT = 0, /* max_tokens or max_completion_tokens (default: until
+                       the context is full); logprobs is a boolean and
+                       top_logprobs 0..20 */
+  GEN_API_COMPLETIONS, /* max_tokens (default 16); logprobs is an integer
+                          0..5 (the alternatives' count) */
+} gen_api;
+
+typedef struct gen_params {
+  sampler_params sampling; /* temperature, top_p, penalties, seed,
+                              logit_bias (points into bias below) */
+  sampler_logit_bias *bias; /* owned */
+  int n_bias;
+  int n;          /* choices per prompt (1..GEN_MAX_N; checked against the
+                     sched's slots by gen_check_context) */
+  int max_tokens; /* per choice; 0 = absent (chat: until the context is
+                     full) */
+  const char *max_tokens_param; /* "max_tokens" or "max_completion_tokens"
+                                   (for error messages) */
+  char *stop[GEN_MAX_STOP];     /* owned, non-empty strings */
+  int n_stop;
+  int stream;        /* stream: true */
+  int include_usage; /* stream_options.include_usage */
+  int logprobs;      /* 1: report per-token logprobs */
+  int top_logprobs;  /* alternatives per token (0..20) */
+  int ignore_eos;    /* hearth extension */
+  int has_seed;      /* seed was given (sampling.seed is it) */
+  const char *user;  /* borrowed from the body, or NULL */
+} gen_params;
+
+/* Reads the common parameters of body (model, messages/prompt and
+ * endpoint-specific fields are the caller's). 0, or -1 with e = 400 naming
+ * the parameter. On success free with gen_params_free (also safe after a
+ * failure). Strings borrowed from body stay valid while body lives. */
+int gen_params_parse(json_t *body, gen_api api, gen_params *p, api_error *e);
+void gen_params_free(gen_params *p);
+
+/* ------------------------------------------------------------ model */
+
+typedef struct gen_model {
+  sched *s;          /* acquired from ctx->pool; release with
+                        gen_model_release */
+  sched_pool *pool;  /* where it came from */
+  char name[256];    /* the model's name as listed (file stem) */
+  char fingerprint[32]; /* "fp_" + 10 hex of a hash of the model file's
+                           name and size: changes when the file does */
+} gen_model;
+
+/* Resolves the body's "model" (required string) through api_model_resolve
+ * (aliases included; ctx->default_model when set and the name is unknown)
+ * and acquires its sched (loading it on first use). 0, or -1 with e: 400
+ * for a missing / non-string model, 404 model_not_found "The model `x` does
+ * not exist or you do not have access to it.", 500 when the file does not
+ * load. */
+int gen_model_acquire(const api_ctx *ctx, json_t *body, gen_model *m,
+                      api_error *e);
+void gen_model_release(gen_model *m);
+
+/* Checks n against the sched's slots (400 naming n) and n_prompt +
+ * max_tokens against the context (400 context_length_exceeded, param
+ * prompt_param, the platform's wording "This model's maximum context length
+ * is N tokens. However, you requested M tokens (P in the messages, C in the
+ * completion). Please reduce the length of the messages or completion.";
+ * what_prompt is "messages" or "prompt"). max_tokens 0 counts as 1. 0 / -1.
+ */
+int gen_check_context(const gen_model *m, const gen_params *p, int n_prompt,
+                      const char *prompt_param, const char *what_prompt,
+                      api_error *e);
+
+/* Tokenizes text with the model's vocabulary (parse_special / add_special
+ * as eng_tokenize), prefixing BOS when add_bos. Returns the count and a
+ * malloc'd *out, or -1 with e (500; 400 when the text is not tokenizable). */
+int gen_tokenize(const gen_model *m, const char *text, size_t len,
+                 int add_bos, int add_special, int parse_special,
+                 int32_t **out, api_error *e);
+
+/* ------------------------------------------------------------ job */
+
+/* One generated token with its log-probabilities, as released with text.
+ * text/len: the token's own bytes (may be a partial UTF-8 sequence);
+ * offset: where the token's text starts in the choice's text. */
+typedef struct gen_alt {
+  int32_t id;
+  float logprob;
+  const char *text;
+  int len;
+} gen_alt;
+
+typedef struct gen_token {
+  int32_t id;
+  float logprob;
+  const char *text;
+  int len;
+  size_t offset;
+  int n_top;
+  gen_alt top[SAMPLER_MAX_LOGPROBS];
+} gen_token;
+
+/* A choice's state, readable by the endpoint in its callbacks. */
+typedef struct gen_choice {
+  int index;           /* prompt_index * n + i */
+  char *text;          /* everything released so far (NUL-terminated) */
+  size_t len;
+  gen_token *tokens;   /* released tokens (when logprobs), n_tokens */
+  int n_tokens;
+  const char *finish_reason; /* NULL while running; "stop" / "length" */
+  double sum_logprob;  /* of every sampled token (best_of) */
+  int n_generated;     /* tokens sampled */
+} gen_choice;
+
+typedef struct gen_usage {
+  int prompt_tokens;     /* summed over prompts */
+  int cached_tokens;
+  int completion_tokens; /* summed over choices */
+} gen_usage;
+
+typedef struct gen_job gen_job;
+
+typedef struct gen_callbacks {
+  /* Text released for a choice: text[0..len) (valid UTF-8, may be empty
+   * only when toks are being released without text) and the tokens whose
+   * text starts in it (n_toks > 0 only when logprobs were asked). For
+   * streaming. May be NULL. Return 0, or -1 when the write failed (the
+   * job cancels). */
+  int (*on_delta)(gen_job *j, void *cls, const gen_choice *c,
+                  const char *text, size_t len, const gen_token *toks,
+                  int n_toks);
+  /* A choice ended (c->finish_reason set, all its text released). May be
+   * NULL. Return 0 / -1 as on_delta. */
+  int (*on_choice_done)(gen_job *j, void *cls, const gen_choice *c);
+  /* Once, last: every choice is done. error: NULL, or why generation
+   * failed (engine error, or "cancelled" when the client went away). The
+   * endpoint writes its final bytes (the whole JSON when not streaming)
+   * here; the job ends the stream and frees itself after it returns. */
+  void (*on_done)(gen_job *j, void *cls, const gen_usage *u,
+                  const char *error);
+  void *cls; /* the endpoint's state; freed by the endpoint in on_done */
+} gen_callbacks;
+
+/* A job over model m (borrowed until the job is done: the job releases
+ * nothing; the endpoint releases the model in on_done, or when start
+ * fails) and the stream the endpoint made with api_resp_stream. keep_text:
+ * 1 = accumulate each choice's text and tokens (non-streaming). NULL on
+ * OOM. */
+gen_job *gen_job_new(const gen_model *m, const gen_params *p,
+                     api_stream *stream, int n_prompts, int keep_text,
+                     const gen_callbacks *cb);
+
+/* Submits the prompts (tokens, copied), each with p->n choices (prompt i's
+ * choices are indices i*n .. i*n+n-1). json_object: constrain output to a
+ * JSON object (engine/grammar.h). Returns 0: callbacks will run and the job
+ * ends the stream and frees itself after on_done. -1: nothing will run
+ * (prompts already submitted are cancelled and drained first); e is set
+ * (429 rate_limit_exceeded with *retry_after_s set when the queue is full,
+ * 400 context_length_exceeded, 503 when shutting down, 500), the stream is
+ * ended and the job freed; the endpoint answers e. */
+int gen_job_start(gen_job *j, const int32_t *const *prompts,
+                  const int *n_prompt, int json_object, int *retry_after_s,
+                  api_error *e);
+
+/* The choices (n_prompts * n of them), for on_done / on_choice_done. */
+gen_choice *gen_job_choices(gen_job *j, int *n);
+int gen_job_n_choices(const gen_job *j);
+api_stream *gen_job_stream(gen_job *j);
+
+/* --------------------------------------------------------- helpers */
+
+/* A fresh id: prefix + 24 base62 characters ("chatcmpl-", "cmpl-"). */
+void gen_new_id(const char *prefix, char *out, size_t outlen);
+
+/* The usage object of the spec (prompt_tokens, completion_tokens,
+ * total_tokens, prompt_tokens_details {cached_tokens, audio_tokens},
+ * completion_tokens_details {reasoning_tokens, audio_tokens,
+ * accepted_prediction_tokens, rejected_prediction_tokens}). New reference. */
+json_t *gen_usage_json(const gen_usage *u);
+
+/* The chat-style logprob object of one token: {token, logprob, bytes,
+ * top_logprobs: [{token, logprob, bytes}]}. New reference. */
+json_t *gen_token_logprob_json(const gen_token *t, int n_top);
+
+#endif
