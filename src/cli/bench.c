@@ -1,7 +1,9 @@
 /* hearth bench: measures a GGUF model's prefill and decode speed with the
  * engine (engine.h), the machine's memory read bandwidth (engine/cpu.h) and
  * the share of it that decode uses (bytes of weights read per token x tokens
- * per second / bandwidth), and the process RSS. Prompt tokens are seeded
+ * per second / bandwidth), the engine's time to first token (prefill of the
+ * prompt with the last token's logits, then picking the first token: what a
+ * server adds its overhead to) and the process RSS. Prompt tokens are seeded
  * pseudo-random ids, decode is greedy. Knows nothing about the server.
  * Every flag also reads HEARTH_<FLAG>. */
 #include <errno.h>
@@ -31,12 +33,14 @@ static void bench_usage(FILE *f) {
              "  --prompt-tokens N    prompt length for prefill (default 512)\n"
              "  --gen-tokens N       tokens decoded one by one (default 128)\n"
              "  --reps N             repetitions; the best of each is reported "
-             "(default 1)\n"
+             "(default 1;\n"
+             "                       time to first token: best and median)\n"
              "  --no-bandwidth       skip the bandwidth measurement\n"
              "  --json               print one JSON object: prefill_tok_s, "
              "decode_tok_s,\n"
              "                       read_bandwidth_gb_s, "
-             "decode_bandwidth_share, rss_mb\n"
+             "decode_bandwidth_share, rss_mb,\n"
+             "                       ttft_ms, ttft_ms_median\n"
              "  --help               this text\n");
 }
 
@@ -128,6 +132,7 @@ static int32_t argmax(const float *x, int n) {
 
 typedef struct {
   double prefill_s, decode_s;
+  double ttft_s; /* prefill + choosing the first generated token */
 } bench_times;
 
 /* One measurement: prefill of the prompt, then greedy decode. */
@@ -144,6 +149,7 @@ static int bench_once(eng_ctx *ctx, int n_vocab, const int32_t *prompt,
   double t1 = now_s();
   int32_t tok =
       rc ? 0 : argmax(eng_get_logits(ctx, o->prompt_tokens - 1), n_vocab);
+  double tf = now_s(); /* the first token is known */
   for (int g = 0; !rc && g < o->gen_tokens; g++) {
     eng_batch_clear(&b);
     eng_batch_add(&b, tok, o->prompt_tokens + g, 0, 1);
@@ -159,6 +165,7 @@ static int bench_once(eng_ctx *ctx, int n_vocab, const int32_t *prompt,
   }
   t->prefill_s = t1 - t0;
   t->decode_s = t2 - t1;
+  t->ttft_s = tf - t0;
   return 0;
 }
 
@@ -178,8 +185,19 @@ static void json_str(const char *s) {
   putchar('"');
 }
 
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* Median of n values (sorts them). */
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 static void report(const bench_opts *o, const eng_model *m, int threads,
-                   const bench_times *best, double bw) {
+                   const bench_times *best, double ttft_med, double bw) {
   double pf = o->prompt_tokens / best->prefill_s;
   double dc = o->gen_tokens > 0 ? o->gen_tokens / best->decode_s : 0;
   double bytes = (double)eng_model_decode_bytes(m);
@@ -192,9 +210,10 @@ static void report(const bench_opts *o, const eng_model *m, int threads,
            "\"gen_tokens\":%d,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,"
            "\"read_bandwidth_gb_s\":%.2f,\"decode_bytes_per_token\":%.0f,"
            "\"decode_bandwidth_share\":%.4f,\"rss_mb\":%.1f,"
-           "\"file_mb\":%.1f}\n",
+           "\"file_mb\":%.1f,\"ttft_ms\":%.3f,\"ttft_ms_median\":%.3f}\n",
            threads, o->prompt_tokens, o->gen_tokens, pf, dc, bw, bytes, share,
-           rss, eng_model_file_bytes(m) / 1048576.0);
+           rss, eng_model_file_bytes(m) / 1048576.0, best->ttft_s * 1e3,
+           ttft_med * 1e3);
     return;
   }
   printf("model            %s (%s, %.1f MB file)\n", eng_model_name(m),
@@ -202,6 +221,8 @@ static void report(const bench_opts *o, const eng_model *m, int threads,
   printf("threads          %d\n", threads);
   printf("prefill          %.1f tok/s (%d tokens)\n", pf, o->prompt_tokens);
   printf("decode           %.1f tok/s (%d tokens)\n", dc, o->gen_tokens);
+  printf("first token      %.2f ms best, %.2f ms median (prefill + pick)\n",
+         best->ttft_s * 1e3, ttft_med * 1e3);
   printf("read bandwidth   %.1f GB/s\n", bw);
   printf("decode bw share  %.1f%% (%.1f MB read per token)\n", share * 100,
          bytes / 1e6);
@@ -227,6 +248,7 @@ int cli_bench(int argc, char **argv) {
   cp.n_batch = o.prompt_tokens < 512 ? o.prompt_tokens : 512;
   eng_ctx *ctx = NULL;
   int32_t *prompt = malloc(sizeof(int32_t) * (size_t)o.prompt_tokens);
+  double *ttft = NULL; /* each rep's time to first token */
   int rc = 1, n_vocab = eng_model_n_vocab(m);
   if (!prompt || eng_ctx_new(m, &cp, &ctx, err, sizeof err)) {
     fprintf(stderr, "hearth bench: %s\n", prompt ? err : "out of memory");
@@ -240,7 +262,12 @@ int cli_bench(int argc, char **argv) {
   }
   if (eng_token_bos(m) >= 0)
     prompt[0] = eng_token_bos(m);
-  bench_times best = {1e30, 1e30}, t;
+  bench_times best = {1e30, 1e30, 1e30}, t;
+  ttft = malloc(sizeof(double) * (size_t)o.reps);
+  if (!ttft) {
+    fprintf(stderr, "hearth bench: out of memory\n");
+    goto out;
+  }
   bench_opts warm = o; /* warm-up: touch the weights and caches once */
   warm.prompt_tokens = o.prompt_tokens < 16 ? o.prompt_tokens : 16;
   warm.gen_tokens = 2;
@@ -253,12 +280,16 @@ int cli_bench(int argc, char **argv) {
       best.prefill_s = t.prefill_s;
     if (t.decode_s < best.decode_s)
       best.decode_s = t.decode_s;
+    if (t.ttft_s < best.ttft_s)
+      best.ttft_s = t.ttft_s;
+    ttft[r] = t.ttft_s;
   }
   int threads = o.threads ? o.threads : cpu_n_cpus();
   double bw = o.no_bw ? 0 : cpu_measure_read_bandwidth_gbs();
-  report(&o, m, threads, &best, bw);
+  report(&o, m, threads, &best, median(ttft, o.reps), bw);
   rc = 0;
 out:
+  free(ttft);
   free(prompt);
   eng_ctx_free(ctx);
   eng_model_free(m);
