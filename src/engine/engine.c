@@ -183,6 +183,38 @@ int eng_token_is_eog(const eng_model *m, int32_t tok) {
   return tok_is_eog(m->vocab, tok);
 }
 
+/* Metadata keys, then vocabulary spellings, of the FIM tokens (ENG_FIM_*). */
+static const char *const FIM_KEYS[3][2] = {
+    {"tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.prefix_token_id"},
+    {"tokenizer.ggml.fim_suf_token_id", "tokenizer.ggml.suffix_token_id"},
+    {"tokenizer.ggml.fim_mid_token_id", "tokenizer.ggml.middle_token_id"},
+};
+static const char *const FIM_TEXTS[3][5] = {
+    {"<|fim_prefix|>", "<fim_prefix>", "<fim-prefix>", "<|fim▁begin|>", NULL},
+    {"<|fim_suffix|>", "<fim_suffix>", "<fim-suffix>", "<|fim▁hole|>", NULL},
+    {"<|fim_middle|>", "<fim_middle>", "<fim-middle>", "<|fim▁end|>", NULL},
+};
+
+int32_t eng_token_fim(const eng_model *m, int which) {
+  if (which < ENG_FIM_PRE || which > ENG_FIM_MID)
+    return -1;
+  const int n_vocab = tok_n_vocab(m->vocab);
+  char buf[32];
+  for (int k = 0; k < 2; k++)
+    if (eng_model_meta_str(m, FIM_KEYS[which][k], buf, sizeof buf) > 0) {
+      long id = strtol(buf, NULL, 10);
+      if (id >= 0 && id < n_vocab)
+        return (int32_t)id;
+    }
+  for (int k = 0; FIM_TEXTS[which][k]; k++) {
+    const char *t = FIM_TEXTS[which][k];
+    int32_t id = tok_find(m->vocab, t, strlen(t));
+    if (id >= 0)
+      return id;
+  }
+  return -1;
+}
+
 struct eng_detok {
   tok_detok d;
 };

@@ -103,6 +103,14 @@ int32_t eng_token_bos(const eng_model *m); /* -1 when none */
 int32_t eng_token_eos(const eng_model *m); /* -1 when none */
 /* 1 if tok ends a generation (eos, eot, <|im_end|>, ...). */
 int eng_token_is_eog(const eng_model *m, int32_t tok);
+/* Fill-in-the-middle tokens, for infill prompts laid out as
+ * PRE prefix SUF suffix MID (the model then writes the middle). */
+enum { ENG_FIM_PRE = 0, ENG_FIM_SUF = 1, ENG_FIM_MID = 2 };
+/* The FIM token `which` (ENG_FIM_*): from tokenizer.ggml.fim_{pre,suf,mid}_
+ * token_id (or the older prefix/suffix/middle_token_id) metadata, else a
+ * vocabulary token spelled like <|fim_prefix|>, <fim_prefix>, <fim-prefix>,
+ * <|fim_suffix|> ... Returns -1 when the model has none. */
+int32_t eng_token_fim(const eng_model *m, int which);
 
 /* Streaming detokenizer: pushes tokens, emits only complete UTF-8. */
 typedef struct eng_detok eng_detok;
