@@ -34,16 +34,18 @@ static void fx_usage(FILE *f) {
           "  --tokenizer K       spm | bpe\n"
           "  --bpe-pre P         llama-bpe | qwen2 | smollm\n"
           "  --tied 0|1          output shares token_embd\n"
+          "  --fim 0|1           BPE: add <|fim_prefix|> <|fim_suffix|> "
+          "<|fim_middle|>\n"
           "  --n-embd N --n-layer N --n-head N --n-head-kv N --n-ff N\n"
           "  --n-vocab N --ctx N --head-dim N --rope-theta X --norm-eps X\n"
           "  --help              this text\n");
 }
 
 static const char *const FLAGS[] = {
-    "--out",     "--preset",    "--arch",       "--type",    "--embd-type",
-    "--seed",    "--tokenizer", "--bpe-pre",    "--tied",    "--n-embd",
-    "--n-layer", "--n-head",    "--n-head-kv",  "--n-ff",    "--n-vocab",
-    "--ctx",     "--head-dim",  "--rope-theta", "--norm-eps"};
+    "--out",     "--preset",    "--arch",       "--type",     "--embd-type",
+    "--seed",    "--tokenizer", "--bpe-pre",    "--tied",     "--n-embd",
+    "--n-layer", "--n-head",    "--n-head-kv",  "--n-ff",     "--n-vocab",
+    "--ctx",     "--head-dim",  "--rope-theta", "--norm-eps", "--fim"};
 enum { NF = sizeof FLAGS / sizeof *FLAGS };
 
 /* Applies the numeric shape flags (indices 9..18) to p. */
@@ -109,6 +111,11 @@ static int fx_apply(const char *const *val, fixture_params *p) {
     if (cli_num("fixture", "--tied", val[8], 0, 1, &d))
       return -1;
     p->tied = (int)d;
+  }
+  if (val[19]) {
+    if (cli_num("fixture", "--fim", val[19], 0, 1, &d))
+      return -1;
+    p->fim = (int)d;
   }
   return fx_apply_nums(val, p);
 }

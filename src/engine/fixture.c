@@ -468,9 +468,12 @@ static int bpe_add_word(vocab *v, const char *w, size_t n) {
   return 0;
 }
 
-static int build_bpe(vocab *v, int n_vocab, const char *pre) {
+static int build_bpe(vocab *v, int n_vocab, const char *pre, int fim) {
   static const char *const qwen_sp[] = {"<|endoftext|>", "<|im_start|>",
                                         "<|im_end|>"};
+  static const char *const fim_sp[] = {"<|fim_prefix|>", "<|fim_suffix|>",
+                                       "<|fim_middle|>"};
+  const int n_fim = fim ? 3 : 0;
   static const char *const llama3_sp[] = {
       "<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
       "<|end_header_id|>", "<|eot_id|>"};
@@ -479,7 +482,7 @@ static int build_bpe(vocab *v, int n_vocab, const char *pre) {
   const int n_sp = is_l3 ? 5 : 3;
   if (vocab_init(v, n_vocab))
     return -2;
-  v->cap = n_vocab - n_sp; /* content first, specials last */
+  v->cap = n_vocab - n_sp - n_fim; /* content first, specials last */
   char g[4], sym[2];
   const int ng = byte_symbol(' ', g);
   for (int b = 0; b < 256; b++) {
@@ -507,6 +510,9 @@ static int build_bpe(vocab *v, int n_vocab, const char *pre) {
   int ids[5];
   for (int i = 0; i < n_sp; i++)
     if ((ids[i] = vocab_add(v, sp[i], strlen(sp[i]), TT_CONTROL)) < 0)
+      return -2;
+  for (int i = 0; i < n_fim; i++)
+    if (vocab_add(v, fim_sp[i], strlen(fim_sp[i]), TT_CONTROL) < 0)
       return -2;
   if (is_l3) {
     v->bos = ids[0];
@@ -752,7 +758,7 @@ int fixture_write(const fixture_params *p, const char *path, char *err,
   vocab v;
   int rc = p->tokenizer == FIXTURE_TOK_SPM
                ? build_spm(&v, p->n_vocab)
-               : build_bpe(&v, p->n_vocab, p->bpe_pre);
+               : build_bpe(&v, p->n_vocab, p->bpe_pre, p->fim);
   if (rc || v.n != p->n_vocab) {
     vocab_free(&v);
     return fail(err, errlen, "cannot build a vocabulary of %d tokens",

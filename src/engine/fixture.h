@@ -33,6 +33,8 @@ typedef struct {
   int tokenizer;    /* FIXTURE_TOK_* */
   char bpe_pre[16]; /* BPE pre-tokenizer: "llama-bpe", "qwen2", "smollm" */
   int add_bos;      /* -1: the tokenizer's usual default */
+  int fim; /* 1: the BPE vocabulary ends with <|fim_prefix|> <|fim_suffix|>
+              <|fim_middle|> control tokens (infill); SPM ignores it */
 } fixture_params;
 
 /* A tiny llama with an SPM vocabulary, Q8_0 matrices, seed 1. */
