@@ -927,9 +927,58 @@ static int page_rows(sqlite3 *db, const page_query *q, rows *out) {
   return rows_read(db, st, out);
 }
 
-/* Fetches the page's rows (in p->order) and whether more exist. */
+/* Appends *r to out (moving its object). */
+static int rows_push(rows *out, row *r) {
+  if (out->n == out->cap) {
+    size_t cap = out->cap ? out->cap * 2 : 16;
+    row *v = realloc(out->v, cap * sizeof *v);
+    if (!v)
+      return STORE_ERROR;
+    out->v = v;
+    out->cap = cap;
+  }
+  out->v[out->n++] = *r;
+  memset(&r->obj, 0, sizeof r->obj);
+  return STORE_OK;
+}
+
+/* Like page_rows, but keeps only the rows match accepts (match NULL: all):
+ * reads EACH_BATCH rows at a time in scan order until q->limit rows are
+ * kept or the range is exhausted. */
+static int page_rows_match(sqlite3 *db, const page_query *q,
+                           store_match_fn match, void *ctx, rows *out) {
+  if (!match)
+    return page_rows(db, q, out);
+  page_query b = *q;
+  pos cur;
+  b.limit = EACH_BATCH;
+  for (;;) {
+    rows r = {.data_only = out->data_only};
+    int rc = page_rows(db, &b, &r);
+    size_t n = r.n;
+    if (rc == STORE_OK && n) {
+      cur.created_at = r.v[n - 1].obj.created_at;
+      cur.seq = r.v[n - 1].seq;
+    }
+    for (size_t i = 0; rc == STORE_OK && i < n; i++)
+      if (out->n < (size_t)q->limit && match(&r.v[i].obj, ctx))
+        rc = rows_push(out, &r.v[i]);
+    rows_free(&r);
+    if (rc != STORE_OK || out->n >= (size_t)q->limit || n < EACH_BATCH)
+      return rc;
+    /* Invariant: every row up to cur (in scan order) has been seen. */
+    if (b.ascending)
+      b.lo = &cur;
+    else
+      b.hi = &cur;
+  }
+}
+
+/* Fetches the page's rows (in p->order) and whether more exist; only rows
+ * match accepts count (match NULL: all). */
 static int list_rows(sqlite3 *db, const char *project, const char *kind,
-                     const char *filter, const page_params *p, rows *out,
+                     const char *filter, const page_params *p,
+                     store_match_fn match, void *ctx, rows *out,
                      int *has_more) {
   pos after, before;
   int rc;
@@ -949,7 +998,7 @@ static int list_rows(sqlite3 *db, const char *project, const char *kind,
   page_query q = {project,     kind,        filter && *filter ? filter : NULL,
                   asc ? a : b, asc ? b : a, asc != reversed,
                   limit + 1};
-  if ((rc = page_rows(db, &q, out)) != STORE_OK)
+  if ((rc = page_rows_match(db, &q, match, ctx, out)) != STORE_OK)
     return rc;
   *has_more = out->n > (size_t)limit;
   while (out->n > (size_t)limit)
@@ -964,13 +1013,19 @@ static int list_rows(sqlite3 *db, const char *project, const char *kind,
 
 int store_list(store *s, const char *project, const char *kind,
                const char *filter, const page_params *p, json_t **out) {
+  return store_list_match(s, project, kind, filter, p, NULL, NULL, out);
+}
+
+int store_list_match(store *s, const char *project, const char *kind,
+                     const char *filter, const page_params *p,
+                     store_match_fn match, void *ctx, json_t **out) {
   *out = NULL;
   sqlite3 *db = conn_get(s);
   if (!db)
     return STORE_ERROR;
   rows r = {.data_only = 1};
   int has_more = 0;
-  int rc = list_rows(db, project, kind, filter, p, &r, &has_more);
+  int rc = list_rows(db, project, kind, filter, p, match, ctx, &r, &has_more);
   conn_put(s, db);
   if (rc == STORE_OK) {
     json_t *data = json_array();

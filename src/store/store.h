@@ -140,6 +140,17 @@ int store_update(store *s, const char *project, const char *kind,
 int store_list(store *s, const char *project, const char *kind,
                const char *filter, const page_params *p, json_t **out);
 
+/* Like store_list, but only objects match accepts are listed, paginated
+ * and counted for has_more (match NULL: all). match sees o->data (internal
+ * is NULL), returns nonzero to keep the object, and must not call the store
+ * (it runs while a connection is held). Rows are scanned in page order and
+ * scanning stops once the page is full, so a selective match over many
+ * objects costs a scan of the objects it skips. */
+typedef int (*store_match_fn)(const store_obj *o, void *ctx);
+int store_list_match(store *s, const char *project, const char *kind,
+                     const char *filter, const page_params *p,
+                     store_match_fn match, void *ctx, json_t **out);
+
 /* Calls fn for every object of a kind in a project (filter NULL or "" =
  * all), oldest first. Rows are read before fn runs, so fn may call the
  * store (even delete the object it is given). fn returning nonzero stops.

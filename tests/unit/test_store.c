@@ -1,6 +1,7 @@
 /* Unit tests for store/sqlite.c: CRUD, replace, update, isolation between
  * projects, migrations across re-open, projects, keys, iteration, expiry
- * queries and concurrent use from several threads. */
+ * queries, filtered pagination (store_list_match) and concurrent use from
+ * several threads. */
 #include <ftw.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -281,6 +282,122 @@ static void *work(void *arg) {
   return NULL;
 }
 
+/* store_list_match: keeps objects whose data.n is a multiple of *ctx. */
+static int multiple_of(const store_obj *o, void *ctx) {
+  json_int_t n = json_integer_value(json_object_get(o->data, "n"));
+  return n % *(int *)ctx == 0;
+}
+
+/* Walks every page (limit per page) with `after`, or when back is an id
+ * with `before` from that id towards the start, and collects the ids in
+ * list order in got; returns the number of pages and checks that every page
+ * but the last is full. */
+static int walk(store *s, const char *project, int order, int limit, int k,
+                const char *back, char got[][16], int *ngot) {
+  page_params p;
+  page_params_init(&p, NULL);
+  p.order = order;
+  p.limit = limit;
+  if (back)
+    snprintf(p.before, sizeof p.before, "%s", back);
+  int pages = 0;
+  *ngot = 0;
+  for (;;) {
+    json_t *l = NULL;
+    int rc =
+        store_list_match(s, project, "thing", NULL, &p, multiple_of, &k, &l);
+    CHECK_INT(rc, STORE_OK);
+    if (rc != STORE_OK)
+      return pages;
+    json_t *data = json_object_get(l, "data");
+    size_t n = json_array_size(data);
+    int more = json_is_true(json_object_get(l, "has_more"));
+    pages++;
+    /* Backwards pages come nearest-first in order; prepend them. */
+    if (back) {
+      memmove(got + n, got, (size_t)*ngot * sizeof *got);
+      for (size_t i = 0; i < n; i++)
+        snprintf(
+            got[i], 16, "%s",
+            json_string_value(json_object_get(json_array_get(data, i), "id")));
+    } else {
+      for (size_t i = 0; i < n; i++)
+        snprintf(
+            got[*ngot + i], 16, "%s",
+            json_string_value(json_object_get(json_array_get(data, i), "id")));
+    }
+    *ngot += (int)n;
+    if (n)
+      snprintf(
+          back ? p.before : p.after, PAGE_CURSOR_MAX, "%s",
+          json_string_value(json_object_get(l, back ? "first_id" : "last_id")));
+    json_decref(l);
+    if (!more || pages > 400)
+      return pages;
+    CHECK_INT((int)n, limit);
+  }
+}
+
+static void test_list_match(void) {
+  char dir[64];
+  store *s = open_tmp(dir);
+  if (!s) {
+    CHECK(0);
+    return;
+  }
+  const char *A = store_default_project(s);
+  for (int i = 0; i < 250; i++) {
+    char id[32];
+    snprintf(id, sizeof id, "m_%03d", i);
+    store_obj o = mk(id, 10 + i / 40, NULL);
+    json_object_set_new(o.data, "n", json_integer(i));
+    store_insert(s, A, "thing", &o);
+    store_obj_clear(&o);
+  }
+  static char got[300][16];
+  int ks[] = {1, 7, 120, 1000}, limits[] = {1, 3, 100};
+  for (size_t a = 0; a < sizeof ks / sizeof *ks; a++)
+    for (size_t b = 0; b < sizeof limits / sizeof *limits; b++)
+      for (int order = 0; order < 2; order++)
+        for (int back = 0; back < 2; back++) {
+          /* Matches: n = 0, k, 2k, ... <= 249; walking back from the last
+           * one in list order sees all the others. */
+          int k = ks[a], ngot, nmatch = 249 / k + 1;
+          char last[16];
+          snprintf(last, sizeof last, "m_%03d",
+                   order == PAGE_ASC ? (nmatch - 1) * k : 0);
+          int expect = back ? nmatch - 1 : nmatch;
+          int pages =
+              walk(s, A, order, limits[b], k, back ? last : NULL, got, &ngot);
+          CHECK_INT(ngot, expect);
+          CHECK_INT(pages, expect ? (expect + limits[b] - 1) / limits[b] : 1);
+          for (int i = 0; i < ngot && i < expect; i++) {
+            int n = order == PAGE_ASC ? i * k : (nmatch - 1 - i) * k;
+            char want[16];
+            snprintf(want, sizeof want, "m_%03d", n);
+            const char *g = got[i], *w = want;
+            CHECK_STR(g, w);
+          }
+        }
+  /* k = 100000: only m_000 matches, and only in A; B sees an empty page. */
+  int k = 100000;
+  page_params p;
+  page_params_init(&p, NULL);
+  json_t *l = NULL;
+  store_project pb;
+  CHECK_INT(store_project_create(s, "b", &pb), STORE_OK);
+  CHECK_INT(store_list_match(s, pb.id, "thing", NULL, &p, multiple_of, &k, &l),
+            STORE_OK);
+  CHECK_INT((int)json_array_size(json_object_get(l, "data")), 0);
+  CHECK(json_is_false(json_object_get(l, "has_more")));
+  json_decref(l);
+  /* A cursor naming nothing is STORE_NOT_FOUND, as for store_list. */
+  snprintf(p.after, sizeof p.after, "nope");
+  CHECK_INT(store_list_match(s, A, "thing", NULL, &p, multiple_of, &k, &l),
+            STORE_NOT_FOUND);
+  cleanup(s, dir);
+}
+
 static void test_concurrent_threads(void) {
   char dir[64];
   store *s = open_tmp(dir);
@@ -356,6 +473,7 @@ int main(void) {
   RUN(test_reopen_keeps_data_and_schema);
   RUN(test_projects_and_keys);
   RUN(test_each_and_expired);
+  RUN(test_list_match);
   RUN(test_concurrent_threads);
   RUN(test_open_errors);
   RUN(test_newer_schema_is_refused);
