@@ -49,16 +49,16 @@
 
 /* What differs between the two endpoints' parameter sets. */
 typedef enum gen_api {
-  GEN_API_CHAT = 0, /* max_tokens or max_completion_tokens (default: until
-                       the context is full); logprobs is a boolean and
-                       top_logprobs 0..20 */
+  GEN_API_CHAT = 0,    /* max_tokens or max_completion_tokens (default: until
+                          the context is full); logprobs is a boolean and
+                          top_logprobs 0..20 */
   GEN_API_COMPLETIONS, /* max_tokens (default 16); logprobs is an integer
                           0..5 (the alternatives' count) */
 } gen_api;
 
 typedef struct gen_params {
-  sampler_params sampling; /* temperature, top_p, penalties, seed,
-                              logit_bias (points into bias below) */
+  sampler_params sampling;  /* temperature, top_p, penalties, seed,
+                               logit_bias (points into bias below) */
   sampler_logit_bias *bias; /* owned */
   int n_bias;
   int n;          /* choices per prompt (1..GEN_MAX_N; checked against the
@@ -88,10 +88,10 @@ void gen_params_free(gen_params *p);
 /* ------------------------------------------------------------ model */
 
 typedef struct gen_model {
-  sched *s;          /* acquired from ctx->pool; release with
-                        gen_model_release */
-  sched_pool *pool;  /* where it came from */
-  char name[256];    /* the model's name as listed (file stem) */
+  sched *s;             /* acquired from ctx->pool; release with
+                           gen_model_release */
+  sched_pool *pool;     /* where it came from */
+  char name[256];       /* the model's name as listed (file stem) */
   char fingerprint[32]; /* "fp_" + 10 hex of a hash of the model file's
                            name and size: changes when the file does */
 } gen_model;
@@ -120,9 +120,9 @@ int gen_check_context(const gen_model *m, const gen_params *p, int n_prompt,
 /* Tokenizes text with the model's vocabulary (parse_special / add_special
  * as eng_tokenize), prefixing BOS when add_bos. Returns the count and a
  * malloc'd *out, or -1 with e (500; 400 when the text is not tokenizable). */
-int gen_tokenize(const gen_model *m, const char *text, size_t len,
-                 int add_bos, int add_special, int parse_special,
-                 int32_t **out, api_error *e);
+int gen_tokenize(const gen_model *m, const char *text, size_t len, int add_bos,
+                 int add_special, int parse_special, int32_t **out,
+                 api_error *e);
 
 /* ------------------------------------------------------------ job */
 
@@ -148,18 +148,18 @@ typedef struct gen_token {
 
 /* A choice's state, readable by the endpoint in its callbacks. */
 typedef struct gen_choice {
-  int index;           /* prompt_index * n + i */
-  char *text;          /* everything released so far (NUL-terminated) */
+  int index;  /* prompt_index * n + i */
+  char *text; /* everything released so far (NUL-terminated) */
   size_t len;
-  gen_token *tokens;   /* released tokens (when logprobs), n_tokens */
+  gen_token *tokens; /* released tokens (when logprobs), n_tokens */
   int n_tokens;
   const char *finish_reason; /* NULL while running; "stop" / "length" */
-  double sum_logprob;  /* of every sampled token (best_of) */
-  int n_generated;     /* tokens sampled */
+  double sum_logprob;        /* of every sampled token (best_of) */
+  int n_generated;           /* tokens sampled */
 } gen_choice;
 
 typedef struct gen_usage {
-  int prompt_tokens;     /* summed over prompts */
+  int prompt_tokens; /* summed over prompts */
   int cached_tokens;
   int completion_tokens; /* summed over choices */
 } gen_usage;
@@ -172,9 +172,8 @@ typedef struct gen_callbacks {
    * text starts in it (n_toks > 0 only when logprobs were asked). For
    * streaming. May be NULL. Return 0, or -1 when the write failed (the
    * job cancels). */
-  int (*on_delta)(gen_job *j, void *cls, const gen_choice *c,
-                  const char *text, size_t len, const gen_token *toks,
-                  int n_toks);
+  int (*on_delta)(gen_job *j, void *cls, const gen_choice *c, const char *text,
+                  size_t len, const gen_token *toks, int n_toks);
   /* A choice ended (c->finish_reason set, all its text released). May be
    * NULL. Return 0 / -1 as on_delta. */
   int (*on_choice_done)(gen_job *j, void *cls, const gen_choice *c);
@@ -182,8 +181,7 @@ typedef struct gen_callbacks {
    * failed (engine error, or "cancelled" when the client went away). The
    * endpoint writes its final bytes (the whole JSON when not streaming)
    * here; the job ends the stream and frees itself after it returns. */
-  void (*on_done)(gen_job *j, void *cls, const gen_usage *u,
-                  const char *error);
+  void (*on_done)(gen_job *j, void *cls, const gen_usage *u, const char *error);
   void *cls; /* the endpoint's state; freed by the endpoint in on_done */
 } gen_callbacks;
 
