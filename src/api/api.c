@@ -26,6 +26,10 @@ const char *api_query(const api_req *r, const char *key) {
   return r->query_fn ? r->query_fn(r->query_ctx, key) : NULL;
 }
 
+int api_query_each(const api_req *r, api_query_visit fn, void *cls) {
+  return r->query_each_fn ? r->query_each_fn(r->query_ctx, fn, cls) : 0;
+}
+
 api_form_field *api_form_get(const api_req *r, const char *name) {
   if (!r->form)
     return NULL;

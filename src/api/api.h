@@ -65,6 +65,9 @@ typedef struct api_ctx {
                                 NULL = unknown names answer 404 */
 } api_ctx;
 
+/* Visitor of query parameters (api_query_each): nonzero stops the walk. */
+typedef int (*api_query_visit)(void *cls, const char *key, const char *value);
+
 typedef struct api_req {
   const api_ctx *ctx;
   const char *method;
@@ -73,6 +76,9 @@ typedef struct api_req {
   const api_params *params;
   const char *(*query_fn)(void *q, const char *key);
   void *query_ctx;
+  /* Calls fn for every query parameter, in request order (keys and values
+   * decoded); returns nonzero if fn stopped it. NULL: none to visit. */
+  int (*query_each_fn)(void *q, api_query_visit fn, void *cls);
   const char *project; /* resolved project id */
   int admin;           /* key has admin scope */
   const char *content_type;
@@ -105,6 +111,9 @@ typedef void (*api_handler)(api_req *req, api_resp *resp);
 
 const char *api_param(const api_req *r, const char *name);
 const char *api_query(const api_req *r, const char *key);
+/* Visits every query parameter (e.g. the metadata[KEY]=VALUE filters of a
+ * list); returns nonzero if fn stopped the walk. */
+int api_query_each(const api_req *r, api_query_visit fn, void *cls);
 /* The form field named name, or NULL. */
 api_form_field *api_form_get(const api_req *r, const char *name);
 void api_form_free(api_form *f);

@@ -1,30 +1,377 @@
-/* Stored chat completions (store: true): list, retrieve, update, delete,
- * messages (being written). */
-#include "api/api.h"
+/* Stored chat completions (created with store: true): GET/POST/DELETE
+ * /v1/chat/completions[/{id}] and GET /v1/chat/completions/{id}/messages.
+ *
+ * A stored completion is an object of kind "chat.completion" (data = the
+ * completion as retrieve returns it, with its metadata; filter = the model,
+ * so the list filters by model through the index). The request's messages
+ * are objects of kind "chat.completion.message" (filter = the completion's
+ * id, id "<completion id>-<index>"), inserted in message order with the
+ * completion's created time, so the shared pagination lists them in order.
+ * Invariant: a completion is written after all its messages and deleted
+ * before them, so a visible completion always has its whole conversation.
+ *
+ * The first section is the stored-completions service (api_chat_store_save
+ * is called by api/chat.c), the second the thin handlers. Knows nothing
+ * about HTTP transport or SQL. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
-static void not_yet(api_resp *resp) {
-  api_error_set(&resp->err, 501, "invalid_request_error", "not_implemented",
-                NULL, "Stored chat completions are not implemented yet.");
+#include "api/api.h"
+#include "core/ids.h"
+#include "core/jsonbody.h"
+#include "core/metadata.h"
+#include "core/pagination.h"
+#include "store/store.h"
+
+#define KIND_COMPLETION "chat.completion"
+#define KIND_MESSAGE "chat.completion.message"
+#define ID_PREFIX "chatcmpl-"
+
+/* ------------------------------------------- stored completions service */
+
+static void not_found(api_error *e, const char *id) {
+  err_not_found(e, NULL, "No chat completion found with id '%s'.", id);
 }
-void api_chat_list(api_req *req, api_resp *resp) {
-  (void)req, not_yet(resp);
+
+/* A request message's content as the message list shows it: the string
+ * itself, or the text parts joined with "\n" (as the chat template sees
+ * them) when content is an array of parts; NULL when there is no text. */
+static json_t *content_text(json_t *content, json_t **parts_out) {
+  *parts_out = json_null();
+  if (json_is_string(content))
+    return json_incref(content);
+  if (!json_is_array(content))
+    return json_null();
+  json_t *parts = json_array();
+  char *text = NULL;
+  size_t len = 0, i;
+  json_t *p;
+  json_array_foreach(content, i, p) {
+    const char *type = json_string_value(json_object_get(p, "type"));
+    const char *t = json_string_value(json_object_get(p, "text"));
+    if (!type || (strcmp(type, "text") && strcmp(type, "image_url")))
+      continue; /* the list's parts are text and image_url only */
+    json_array_append(parts, p);
+    if (strcmp(type, "text") || !t)
+      continue;
+    size_t n = strlen(t);
+    char *grown = realloc(text, len + n + 2);
+    if (!grown)
+      break;
+    text = grown;
+    if (len)
+      text[len++] = '\n';
+    memcpy(text + len, t, n + 1);
+    len += n;
+  }
+  json_decref(*parts_out);
+  *parts_out = parts;
+  json_t *out = text ? json_stringn(text, len) : json_null();
+  free(text);
+  return out ? out : json_null();
 }
-void api_chat_retrieve(api_req *req, api_resp *resp) {
-  (void)req, not_yet(resp);
+
+/* The message list's object for request message m at index i. */
+static json_t *message_object(const char *completion_id, size_t i, json_t *m) {
+  char id[ID_MAX + 24];
+  json_t *parts, *content;
+  snprintf(id, sizeof id, "%s-%zu", completion_id, i);
+  content = content_text(json_object_get(m, "content"), &parts);
+  json_t *name = json_object_get(m, "name");
+  const char *role = json_string_value(json_object_get(m, "role"));
+  json_t *o = json_pack("{s:s, s:s, s:o, s:O, s:o}", "id", id, "role",
+                        role ? role : "user", "content", content, "name",
+                        json_is_string(name) ? name : json_null(),
+                        "content_parts", parts);
+  /* What else identifies the turn: an assistant's tool calls or refusal, a
+   * tool result's call id. */
+  static const char *const extra[] = {"tool_calls", "refusal", "tool_call_id",
+                                      NULL};
+  for (int k = 0; o && extra[k]; k++) {
+    json_t *v = json_object_get(m, extra[k]);
+    if (v && !json_is_null(v))
+      json_object_set(o, extra[k], v);
+  }
+  return o;
 }
-void api_chat_update(api_req *req, api_resp *resp) {
-  (void)req, not_yet(resp);
+
+/* Stores the request's messages of completion id (created at created). */
+static int save_messages(store *s, const char *project, const char *id,
+                         long long created, json_t *messages) {
+  size_t i;
+  json_t *m;
+  json_array_foreach(messages, i, m) {
+    store_obj o = {0};
+    o.data = message_object(id, i, m);
+    if (!o.data)
+      return -1;
+    snprintf(o.id, sizeof o.id, "%s",
+             json_string_value(json_object_get(o.data, "id")));
+    snprintf(o.filter, sizeof o.filter, "%s", id);
+    o.created_at = created;
+    int rc = store_put(s, project, KIND_MESSAGE, &o);
+    store_obj_clear(&o);
+    if (rc != STORE_OK)
+      return -1;
+  }
+  return 0;
 }
-void api_chat_delete(api_req *req, api_resp *resp) {
-  (void)req, not_yet(resp);
-}
-void api_chat_messages(api_req *req, api_resp *resp) {
-  (void)req, not_yet(resp);
-}
+
 int api_chat_store_save(const api_ctx *ctx, const char *project,
                         json_t *completion, json_t *request_messages,
                         json_t *metadata) {
-  (void)ctx, (void)project, (void)completion, (void)request_messages,
-      (void)metadata;
-  return -1;
+  const char *id = json_string_value(json_object_get(completion, "id"));
+  const char *model = json_string_value(json_object_get(completion, "model"));
+  json_t *created = json_object_get(completion, "created");
+  store_obj o = {0};
+  if (!id || !id_valid(ID_PREFIX, id) || !model) {
+    fprintf(stderr, "chat_store: not a chat completion (id %s), not stored\n",
+            id ? id : "missing");
+    return -1;
+  }
+  snprintf(o.id, sizeof o.id, "%s", id);
+  snprintf(o.filter, sizeof o.filter, "%s", model);
+  o.created_at = json_is_integer(created) ? json_integer_value(created)
+                                          : (long long)time(NULL);
+  o.data = json_deep_copy(completion);
+  o.internal = json_pack("{s:I}", "messages",
+                         (json_int_t)json_array_size(request_messages));
+  if (o.data)
+    json_object_set_new(o.data, "metadata",
+                        json_is_object(metadata) ? json_deep_copy(metadata)
+                                                 : json_object());
+  int rc = o.data && o.internal &&
+                   save_messages(ctx->store, project, id, o.created_at,
+                                 request_messages) == 0
+               ? store_put(ctx->store, project, KIND_COMPLETION, &o)
+               : STORE_ERROR;
+  store_obj_clear(&o);
+  if (rc != STORE_OK)
+    fprintf(stderr, "chat_store: could not store chat completion %s\n", id);
+  return rc == STORE_OK ? 0 : -1;
+}
+
+/* Loads stored completion id of project into *o (404 / 500 in e). */
+static int completion_get(const api_ctx *ctx, const char *project,
+                          const char *id, store_obj *o, api_error *e) {
+  int rc = id && id_valid(ID_PREFIX, id)
+               ? store_get(ctx->store, project, KIND_COMPLETION, id, o)
+               : STORE_NOT_FOUND;
+  if (rc == STORE_NOT_FOUND)
+    not_found(e, id ? id : "");
+  else if (rc != STORE_OK)
+    err_server(e, "Could not read the chat completion.");
+  return rc == STORE_OK ? 0 : -1;
+}
+
+/* Deletes the messages of completion id (after the completion itself). */
+typedef struct msg_delete {
+  store *s;
+  int failed;
+} msg_delete;
+
+static int delete_message(const char *project, store_obj *o, void *ctx) {
+  msg_delete *d = ctx;
+  if (store_delete(d->s, project, KIND_MESSAGE, o->id) == STORE_ERROR)
+    d->failed = 1;
+  return 0;
+}
+
+/* ------------------------------------------------------------ handlers */
+
+/* The list's metadata filter: every metadata[KEY]=VALUE query parameter. */
+typedef struct meta_query {
+  json_t *filter; /* {KEY: VALUE} */
+  int bad;        /* a `metadata` parameter not of that form */
+} meta_query;
+
+static int collect_metadata(void *cls, const char *key, const char *value) {
+  meta_query *q = cls;
+  size_t n = strlen(key);
+  if (strncmp(key, "metadata", 8))
+    return 0;
+  if (n < 11 || key[8] != '[' || key[n - 1] != ']') {
+    q->bad = 1;
+    return 1;
+  }
+  json_t *v = json_string(value);
+  if (!v) { /* not UTF-8: cannot equal a stored value */
+    v = json_string("\xEF\xBF\xBD");
+  }
+  char k[METADATA_MAX_KEY * 4 + 8];
+  snprintf(k, sizeof k, "%.*s", (int)(n - 10), key + 9);
+  json_object_set_new(q->filter, k, v);
+  return 0;
+}
+
+/* store_list_match predicate: every pair of the filter is in metadata. */
+static int metadata_matches(const store_obj *o, void *ctx) {
+  json_t *have = json_object_get(o->data, "metadata");
+  const char *k;
+  json_t *want;
+  json_object_foreach((json_t *)ctx, k, want) {
+    if (!json_equal(json_object_get(have, k), want))
+      return 0;
+  }
+  return 1;
+}
+
+/* The 400 for a pagination cursor naming no object of the list: which is
+ * "after" or "before" (NULL: the one given, `after` when both are). */
+static void bad_cursor(api_error *e, const page_params *p, const char *which,
+                       const char *what) {
+  if (!which)
+    which = p->after[0] ? "after" : "before";
+  err_invalid(e, which, "Invalid '%s': no %s with id '%s'.", which, what,
+              strcmp(which, "after") ? p->before : p->after);
+}
+
+void api_chat_list(api_req *req, api_resp *resp) {
+  page_spec spec = {20, 100, PAGE_ASC};
+  page_params p;
+  json_t *out = NULL;
+  meta_query mq = {json_object(), 0};
+  if (page_parse(&p, req->query_fn, req->query_ctx, &spec, &resp->err) < 0)
+    goto done;
+  api_query_each(req, collect_metadata, &mq);
+  if (mq.bad) {
+    err_invalid(&resp->err, "metadata",
+                "Invalid 'metadata': expected query parameters of the form "
+                "metadata[key]=value.");
+    goto done;
+  }
+  if (metadata_validate(mq.filter, &resp->err) < 0)
+    goto done;
+  const char *model = api_query(req, "model");
+  int rc = store_list_match(
+      req->ctx->store, req->project, KIND_COMPLETION, model, &p,
+      json_object_size(mq.filter) ? metadata_matches : NULL, mq.filter, &out);
+  if (rc == STORE_NOT_FOUND)
+    bad_cursor(&resp->err, &p, NULL, "chat completion");
+  else if (rc != STORE_OK)
+    err_server(&resp->err, "Could not list the chat completions.");
+  else
+    api_ok(resp, out);
+done:
+  json_decref(mq.filter);
+}
+
+void api_chat_retrieve(api_req *req, api_resp *resp) {
+  store_obj o = {0};
+  if (completion_get(req->ctx, req->project, api_param(req, "completion_id"),
+                     &o, &resp->err) < 0)
+    return;
+  api_ok(resp, json_incref(o.data));
+  store_obj_clear(&o);
+}
+
+/* store_update callback: replaces data.metadata with ctx (an object). */
+static int set_metadata(store_obj *o, void *ctx) {
+  json_object_set(o->data, "metadata", ctx);
+  return 0;
+}
+
+/* The update body: {"metadata": {...} | null}, nothing else. Returns the
+ * new metadata (a new reference; null clears to {}), or NULL with e set. */
+static json_t *update_body(const api_req *req, api_error *e) {
+  json_t *body = api_json_body(req, e), *m = NULL;
+  const char *k;
+  json_t *v;
+  if (!body)
+    return NULL;
+  json_object_foreach(body, k, v) {
+    if (strcmp(k, "metadata")) {
+      err_invalid(e, k, "Unrecognized request argument supplied: %s", k);
+      goto done;
+    }
+  }
+  if (!json_object_get(body, "metadata")) {
+    err_invalid(e, "metadata", "Missing required parameter: 'metadata'.");
+    goto done;
+  }
+  int rc = metadata_get(body, &m, e);
+  if (rc >= 0)
+    m = rc ? json_deep_copy(m) : json_object();
+done:
+  json_decref(body);
+  return e->status ? NULL : m;
+}
+
+void api_chat_update(api_req *req, api_resp *resp) {
+  const char *id = api_param(req, "completion_id");
+  store_obj o = {0};
+  if (completion_get(req->ctx, req->project, id, &o, &resp->err) < 0)
+    return;
+  store_obj_clear(&o);
+  json_t *m = update_body(req, &resp->err);
+  if (!m)
+    return;
+  int rc = store_update(req->ctx->store, req->project, KIND_COMPLETION, id,
+                        set_metadata, m);
+  json_decref(m);
+  if (rc == STORE_OK)
+    rc = store_get(req->ctx->store, req->project, KIND_COMPLETION, id, &o);
+  if (rc == STORE_NOT_FOUND)
+    not_found(&resp->err, id);
+  else if (rc != STORE_OK)
+    err_server(&resp->err, "Could not update the chat completion.");
+  else
+    api_ok(resp, json_incref(o.data));
+  store_obj_clear(&o);
+}
+
+void api_chat_delete(api_req *req, api_resp *resp) {
+  const char *id = api_param(req, "completion_id");
+  int rc =
+      id && id_valid(ID_PREFIX, id)
+          ? store_delete(req->ctx->store, req->project, KIND_COMPLETION, id)
+          : STORE_NOT_FOUND;
+  if (rc == STORE_NOT_FOUND) {
+    not_found(&resp->err, id ? id : "");
+    return;
+  }
+  if (rc != STORE_OK) {
+    err_server(&resp->err, "Could not delete the chat completion.");
+    return;
+  }
+  msg_delete d = {req->ctx->store, 0};
+  if (store_each(req->ctx->store, req->project, KIND_MESSAGE, id,
+                 delete_message, &d) != STORE_OK ||
+      d.failed)
+    fprintf(stderr, "chat_store: messages of %s not all deleted\n", id);
+  api_ok(resp, json_pack("{s:s, s:s, s:b}", "object", "chat.completion.deleted",
+                         "id", id, "deleted", 1));
+}
+
+/* 1 when cursor (if any) names a message of completion id. */
+static int own_cursor(const char *cursor, const char *id) {
+  size_t n = strlen(id);
+  return !cursor[0] || (!strncmp(cursor, id, n) && cursor[n] == '-');
+}
+
+void api_chat_messages(api_req *req, api_resp *resp) {
+  const char *id = api_param(req, "completion_id");
+  page_spec spec = {20, 100, PAGE_ASC};
+  page_params p;
+  store_obj o = {0};
+  json_t *out = NULL;
+  if (completion_get(req->ctx, req->project, id, &o, &resp->err) < 0)
+    return;
+  store_obj_clear(&o);
+  if (page_parse(&p, req->query_fn, req->query_ctx, &spec, &resp->err) < 0)
+    return;
+  const char *which = !own_cursor(p.after, id)    ? "after"
+                      : !own_cursor(p.before, id) ? "before"
+                                                  : NULL;
+  int rc = which ? STORE_NOT_FOUND
+                 : store_list(req->ctx->store, req->project, KIND_MESSAGE, id,
+                              &p, &out);
+  if (rc == STORE_NOT_FOUND)
+    bad_cursor(&resp->err, &p, which, "message in this chat completion");
+  else if (rc != STORE_OK)
+    err_server(&resp->err, "Could not list the chat completion's messages.");
+  else
+    api_ok(resp, out);
 }

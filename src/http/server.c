@@ -138,6 +138,28 @@ static const char *query_lookup(void *q, const char *key) {
                                      MHD_GET_ARGUMENT_KIND, key);
 }
 
+/* api_query_each over libmicrohttpd's decoded GET arguments. */
+typedef struct query_walk {
+  api_query_visit fn;
+  void *cls;
+  int stopped;
+} query_walk;
+
+static enum MHD_Result query_visit(void *cls, enum MHD_ValueKind kind,
+                                   const char *key, const char *value) {
+  query_walk *w = cls;
+  (void)kind;
+  w->stopped = w->fn(w->cls, key, value ? value : "");
+  return w->stopped ? MHD_NO : MHD_YES;
+}
+
+static int query_each(void *q, api_query_visit fn, void *cls) {
+  query_walk w = {fn, cls, 0};
+  MHD_get_connection_values((struct MHD_Connection *)q, MHD_GET_ARGUMENT_KIND,
+                            query_visit, &w);
+  return w.stopped;
+}
+
 /* xoshiro128+-style step over the connection's 128-bit state. */
 static uint64_t rng_next(uint64_t *s) {
   uint64_t s0 = s[0], s1 = s[1], r = s0 + s1;
@@ -596,6 +618,7 @@ static enum MHD_Result run_handler(reqstate *st) {
       .op = st->rt->op,
       .params = &st->params,
       .query_fn = query_lookup,
+      .query_each_fn = query_each,
       .query_ctx = st->conn,
       .project = st->who.project_id,
       .admin = st->who.admin,
