@@ -1,0 +1,239 @@
+// Load generator of the serving benchmark (bench/serving/run.sh): streaming
+// chat completions against a running `hearth serve` over raw node:http (no
+// SDK in the timed path), parsing the SSE stream itself so each chunk gets
+// its arrival time. Prints one JSON object on stdout.
+//
+//   node bench/serving/load.mjs ttft --base URL --key K --model M
+//        [--prompt-tokens 64] [--n 10] [--tag STR]
+//     1 client, n requests one after another, each with a unique prompt
+//     (a nonce first, so no prefix is cached) and max_tokens 1 at
+//     temperature 0: time from writing the request to the first chunk that
+//     carries content (or, if the first token yields no text, a
+//     finish_reason). Reports every sample, prompt_tokens and cached_tokens
+//     from usage.
+//
+//   node bench/serving/load.mjs load --base URL --key K --model M
+//        [--clients 1] [--requests 2] [--max-tokens 128] [--prompt-tokens 32]
+//     C clients at once, each R streaming requests back to back
+//     (temperature 1, a seed per request, ignore_eos where the server takes
+//     it). tok_s = completion tokens (usage) / wall time of the whole load;
+//     decode_tok_s = content chunks arriving while all C clients are past
+//     their first token and none has finished its last request, per second,
+//     scaled by tokens/chunk (steady-state decode with C sequences).
+//
+// Either mode: --no-ignore-eos never sends the extension field.
+import http from 'node:http';
+
+const argv = process.argv.slice(2);
+const mode = argv[0];
+const opt = {
+  base: 'http://127.0.0.1:8080', key: '', model: '', n: 10, clients: 1, requests: 2,
+  'max-tokens': 128, 'prompt-tokens': 0, tag: '', 'ignore-eos': true, timeout: 300,
+};
+for (let i = 1; i < argv.length; i++) {
+  const a = argv[i];
+  if (a === '--no-ignore-eos') { opt['ignore-eos'] = false; continue; }
+  if (!a.startsWith('--') || !(a.slice(2) in opt) || i + 1 >= argv.length) die(`bad argument ${a}`);
+  const k = a.slice(2);
+  opt[k] = typeof opt[k] === 'number' ? Number(argv[++i]) : argv[++i];
+  if (typeof opt[k] === 'number' && !Number.isFinite(opt[k])) die(`${a} wants a number`);
+}
+if (mode !== 'ttft' && mode !== 'load') die('mode is ttft or load (see the header of this file)');
+if (!opt.model) die('--model is required');
+if (!opt['prompt-tokens']) opt['prompt-tokens'] = mode === 'ttft' ? 64 : 32;
+
+function die(msg) {
+  process.stderr.write(`load.mjs: ${msg}\n`);
+  process.exit(2);
+}
+
+const url = new URL('/v1/chat/completions', opt.base);
+const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+const now = () => performance.now();
+
+// Words of about one token each on a GPT-2/SmolLM BPE vocabulary (common
+// lowercase English words with a leading space): the prompt is ~n tokens.
+const WORDS = ('the of and to in is was for on that with as by at from his her this but are not be or had '
+  + 'have one all were they she which you their will there been has more when can who out what about '
+  + 'into time would some only other two them these first new also may than after over most between '
+  + 'where year years made world during city people state well used through under back being three').split(' ');
+let rng = 0x2545f491;
+function rand() { rng ^= rng << 13; rng ^= rng >>> 17; rng ^= rng << 5; return (rng >>> 0) / 4294967296; }
+function words(n) {
+  const out = [];
+  for (let i = 0; i < n; i++) out.push(WORDS[Math.floor(rand() * WORDS.length)]);
+  return out.join(' ');
+}
+let nonce = Date.now() % 100000;
+// A unique user message of ~tokens tokens: the nonce comes first, so a
+// prompt shares only the template's opening with any earlier one.
+function prompt(tokens) {
+  nonce++;
+  return `${nonce} ${words(Math.max(1, tokens - 12))}`;
+}
+
+// One streaming request. Resolves {status, error, t_sent, t_first, t_last,
+// chunks, finish, usage, ignore_eos_refused} with times in ms (now()).
+function stream(body) {
+  return new Promise((resolve, reject) => {
+    const data = JSON.stringify(body);
+    const r = { status: 0, chunks: 0, t_first: null, t_last: null, finish: null, usage: null, times: [] };
+    const req = http.request(url, {
+      method: 'POST', agent,
+      headers: {
+        'content-type': 'application/json', 'content-length': Buffer.byteLength(data),
+        ...(opt.key ? { authorization: `Bearer ${opt.key}` } : {}),
+      },
+      timeout: opt.timeout * 1000,
+    }, (res) => {
+      r.status = res.statusCode;
+      let buf = '';
+      res.setEncoding('utf8');
+      res.on('data', (s) => {
+        const t = now();
+        buf += s;
+        if (r.status !== 200) return;
+        let i;
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const ev = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          onEvent(ev, t);
+        }
+      });
+      res.on('end', () => {
+        if (r.status !== 200) {
+          try { r.error = JSON.parse(buf).error; } catch { r.error = { message: buf.slice(0, 300) }; }
+        }
+        resolve(r);
+      });
+      res.on('error', reject);
+    });
+    function onEvent(ev, t) {
+      for (const line of ev.split('\n')) {
+        if (!line.startsWith('data:')) continue;
+        const payload = line.slice(5).trim();
+        if (payload === '[DONE]') { r.done = true; continue; }
+        let c;
+        try { c = JSON.parse(payload); } catch { r.bad = (r.bad || 0) + 1; continue; }
+        if (c.usage) r.usage = c.usage;
+        for (const ch of c.choices || []) {
+          const text = ch.delta?.content;
+          if (text) {
+            r.chunks++;
+            r.times.push(t);
+            if (r.t_first === null) r.t_first = t;
+            r.t_last = t;
+          }
+          if (ch.finish_reason) {
+            r.finish = ch.finish_reason;
+            if (r.t_first === null) r.t_first = t; // first token made no text
+          }
+        }
+      }
+    }
+    req.on('timeout', () => req.destroy(new Error('request timed out')));
+    req.on('error', reject);
+    r.t_sent = now();
+    req.end(data);
+  });
+}
+
+let ignoreEos = opt['ignore-eos'];
+let ignoreEosRefused = false;
+// A request body; ignore_eos is a hearth extension (non-standard).
+function body(extra) {
+  const b = {
+    model: opt.model, stream: true, stream_options: { include_usage: true }, ...extra,
+  };
+  if (ignoreEos) b.ignore_eos = true;
+  return b;
+}
+
+// Sends b; if the server refuses ignore_eos (400 naming it), drops the
+// field for the rest of the run and sends again.
+async function send(extra) {
+  const b = body(extra);
+  let r = await stream(b);
+  if (r.status === 400 && b.ignore_eos && /ignore_eos/.test(JSON.stringify(r.error))) {
+    ignoreEos = false; // concurrent clients may all land here: fine
+    ignoreEosRefused = true;
+    r = await stream(body(extra));
+  }
+  if (r.status !== 200) throw new Error(`HTTP ${r.status}: ${JSON.stringify(r.error)}`);
+  if (!r.usage) throw new Error('no usage chunk (stream_options.include_usage)');
+  return r;
+}
+
+const median = (v) => {
+  const s = [...v].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const round3 = (x) => Math.round(x * 1000) / 1000;
+
+async function ttft() {
+  const samples = [];
+  let prompt_tokens = 0, cached = 0;
+  for (let i = 0; i < opt.n; i++) {
+    const r = await send({
+      messages: [{ role: 'user', content: prompt(opt['prompt-tokens']) }],
+      max_tokens: 1, temperature: 0,
+    });
+    samples.push(round3(r.t_first - r.t_sent));
+    prompt_tokens = r.usage.prompt_tokens;
+    cached = Math.max(cached, r.usage.prompt_tokens_details?.cached_tokens ?? 0);
+  }
+  return {
+    mode: 'ttft', tag: opt.tag, n: opt.n, prompt_tokens, max_cached_tokens: cached,
+    ttft_ms_median: round3(median(samples)), ttft_ms_min: Math.min(...samples), samples,
+    ignore_eos: ignoreEos, ignore_eos_refused: ignoreEosRefused,
+  };
+}
+
+async function load() {
+  const C = opt.clients, R = opt.requests;
+  const perClient = [];
+  const t0 = now();
+  let seed = 1;
+  await Promise.all(Array.from({ length: C }, async (_, c) => {
+    const mine = [];
+    for (let k = 0; k < R; k++) {
+      mine.push(await send({
+        messages: [{ role: 'user', content: prompt(opt['prompt-tokens']) }],
+        max_tokens: opt['max-tokens'], temperature: 1, seed: seed++,
+      }));
+    }
+    perClient[c] = mine;
+  }));
+  const wall = (now() - t0) / 1000;
+  const all = perClient.flat();
+  const tokens = all.reduce((s, r) => s + r.usage.completion_tokens, 0);
+  const chunks = all.reduce((s, r) => s + r.chunks, 0);
+  // Steady state: from when every client has its first token to when the
+  // first client's last request ends.
+  const from = Math.max(...perClient.map((rs) => rs[0].t_first));
+  const to = Math.min(...perClient.map((rs) => rs[rs.length - 1].t_last));
+  let inWindow = 0;
+  for (const r of all) for (const t of r.times) if (t > from && t <= to) inWindow++;
+  const perChunk = chunks ? tokens / chunks : 1;
+  const finishes = {};
+  for (const r of all) finishes[r.finish] = (finishes[r.finish] || 0) + 1;
+  return {
+    mode: 'load', tag: opt.tag, clients: C, requests: all.length, max_tokens: opt['max-tokens'],
+    prompt_tokens: all[0].usage.prompt_tokens, completion_tokens: tokens, content_chunks: chunks,
+    wall_s: round3(wall), tok_s: round3(tokens / wall),
+    decode_window_s: round3(Math.max(0, to - from) / 1000),
+    decode_tok_s: to > from ? round3((inWindow * perChunk) / ((to - from) / 1000)) : null,
+    ttft_ms_median: round3(median(all.map((r) => r.t_first - r.t_sent))),
+    finish_reasons: finishes, ignore_eos: ignoreEos, ignore_eos_refused: ignoreEosRefused,
+  };
+}
+
+try {
+  const out = mode === 'ttft' ? await ttft() : await load();
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+  agent.destroy();
+} catch (e) {
+  process.stderr.write(`load.mjs: ${e.message}\n`);
+  agent.destroy();
+  process.exit(1);
+}

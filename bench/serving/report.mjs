@@ -1,0 +1,116 @@
+// Turns bench/out/serving-results.jsonl (written by bench/serving/run.sh)
+// into the markdown table of bench/serving/RESULTS.md: per client count the
+// median over rounds of aggregate tokens/s, steady-state decode tokens/s and
+// median time to first token; the 16-client / 1-client ratio (bar >= 4);
+// the 1-client time to first token beside the raw engine's (hearth bench,
+// same prompt length, same run) and the overhead = server - raw, computed
+// per round then the median taken (bar < 2 ms).
+//
+// Usage: node bench/serving/report.mjs FILE.jsonl [command line]
+import fs from 'node:fs';
+
+const [file, cmdline = 'bench/serving/run.sh'] = process.argv.slice(2);
+if (!file) {
+  process.stderr.write('usage: node bench/serving/report.mjs FILE.jsonl [command line]\n');
+  process.exit(2);
+}
+const lines = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+const meta = {};
+for (const l of lines) if (l.meta) (meta[l.meta] ||= []).push(l.value);
+const rows = lines.filter((l) => !l.meta && l.round > 0);
+
+const median = (v) => {
+  const s = v.filter((x) => x !== null && x !== undefined && Number.isFinite(x)).sort((a, b) => a - b);
+  if (!s.length) return null;
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const fmt = (x, d = 1) => (x === null || x === undefined ? 'n/a' : x.toFixed(d));
+const rounds = [...new Set(rows.map((r) => r.round))].sort((a, b) => a - b);
+const out = [];
+const p = (s = '') => out.push(s);
+
+p('# Serving benchmark');
+p();
+p(`\`${cmdline}\` — ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, commit ${meta.commit?.[0] ?? '?'}, `
+  + `${meta.cpus?.[0] ?? '?'} CPUs (${meta.cpu?.[0] ?? '?'}), engine threads: ${meta.threads?.[0] ?? '?'}, `
+  + `load average before/after: ${(meta.loadavg || []).join(' / ')}.`);
+p();
+p('Model: SmolLM2-135M-shaped random-weight fixture, Q8_0 (`hearth fixture --preset smollm2-135m --type q8_0 --seed 1`), '
+  + `served as an alias; ${rounds.length} round(s), medians over rounds.`);
+p();
+
+// --- throughput -----------------------------------------------------------
+const loads = rows.filter((r) => r.mode === 'load');
+const byC = new Map();
+for (const r of loads) {
+  if (!byC.has(r.clients)) byC.set(r.clients, []);
+  byC.get(r.clients).push(r);
+}
+const cs = [...byC.keys()].sort((a, b) => a - b);
+const tokS = (c) => median(byC.get(c).map((r) => r.tok_s));
+p('## Throughput: concurrent streaming clients');
+p();
+if (loads.length) {
+  const l0 = loads[0];
+  const eos = loads.every((r) => r.ignore_eos) ? 'ignore_eos on (EOG tokens do not stop)'
+    : 'ignore_eos refused by the server: requests end where the model stops, tokens counted from usage';
+  p(`Each client sends ${l0.requests / l0.clients} streaming chat completion(s) back to back, `
+    + `max_tokens ${l0.max_tokens}, ~${l0.prompt_tokens}-token unique prompts, temperature 1; ${eos}.`);
+  p('tok/s = completion tokens (usage) / wall time of the whole load (prefill and first tokens included); '
+    + 'steady decode = tokens/s while all clients are generating; TTFT = median request → first content chunk.');
+  p();
+  p('| clients | tok/s | × 1 client | steady decode tok/s | TTFT ms (median) | finish reasons | per round tok/s |');
+  p('| ---: | ---: | ---: | ---: | ---: | --- | --- |');
+  const one = byC.has(1) ? tokS(1) : null;
+  for (const c of cs) {
+    const rs = byC.get(c);
+    const t = tokS(c);
+    const fin = {};
+    for (const r of rs) for (const [k, v] of Object.entries(r.finish_reasons)) fin[k] = (fin[k] || 0) + v;
+    p(`| ${c} | ${fmt(t)} | ${one ? fmt(t / one, 2) : 'n/a'} | ${fmt(median(rs.map((r) => r.decode_tok_s)))} `
+      + `| ${fmt(median(rs.map((r) => r.ttft_ms_median)))} | ${Object.entries(fin).map(([k, v]) => `${k} ${v}`).join(', ')} `
+      + `| ${rs.map((r) => fmt(r.tok_s)).join(', ')} |`);
+  }
+  p();
+} else p('(no load measurements)\n');
+
+// --- time to first token --------------------------------------------------
+const ttft = rows.filter((r) => r.mode === 'ttft');
+const raw = rows.filter((r) => r.mode === 'raw');
+const over = [], overMin = [];
+for (const k of rounds) {
+  const s = ttft.find((r) => r.round === k), e = raw.find((r) => r.round === k);
+  if (s && e) {
+    over.push(s.ttft_ms_median - e.ttft_ms_median);
+    overMin.push(s.ttft_ms_min - e.ttft_ms);
+  }
+}
+const sMed = median(ttft.map((r) => r.ttft_ms_median)), eMed = median(raw.map((r) => r.ttft_ms_median));
+const oMed = median(over), oMin = median(overMin);
+p('## Time to first token, 1 client');
+p();
+if (ttft.length && raw.length) {
+  p(`Server: ${ttft[0].n} requests per round, one after another, unique ~${ttft[0].prompt_tokens}-token prompts `
+    + `(at most ${Math.max(...ttft.map((r) => r.max_cached_tokens))} cached), max_tokens 1, temperature 0; `
+    + 'request written → first content chunk read (raw node:http, SSE parsed by the client). '
+    + `Raw engine: \`hearth bench --prompt-tokens ${raw[0].prompt_tokens} --gen-tokens 1 --reps ${raw[0].reps ?? "?"}\` `
+    + 'on the same file (prefill with the last token\'s logits + picking the first token), run in the same round while the server idles. '
+    + 'Overhead = server − raw per round, median over rounds.');
+  p();
+  p('| prompt tokens (uncached) | server TTFT ms | raw engine ms | overhead ms | overhead of the minima ms | per round overhead ms |');
+  p('| ---: | ---: | ---: | ---: | ---: | --- |');
+  p(`| ${raw[0].prompt_tokens} | ${fmt(sMed, 2)} | ${fmt(eMed, 2)} | ${fmt(oMed, 2)} | ${fmt(oMin, 2)} | ${over.map((x) => fmt(x, 2)).join(', ')} |`);
+  p();
+} else p('(no time-to-first-token measurements)\n');
+
+// --- bars -----------------------------------------------------------------
+p('## Bars (issue 4)');
+p();
+const hi = cs.length ? cs[cs.length - 1] : null;
+const ratio = byC.has(1) && hi && hi !== 1 ? tokS(hi) / tokS(1) : null;
+p('| bar | measured | met |');
+p('| --- | ---: | --- |');
+p(`| ${hi ?? 16} clients ≥ 4 × 1 client tok/s | ${fmt(ratio, 2)} × | ${ratio === null ? 'n/a' : ratio >= 4 ? 'yes' : 'no'} |`);
+p(`| TTFT overhead (HTTP + scheduler) < 2 ms | ${fmt(oMed, 2)} ms | ${oMed === null ? 'n/a' : oMed < 2 ? 'yes' : 'no'} |`);
+p();
+process.stdout.write(`${out.join('\n')}\n`);
