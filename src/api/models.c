@@ -262,11 +262,12 @@ const char *api_model_resolve(const api_ctx *ctx, const char *name, char *path,
 
 /* ----------------------------------------------------------- handlers */
 
+/* The platform's wording, backticks included, and param null. */
 static void model_not_found(api_resp *resp, const char *name) {
   api_error_set(&resp->err, 404, "invalid_request_error", "model_not_found",
-                "model",
-                "The model '%s' does not exist or you do not have access to "
-                "it.",
+                NULL,
+                "The model `%.200s` does not exist or you do not have access "
+                "to it.",
                 name);
 }
 

@@ -1,5 +1,7 @@
 // Models API through the SDK: models/NAME.gguf files in the data directory
-// are listed as model NAME; retrieve; 404 model_not_found; delete.
+// are listed as model NAME; aliases (--alias flags, HEARTH_ALIASES and
+// <data>/aliases.json) map application model names to them; retrieve; 404
+// model_not_found with the platform's wording; delete.
 import fs from 'node:fs';
 import path from 'node:path';
 import { suite } from './lib/harness.mjs';
@@ -10,6 +12,15 @@ function setup(dataDir) {
   for (const n of ['tiny', 'other-model', 'deleteme']) fs.writeFileSync(path.join(dataDir, 'models', `${n}.gguf`), tinyGguf());
   // Not a model: wrong extension.
   fs.writeFileSync(path.join(dataDir, 'models', 'notes.txt'), 'not a model');
+  // Aliases from the data directory's config; one points at no model.
+  fs.writeFileSync(path.join(dataDir, 'aliases.json'), JSON.stringify({ 'gpt-5.4-mini': 'other-model', dangling: 'missing-model' }));
+}
+
+// The platform's 404 for a model name it does not know.
+async function expectNotFound(promise, id) {
+  const e = await expectApiError(promise, { status: 404, code: 'model_not_found', type: 'invalid_request_error' });
+  assert.equal(e.error.message, `The model \`${id}\` does not exist or you do not have access to it.`);
+  assert.equal(e.error.param ?? null, null, 'param null');
 }
 
 function checkModel(m, id) {
@@ -19,7 +30,7 @@ function checkModel(m, id) {
   assert.equal(typeof m.owned_by, 'string');
 }
 
-suite('models', { setup, server: { extraArgs: ['--alias', 'gpt-4o-mini=tiny'] } }, (test) => {
+suite('models', { setup, server: { extraArgs: ['--alias', 'gpt-4o-mini=tiny'], env: { HEARTH_ALIASES: 'gpt-4.1-nano=tiny,o4-mini=other-model' } } }, (test) => {
   test('list shows models/NAME.gguf as NAME', async (t) => {
     const page = await t.client.models.list();
     const ids = page.data.map((m) => m.id);
@@ -37,13 +48,31 @@ suite('models', { setup, server: { extraArgs: ['--alias', 'gpt-4o-mini=tiny'] } 
     checkModel(await t.client.models.retrieve('gpt-4o-mini'), 'gpt-4o-mini');
   });
 
+  test('aliases from aliases.json and HEARTH_ALIASES; a dangling alias is not a model', async (t) => {
+    const list = (await t.client.models.list()).data;
+    const ids = list.map((m) => m.id);
+    for (const id of ['gpt-5.4-mini', 'gpt-4.1-nano', 'o4-mini']) {
+      assert.ok(ids.includes(id), `${id} listed in ${ids}`);
+      checkModel(await t.client.models.retrieve(id), id);
+    }
+    // An alias carries its target's creation time.
+    const created = (id) => list.find((m) => m.id === id).created;
+    assert.equal(created('gpt-5.4-mini'), created('other-model'));
+    assert.equal(created('gpt-4o-mini'), created('tiny'));
+    assert.ok(!ids.includes('dangling'), 'alias of a missing file not listed');
+    await expectNotFound(t.client.models.retrieve('dangling'), 'dangling');
+    // Listed ids are unique and sorted.
+    assert.deepEqual([...new Set(ids)].sort(), ids);
+  });
+
   test('retrieve', async (t) => {
     checkModel(await t.client.models.retrieve('tiny'), 'tiny');
     checkModel(await t.client.models.retrieve('other-model'), 'other-model');
   });
 
   test('unknown model is a 404 model_not_found', async (t) => {
-    await expectApiError(t.client.models.retrieve('no-such-model'), { status: 404, code: 'model_not_found', type: 'invalid_request_error' });
+    await expectNotFound(t.client.models.retrieve('no-such-model'), 'no-such-model');
+    await expectNotFound(t.client.models.retrieve('gpt-4o'), 'gpt-4o');
     await expectApiError(t.client.models.delete('no-such-model'), { status: 404, code: 'model_not_found' });
   });
 

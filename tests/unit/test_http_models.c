@@ -90,7 +90,7 @@ static void test_retrieve(void) {
   CHECK_INT(r.err.status, 404);
   CHECK_STR(r.err.code, "model_not_found");
   const char *msg = r.err.message;
-  CHECK_STR(msg, "The model 'nope' does not exist or you do not have access to "
+  CHECK_STR(msg, "The model `nope` does not exist or you do not have access to "
                  "it.");
   api_resp_clear(&r);
 }
