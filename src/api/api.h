@@ -180,7 +180,11 @@ void api_chat_delete(api_req *req, api_resp *resp);
 void api_chat_messages(api_req *req, api_resp *resp);
 /* Stores a finished chat completion (the response object as sent, not
  * streamed chunks), the request's messages and metadata, in project.
- * Called by api/chat.c from any thread. 0, or -1 (logged). */
+ * Called by api/chat.c from any thread. References are borrowed (nothing is
+ * stolen); completion needs "id" (chatcmpl-...) and "model";
+ * request_messages is the request's validated `messages` array; metadata
+ * may be NULL or JSON null (stored as {}). Retrieve then answers the
+ * completion with its "metadata". 0, or -1 (logged). */
 int api_chat_store_save(const api_ctx *ctx, const char *project,
                         json_t *completion, json_t *request_messages,
                         json_t *metadata);
