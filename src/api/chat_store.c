@@ -73,7 +73,9 @@ static json_t *content_text(json_t *content, json_t **parts_out) {
   return out ? out : json_null();
 }
 
-/* The message list's object for request message m at index i. */
+/* The message list's object for request message m at index i: id, role,
+ * content, refusal (required by the list's schema; null unless the request
+ * had one), name, content_parts. */
 static json_t *message_object(const char *completion_id, size_t i, json_t *m) {
   char id[ID_MAX + 24];
   json_t *parts, *content;
@@ -81,9 +83,9 @@ static json_t *message_object(const char *completion_id, size_t i, json_t *m) {
   content = content_text(json_object_get(m, "content"), &parts);
   json_t *name = json_object_get(m, "name");
   const char *role = json_string_value(json_object_get(m, "role"));
-  json_t *o = json_pack("{s:s, s:s, s:o, s:O, s:o}", "id", id, "role",
-                        role ? role : "user", "content", content, "name",
-                        json_is_string(name) ? name : json_null(),
+  json_t *o = json_pack("{s:s, s:s, s:o, s:n, s:O, s:o}", "id", id, "role",
+                        role ? role : "user", "content", content, "refusal",
+                        "name", json_is_string(name) ? name : json_null(),
                         "content_parts", parts);
   /* What else identifies the turn: an assistant's tool calls or refusal, a
    * tool result's call id. */

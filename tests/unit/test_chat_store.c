@@ -167,6 +167,7 @@ static void test_save_and_retrieve(void) {
   CHECK_STR(str_at(m0, "content"), "be brief");
   CHECK(json_is_null(json_object_get(m0, "name")));
   CHECK(json_is_null(json_object_get(m0, "content_parts")));
+  CHECK(json_is_null(json_object_get(m0, "refusal")));
   CHECK_STR(str_at(m1, "name"), "ann");
   CHECK_STR(str_at(m1, "content"), "a\nb");
   CHECK_INT(json_array_size(json_object_get(m1, "content_parts")), 2);

@@ -44,6 +44,41 @@ const ERRATA = [
       return true;
     },
   },
+  {
+    note:
+      'ChatCompletionList / ChatCompletionMessageList require first_id/last_id ' +
+      'as strings, but an empty list has no first or last id: null allowed there',
+    apply(doc) {
+      let done = false;
+      for (const name of ['ChatCompletionList', 'ChatCompletionMessageList']) {
+        const props = doc.components?.schemas?.[name]?.properties;
+        if (!props?.first_id || !props?.last_id) continue;
+        for (const k of ['first_id', 'last_id']) props[k] = { anyOf: [props[k], { type: 'null' }] };
+        done = true;
+      }
+      return done;
+    },
+  },
+  {
+    note:
+      "ChatCompletionMessageList items reuse ChatCompletionResponseMessage (role: " +
+      "'assistant' only) for the request's messages, whose roles are those of the " +
+      "request (the spec's own example has role 'user'): request roles allowed there",
+    apply(doc) {
+      const s = doc.components?.schemas;
+      const items = s?.ChatCompletionMessageList?.properties?.data?.items;
+      const ref = '#/components/schemas/ChatCompletionResponseMessage';
+      const i = items?.allOf?.findIndex((x) => x.$ref === ref);
+      if (!s?.ChatCompletionResponseMessage || i === undefined || i < 0) return false;
+      const copy = structuredClone(s.ChatCompletionResponseMessage);
+      copy.properties.role = {
+        type: 'string',
+        enum: ['system', 'developer', 'user', 'assistant', 'tool', 'function'],
+      };
+      items.allOf[i] = copy;
+      return true;
+    },
+  },
 ];
 
 // OpenAPI's `nullable: true` is not JSON Schema: turn it into a null branch.
