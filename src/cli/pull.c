@@ -1,8 +1,10 @@
 /* hearth pull: downloads a GGUF model, by catalog name or URL, into
  * <data>/models/<name>.gguf (jobs/pull.h does the work). Draws a progress
- * bar on stderr when it is a terminal, prints the saved path on stdout.
+ * bar on stderr when it is a terminal (a plain line per 10% otherwise),
+ * prints the saved path on stdout.
  * Every flag also reads a HEARTH_* variable. Knows nothing about HTTP
  * serving, the store or the engine. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +41,7 @@ static void pull_usage(FILE *f) {
              "                                             [HEARTH_PULL_NAME]\n"
              "  --sha256 HEX     expected SHA-256 of the file\n"
              "                                           [HEARTH_PULL_SHA256]\n"
-             "  --quiet          no progress bar, no summary\n"
+             "  --quiet          no progress, no summary\n"
              "                                          [HEARTH_PULL_QUIET=1]\n"
              "  --list           print the catalog of known models\n\n"
              "HF_TOKEN (or HEARTH_HF_TOKEN), when set, is sent to "
@@ -95,20 +97,31 @@ static int pull_parse(int argc, char **argv, pull_cli *o) {
   return 0;
 }
 
+/* The catalog: name, what it is, where it comes from and its SHA-256 when
+ * built in (otherwise the server's X-Linked-Etag, if any, is checked). */
 static void print_catalog(void) {
   size_t n;
   const pull_catalog_entry *c = pull_catalog(&n);
-  for (size_t i = 0; i < n; i++)
-    printf("%-30s %s%s\n%-30s https://huggingface.co/%s/resolve/main/%s\n",
-           c[i].name, c[i].about, c[i].sha256 ? ", SHA-256 checked" : "", "",
-           c[i].repo, c[i].file);
+  for (size_t i = 0; i < n; i++) {
+    printf("%-30s %s\n%-30s https://huggingface.co/%s/resolve/main/%s\n",
+           c[i].name, c[i].about, "", c[i].repo, c[i].file);
+    if (c[i].sha256)
+      printf("%-30s sha256 %s (checked)\n", "", c[i].sha256);
+    else
+      printf("%-30s sha256 not built in: checked against the one the server "
+             "publishes (X-Linked-Etag) when it does\n",
+             "");
+  }
 }
 
 /* ---- progress bar ------------------------------------------------------- */
 
 typedef struct bar {
-  double last; /* elapsed seconds at the last redraw */
+  double last; /* elapsed seconds at the last redraw / line */
   int drawn;
+  int lines;        /* not a terminal: a plain line now and then */
+  int last_tenth;   /* lines mode: last 10% step printed */
+  uint64_t resumed; /* resume point last reported */
 } bar;
 
 static void fmt_eta(double s, char *out, size_t n) {
@@ -123,11 +136,39 @@ static void fmt_eta(double s, char *out, size_t n) {
     snprintf(out, n, "%ld:%02ld", t / 60, t % 60);
 }
 
+/* Not a terminal: one line per 10% step (every 10 s when the size is
+ * unknown), so that logs show progress without carriage returns. */
+static void print_line(const pull_progress *p, bar *b) {
+  if (p->total) {
+    int tenth = (int)(p->done * 10 / p->total);
+    if (tenth <= b->last_tenth)
+      return;
+    b->last_tenth = tenth;
+    fprintf(stderr, "%3d%%  %.1f/%.1f MB\n", tenth * 10, p->done / 1e6,
+            p->total / 1e6);
+  } else {
+    if (p->elapsed - b->last < 10)
+      return;
+    b->last = p->elapsed;
+    fprintf(stderr, "%.1f MB\n", p->done / 1e6);
+  }
+  fflush(stderr);
+}
+
 /* Redraws at most 10 times a second: percent, MB, MB/s, ETA. */
 static int draw_bar(const pull_progress *p, void *ud) {
   bar *b = ud;
   if (p->done == 0 && p->total == 0)
     return 0; /* nothing known yet (connecting, redirects) */
+  if (p->resumed_from && p->resumed_from != b->resumed) {
+    b->resumed = p->resumed_from;
+    fprintf(stderr, "%sresuming at %.1f MB\n",
+            b->drawn && !b->lines ? "\n" : "", p->resumed_from / 1e6);
+  }
+  if (b->lines) {
+    print_line(p, b);
+    return 0;
+  }
   if (b->drawn && p->elapsed - b->last < 0.1 &&
       !(p->total && p->done == p->total))
     return 0;
@@ -185,8 +226,8 @@ int cli_pull(int argc, char **argv) {
     return 2;
   }
   snprintf(models, sizeof models, "%s/models", data);
-  bar b = {0, 0};
-  int show = !o.quiet && isatty(STDERR_FILENO);
+  bar b = {0, 0, !isatty(STDERR_FILENO), -1, 0};
+  int show = !o.quiet;
   pull_opts po = {.url = t.url,
                   .models_dir = models,
                   .name = o.name && *o.name ? o.name : t.name,
@@ -199,15 +240,16 @@ int cli_pull(int argc, char **argv) {
     fprintf(stderr, "pulling %s\n", t.url);
   pull_result r;
   pull_status st = pull_download(&po, &r, err, sizeof err);
-  if (b.drawn)
+  if (b.drawn && !b.lines)
     fputc('\n', stderr);
   if (st != PULL_OK) {
     fprintf(stderr, "hearth pull: %s\n", err);
     return st == PULL_EINVAL ? 2 : 1;
   }
   if (!o.quiet)
-    printf("%s %s (%.1f MB, sha256 %s)\n",
+    printf("%s %s (%.1f MB, sha256 %s, %s)\n",
            r.already ? "already present:" : "saved", r.path, r.bytes / 1e6,
-           r.sha256);
+           r.sha256,
+           r.sha256_checked ? "verified" : "not verified: no published digest");
   return 0;
 }

@@ -24,9 +24,10 @@
 
 /* Repository and file names as published on Hugging Face. A digest is given
  * only where several independent published sources agree on it (this
- * machine cannot reach Hugging Face); the others are checked only for the
- * GGUF magic. If a repository replaces a file, its digest here must change:
- * a mismatch is refused, never saved. */
+ * machine cannot reach Hugging Face); for the others the SHA-256 Hugging
+ * Face sends in X-Linked-Etag is checked, and the GGUF magic always. If a
+ * repository replaces a file, its digest here must change: a mismatch is
+ * refused, never saved. */
 static const pull_catalog_entry catalog[] = {
     {"qwen2.5-0.5b-instruct:q4_k_m", "Qwen/Qwen2.5-0.5B-Instruct-GGUF",
      "qwen2.5-0.5b-instruct-q4_k_m.gguf",
@@ -36,16 +37,19 @@ static const pull_catalog_entry catalog[] = {
      "qwen2.5-0.5b-instruct-q8_0.gguf", NULL,
      "Qwen2.5 0.5B Instruct, Q8_0 (~0.7 GB)"},
     {"qwen2.5-1.5b-instruct:q4_k_m", "Qwen/Qwen2.5-1.5B-Instruct-GGUF",
-     "qwen2.5-1.5b-instruct-q4_k_m.gguf", NULL,
+     "qwen2.5-1.5b-instruct-q4_k_m.gguf",
+     "6a1a2eb6d15622bf3c96857206351ba97e1af16c30d7a74ee38970e434e9407e",
      "Qwen2.5 1.5B Instruct, Q4_K_M (~1.1 GB)"},
     {"qwen2.5-1.5b-instruct:q8_0", "Qwen/Qwen2.5-1.5B-Instruct-GGUF",
      "qwen2.5-1.5b-instruct-q8_0.gguf", NULL,
      "Qwen2.5 1.5B Instruct, Q8_0 (~1.9 GB)"},
     {"llama-3.2-1b-instruct:q4_k_m", "bartowski/Llama-3.2-1B-Instruct-GGUF",
-     "Llama-3.2-1B-Instruct-Q4_K_M.gguf", NULL,
+     "Llama-3.2-1B-Instruct-Q4_K_M.gguf",
+     "6f85a640a97cf2bf5b8e764087b1e83da0fdb51d7c9fab7d0fece9385611df83",
      "Llama 3.2 1B Instruct, Q4_K_M (~0.8 GB)"},
     {"llama-3.2-1b-instruct:q8_0", "bartowski/Llama-3.2-1B-Instruct-GGUF",
-     "Llama-3.2-1B-Instruct-Q8_0.gguf", NULL,
+     "Llama-3.2-1B-Instruct-Q8_0.gguf",
+     "432f310a77f4650a88d0fd59ecdd7cebed8d684bafea53cbff0473542964f0c3",
      "Llama 3.2 1B Instruct, Q8_0 (~1.3 GB)"},
     {"smollm2-360m-instruct:q4_k_m", "bartowski/SmolLM2-360M-Instruct-GGUF",
      "SmolLM2-360M-Instruct-Q4_K_M.gguf",
@@ -175,19 +179,20 @@ typedef struct dl {
   uint64_t have;
   struct sha256_ctx sha; /* nettle: a plain struct, copyable */
   /* per attempt */
-  uint64_t start;     /* bytes present when the attempt began (Range) */
-  uint64_t total;     /* expected final size, 0 unknown */
-  long status;        /* status of the latest response */
-  int have_crange;    /* Content-Range seen on the latest response */
-  uint64_t cr_first;  /* its first byte */
-  uint64_t cr_total;  /* its complete length, 0 if '*' */
-  int checked;        /* the response was checked before the first write */
-  int bad_range;      /* 206 whose range does not start where we asked */
-  int disk_errno;     /* errno of a failed write */
-  int aborted;        /* the progress callback asked to stop */
-  char etag[256];     /* ETag of the latest response, "" if none */
-  char if_range[256]; /* strong ETag recorded with the part, "" if none */
-  char meta[4300];    /* <part>.meta: the URL and ETag the part came from */
+  uint64_t start;      /* bytes present when the attempt began (Range) */
+  uint64_t total;      /* expected final size, 0 unknown */
+  long status;         /* status of the latest response */
+  int have_crange;     /* Content-Range seen on the latest response */
+  uint64_t cr_first;   /* its first byte */
+  uint64_t cr_total;   /* its complete length, 0 if '*' */
+  int checked;         /* the response was checked before the first write */
+  int bad_range;       /* 206 whose range does not start where we asked */
+  int disk_errno;      /* errno of a failed write */
+  int aborted;         /* the progress callback asked to stop */
+  char etag[256];      /* ETag of the latest response, "" if none */
+  char if_range[256];  /* strong ETag recorded with the part, "" if none */
+  char meta[4300];     /* <part>.meta: the URL and ETag the part came from */
+  char linked_sha[65]; /* X-Linked-Etag when it is a SHA-256, "" if none */
   struct timespec t0;
 } dl;
 
@@ -260,6 +265,23 @@ static void parse_content_range(dl *d, const char *v) {
   }
 }
 
+/* Hugging Face answers a /resolve/ URL of an LFS file with a redirect whose
+ * X-Linked-Etag is the file's SHA-256 (quoted, maybe W/-prefixed); a
+ * 64-hex-digit value is kept as the digest to expect when none was given. */
+static void linked_etag(dl *d, const char *v, size_t k) {
+  char hex[65];
+  size_t n = 0;
+  for (; k && (*v == ' ' || *v == '\t' || *v == '"' || *v == 'W' || *v == '/');
+       v++, k--)
+    ;
+  for (; k && n < 64 && isxdigit((unsigned char)*v); v++, k--)
+    hex[n++] = (char)tolower((unsigned char)*v);
+  hex[n] = 0;
+  int end = !k || *v == '"' || *v == '\r' || *v == '\n' || *v == ' ';
+  if (n == 64 && end)
+    memcpy(d->linked_sha, hex, sizeof hex);
+}
+
 /* Header lines of every response (redirects included): a status line starts
  * a new response, so it resets what we know about the current one. */
 static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
@@ -282,6 +304,8 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
       memcpy(d->etag, v, k);
       d->etag[k] = 0;
     }
+  } else if (len > 14 && !strncasecmp(buf, "x-linked-etag:", 14)) {
+    linked_etag(d, buf + 14, len - 14);
   } else if (len > 14 && !strncasecmp(buf, "content-range:", 14)) {
     char v[128];
     size_t k = len - 14 < sizeof v - 1 ? len - 14 : sizeof v - 1;
@@ -558,14 +582,19 @@ static pull_status finish(dl *d, const char *part, char *err, size_t errlen) {
            o->url);
     return PULL_ENOTGGUF;
   }
-  if (o->sha256 && strcasecmp(o->sha256, d->r->sha256)) {
+  const char *want = o->sha256          ? o->sha256
+                     : d->linked_sha[0] ? d->linked_sha
+                                        : NULL;
+  if (want && strcasecmp(want, d->r->sha256)) {
     drop_part(d, part);
     seterr(err, errlen,
-           "SHA-256 mismatch for %s: expected %s, got %s; "
+           "SHA-256 mismatch for %s: expected %s%s, got %s; "
            "nothing saved",
-           o->url, o->sha256, d->r->sha256);
+           o->url, want, o->sha256 ? "" : " (the server's X-Linked-Etag)",
+           d->r->sha256);
     return PULL_ECHECKSUM;
   }
+  d->r->sha256_checked = want != NULL;
   if (fsync(d->fd) || rename(part, d->r->path) || fsync_dir(o->models_dir)) {
     seterr(err, errlen, "cannot save %s: %s", d->r->path, strerror(errno));
     return errno == ENOSPC ? PULL_ENOSPC : PULL_EIO;
@@ -601,6 +630,7 @@ static pull_status verify_existing(dl *d, char *err, size_t errlen) {
            d->r->path, d->r->sha256, d->o->sha256);
     return PULL_ECHECKSUM;
   }
+  d->r->sha256_checked = d->o->sha256 != NULL;
   return PULL_OK;
 }
 

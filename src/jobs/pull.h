@@ -3,7 +3,9 @@
  * download with a Range request (checked: 206 + a matching Content-Range,
  * otherwise the download restarts from zero), following redirects, hashing
  * with SHA-256 while it streams (an existing part is re-hashed first), and at
- * the end checking the GGUF magic and the expected digest, fsync-ing and
+ * the end checking the GGUF magic and the expected digest (the caller's, or
+ * else the SHA-256 a Hugging Face-style server publishes in X-Linked-Etag on
+ * its redirect to an LFS file), fsync-ing and
  * renaming atomically to <name>.gguf. Beside the part, <name>.gguf.part.meta
  * records the URL and ETag it came from: a part from another URL is
  * discarded, and a resume sends If-Range so that a file changed on the
@@ -101,6 +103,8 @@ typedef struct pull_result {
   int attempts;          /* HTTP transfers made */
   int already;           /* 1 if <name>.gguf existed and was kept as is */
   long http_status;      /* last HTTP status seen (0 if none) */
+  int sha256_checked;    /* 1 if sha256 was compared with a known digest
+                            (opts.sha256, or the server's X-Linked-Etag) */
 } pull_result;
 
 /* Downloads o->url to <models_dir>/<name>.gguf. If that file already exists

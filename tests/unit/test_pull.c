@@ -2,7 +2,9 @@
  * server on a free loopback port: full download, resume after a dropped
  * connection (Range checked, result byte-identical), a server that ignores
  * Range, an already complete part (416), SHA-256 match and mismatch, 404,
- * non-GGUF refusal, redirects, connection refused, and the catalog. */
+ * non-GGUF refusal, redirects, connection refused, the SHA-256 a server
+ * publishes in X-Linked-Etag (Hugging Face), the catalog and the command's
+ * output (progress lines when stderr is not a terminal, --list). */
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <nettle/sha2.h>
@@ -33,9 +35,12 @@ typedef struct srv {
   char first_auth[96];    /* Authorization header seen by /other-host */
   char last_if_range[64]; /* If-Range header of the latest request */
   char etag[16];          /* ETag of S.data ("\"v1\""); change = new file */
+  char sha[65];           /* SHA-256 of S.data, hex */
 } srv;
 
 static srv S;
+
+static void sha_of(const unsigned char *p, size_t n, char out[65]);
 
 /* A body that ends with an error (connection closed) at `stop`. */
 typedef struct dropper {
@@ -151,6 +156,23 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
                                                       : "/model.gguf");
     return reply(c, !strcmp(url, "/redirect") ? 302 : 307, r);
   }
+  if (!strncmp(url, "/hf/", 4)) {
+    /* Like huggingface.co/.../resolve/main/F: a redirect to the LFS file
+     * carrying its SHA-256 (right for /hf/good*, wrong for /hf/bad, a git
+     * sha1 for /hf/sha1 which is not a digest of the file). */
+    char linked[80];
+    if (!strncmp(url, "/hf/good", 8))
+      snprintf(linked, sizeof linked, "\"%s\"", S.sha);
+    else if (!strcmp(url, "/hf/sha1"))
+      snprintf(linked, sizeof linked, "\"%040d\"", 7);
+    else
+      snprintf(linked, sizeof linked, "W/\"%064d\"", 0);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, "/model.gguf");
+    MHD_add_response_header(r, "X-Linked-Etag", linked);
+    return reply(c, 302, r);
+  }
   if (!strcmp(url, "/other-host")) {
     /* Same server under another host name: a different origin to curl. */
     char loc[96];
@@ -178,6 +200,7 @@ static int srv_start(void) {
   }
   memcpy(S.data, "GGUF", 4);
   strcpy(S.etag, "\"v1\"");
+  sha_of(S.data, DATA_LEN, S.sha);
   S.d =
       MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, handler,
                        NULL, MHD_OPTION_SOCK_ADDR, NULL, MHD_OPTION_END);
@@ -553,6 +576,41 @@ static void test_progress_abort_keeps_part(void) {
   CHECK(file_is_data(dir, "m.gguf"));
 }
 
+/* The digest published in X-Linked-Etag is checked when none was given. */
+static void test_linked_etag(void) {
+  const char *dir = fresh_dir("linked");
+  char err[512];
+  pull_result r;
+  pull_status st = pull(dir, "/hf/good", "good", NULL, 0, &r, err);
+  CHECKF(st == PULL_OK, "%s", err);
+  CHECK_INT(r.sha256_checked, 1);
+  CHECK_S(r.sha256, S.sha);
+  CHECK(file_is_data(dir, "good.gguf"));
+  st = pull(dir, "/hf/bad", "bad", NULL, 0, &r, err);
+  CHECK_INT(st, PULL_ECHECKSUM);
+  CHECKF(strstr(err, "X-Linked-Etag") != NULL, "%s", err);
+  CHECK_INT(file_size(dir, "bad.gguf"), -1);
+  CHECK_INT(file_size(dir, "bad.gguf.part"), -1);
+  /* the caller's digest wins over the server's */
+  st = pull(dir, "/hf/bad", "mine", S.sha, 0, &r, err);
+  CHECKF(st == PULL_OK, "%s", err);
+  CHECK_INT(r.sha256_checked, 1);
+  /* a git sha1 (non-LFS file) is no digest: nothing to check */
+  st = pull(dir, "/hf/sha1", "small", NULL, 0, &r, err);
+  CHECKF(st == PULL_OK, "%s", err);
+  CHECK_INT(r.sha256_checked, 0);
+  /* no header at all */
+  st = pull(dir, "/model.gguf", "plain", NULL, 0, &r, err);
+  CHECKF(st == PULL_OK, "%s", err);
+  CHECK_INT(r.sha256_checked, 0);
+  /* resumed: the part's bytes and the new ones hash to the published one */
+  write_file(dir, "again.gguf.part", S.data, 54321);
+  st = pull(dir, "/hf/good2", "again", NULL, 0, &r, err);
+  CHECKF(st == PULL_OK, "%s", err);
+  CHECK_INT(r.resumed_from, 54321);
+  CHECK_INT(r.sha256_checked, 1);
+}
+
 static void test_resolve_and_catalog(void) {
   pull_target t;
   char err[256];
@@ -572,6 +630,25 @@ static void test_resolve_and_catalog(void) {
   CHECK(t.sha256 && strlen(t.sha256) == 64);
   CHECK_INT(pull_resolve("qwen2.5-1.5b-instruct:q8_0", &t, err, 256), 0);
   CHECK(t.sha256 == NULL);
+  /* the models, each in Q4_K_M and Q8_0 */
+  const char *want[] = {"qwen2.5-0.5b-instruct", "qwen2.5-1.5b-instruct",
+                        "llama-3.2-1b-instruct", "smollm2-360m-instruct"};
+  for (size_t i = 0; i < 4; i++)
+    for (int q = 0; q < 2; q++) {
+      char nm[96];
+      snprintf(nm, sizeof nm, "%s:%s", want[i], q ? "q8_0" : "q4_k_m");
+      const pull_catalog_entry *e = pull_catalog_find(nm);
+      CHECKF(e != NULL, "%s not in the catalog", nm);
+      if (!e)
+        continue;
+      CHECKF(strcasestr(e->file, q ? "q8_0" : "q4_k_m") != NULL, "%s: %s", nm,
+             e->file);
+      CHECKF(!e->sha256 || strlen(e->sha256) == 64, "%s", nm);
+    }
+  CHECK_INT(pull_resolve("llama-3.2-1b-instruct:q4_k_m", &t, err, 256), 0);
+  CHECK_S(t.url, "https://huggingface.co/bartowski/Llama-3.2-1B-Instruct-GGUF/"
+                 "resolve/main/Llama-3.2-1B-Instruct-Q4_K_M.gguf");
+  CHECK_S(t.name, "llama-3.2-1b-instruct-q4_k_m");
   CHECK(pull_catalog_find("qwen2.5-0.5b-instruct-q4_k_m") != NULL);
   CHECK_INT(pull_resolve("http://h/a/b/My Model.GGUF?download=1", &t, err, 256),
             0);
@@ -613,6 +690,8 @@ static void test_cli(void) {
   CHECKF(strstr(out, "qwen2.5-0.5b-instruct:q4_k_m") &&
              strstr(out, "smollm2-135m-instruct:q8_0"),
          "%s", out);
+  CHECKF(strstr(out, "sha256 not built in") && strstr(out, "(checked)"), "%s",
+         out);
   CHECK_INT(run_cli(bin, "--help", out, sizeof out), 0);
   CHECK(strstr(out, "--sha256") != NULL);
   CHECK_INT(run_cli(bin, "no-such-model", out, sizeof out), 2);
@@ -632,6 +711,22 @@ static void test_cli(void) {
   CHECK_INT(run_cli(bin, args, out, sizeof out), 1);
   CHECKF(strstr(out, "SHA-256 mismatch") != NULL, "%s", out);
   CHECK_INT(file_size(models, "copy.gguf"), -1);
+  /* not a terminal: plain progress lines, then the summary */
+  snprintf(args, sizeof args,
+           "http://127.0.0.1:%d/hf/good --data '%s' --name lines", S.port, dir);
+  CHECK_INT(run_cli(bin, args, out, sizeof out), 0);
+  CHECKF(strstr(out, "pulling http://") && strstr(out, "100%  1.0/1.0 MB\n") &&
+             strstr(out, "saved ") && strstr(out, ", verified)") &&
+             !strchr(out, '\r'),
+         "%s", out);
+  /* an interrupted pull resumes, and says so */
+  write_file(models, "resumed.gguf.part", S.data, 300000);
+  snprintf(args, sizeof args,
+           "http://127.0.0.1:%d/model.gguf --data '%s' --name resumed", S.port,
+           dir);
+  CHECK_INT(run_cli(bin, args, out, sizeof out), 0);
+  CHECKF(strstr(out, "resuming at 0.3 MB\n") && strstr(out, "100%"), "%s", out);
+  CHECK(file_is_data(models, "resumed.gguf"));
   snprintf(args, sizeof args, "http://127.0.0.1:%d/gone.gguf --data '%s'",
            S.port, dir);
   CHECK_INT(run_cli(bin, args, out, sizeof out), 1);
@@ -645,6 +740,7 @@ int main(void) {
     return 1;
   }
   RUN(test_resolve_and_catalog);
+  RUN(test_linked_etag);
   RUN(test_full_download);
   RUN(test_resume_after_drop);
   RUN(test_changed_file_restarts);
