@@ -1,0 +1,568 @@
+/* Tests of the JSON-object grammar (engine/grammar.h): the automaton over
+ * byte strings (a one-byte-per-token vocabulary) on valid and invalid JSON,
+ * UTF-8 split across multi-byte tokens, agreement of grammar_apply with
+ * grammar_accept, the closing budget; then random generations over fixture
+ * vocabularies (SmolLM2 49k, Qwen2.5 151k, a tiny SentencePiece one with
+ * byte fallback) whose output must always parse as a JSON object (jansson)
+ * within the budget, and the cost of one grammar_apply (printed). Needs no
+ * ../shared: the fixture models are made on the fly. */
+#include <jansson.h>
+#include <stdint.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/engine.h"
+#include "engine/fixture.h"
+#include "engine/grammar.h"
+#include "t.h"
+
+/* ---- a byte vocabulary: token b < 256 is byte b, 256 is EOG ---- */
+
+#define NB 257
+#define EOG 256
+
+static grammar_vocab *byte_vocab(void) {
+  static char bytes[256];
+  const char *pieces[NB];
+  int lens[NB];
+  uint8_t eog[NB] = {0};
+  for (int b = 0; b < 256; b++) {
+    bytes[b] = (char)b;
+    pieces[b] = &bytes[b];
+    lens[b] = 1;
+  }
+  pieces[EOG] = NULL;
+  lens[EOG] = 0;
+  eog[EOG] = 1;
+  return grammar_vocab_new_pieces(NB, pieces, lens, eog);
+}
+
+/* Feeds s byte by byte: the index of the first refused byte, or -1 when
+ * every byte was accepted; *complete gets grammar_complete at the end. */
+static int feed(const grammar_vocab *v, const char *s, size_t n,
+                int *complete) {
+  grammar *g = grammar_new_json_object(v);
+  int bad = -1;
+  for (size_t i = 0; i < n && bad < 0; i++)
+    if (grammar_accept(g, (uint8_t)s[i]))
+      bad = (int)i;
+  *complete = grammar_complete(g);
+  grammar_free(g);
+  return bad;
+}
+
+static int accepts(const grammar_vocab *v, const char *s) {
+  int c;
+  return feed(v, s, strlen(s), &c) < 0 && c;
+}
+
+static const char *VALID[] = {
+    "{}",
+    " {}",
+    "{ }",
+    "{\"a\":1}",
+    "{\n  \"a\": 1,\n  \"b\": [1, 2]\n}",
+    "{\"a\":[1,-0,0.5,1e5,-1.25E-3,2E+10,0e0,true,false,null,{},[]]}",
+    "{\"s\":\"\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u00e9 \\uD83D\\uDE00\"}",
+    "{\"\xc3\xa9\":\"\xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80 \xef\xbf\xbd\"}",
+    "{\"k\":\"\\u0000\"}",
+    "{\"\":\"\"}",
+    "{\"a\":{\"b\":{\"c\":[[[]]]}}}",
+    "{\"n\":123456789012345678}",
+    "{\"n\":-1.5e-99}",
+    "{\"a\" : 1 , \"b\" :\t2\r\n}",
+};
+
+static const char *INVALID[] = {
+    "[]",
+    "1",
+    "\"x\"",
+    "{\"a\":01}",
+    "{\"a\":1.}",
+    "{\"a\":.5}",
+    "{\"a\":1e}",
+    "{\"a\":-}",
+    "{\"a\":+1}",
+    "{\"a\":truex}",
+    "{\"a\":nul}",
+    "{a:1}",
+    "{\"a\" 1}",
+    "{\"a\":1,}",
+    "{,}",
+    "{\"a\":[1,]}",
+    "{\"a\":[1}",
+    "{\"a\":1]",
+    "{\"a\":\"\\x\"}",
+    "{\"a\":\"\\uD800\"}",
+    "{\"a\":\"\\uDC00\"}",
+    "{\"a\":\"\\uD800\\u0041\"}",
+    "{\"a\":\"\\u12G4\"}",
+    "{\"a\":\"\t\"}",
+    "{\"a\":\"\n\"}",
+    "{\"a\":\"\xc0\x80\"}",
+    "{\"a\":\"\xed\xa0\x80\"}",
+    "{\"a\":\"\xe0\x80\x80\"}",
+    "{\"a\":\"\xf0\x80\x80\x80\"}",
+    "{\"a\":\"\xf4\x90\x80\x80\"}",
+    "{\"a\":\"\xf5\x80\x80\x80\"}",
+    "{\"a\":\"\x80\"}",
+    "{\"a\":\"\xc3\"}",
+    "{\"a\":\"\xe6\x97\"}",
+    "{} ",
+    "{}{}",
+    "{}\n",
+    "{\"n\":1234567890123456789}",
+    "{\"n\":1e100}",
+    "{\"a\":1 2}",
+    "{\"a\"::1}",
+    "{\"a\":\"x}",
+    "{",
+    "",
+    "{\"a\":TRUE}",
+    "{\"a\":NaN}",
+    "{\"a\":Infinity}",
+};
+
+static void test_valid_corpus(void) {
+  grammar_vocab *v = byte_vocab();
+  CHECK(v != NULL);
+  for (size_t i = 0; i < sizeof VALID / sizeof *VALID; i++) {
+    CHECKF(accepts(v, VALID[i]), "refused valid %s", VALID[i]);
+    json_error_t e;
+    json_t *j = json_loads(VALID[i], JSON_ALLOW_NUL, &e);
+    CHECKF(j && json_is_object(j), "jansson: %s: %s", VALID[i], e.text);
+    json_decref(j);
+  }
+  grammar_vocab_free(v);
+}
+
+static void test_invalid_corpus(void) {
+  grammar_vocab *v = byte_vocab();
+  for (size_t i = 0; i < sizeof INVALID / sizeof *INVALID; i++)
+    CHECKF(!accepts(v, INVALID[i]), "accepted invalid %s", INVALID[i]);
+  grammar_vocab_free(v);
+}
+
+/* Refusal happens at the offending byte, not later. */
+static void test_refusal_position(void) {
+  grammar_vocab *v = byte_vocab();
+  int c;
+  CHECK_INT(feed(v, "{\"a\":01", 7, &c), 6);
+  CHECK_INT(feed(v, "[", 1, &c), 0);
+  CHECK_INT(feed(v, "{\"a\":\"\xc0", 7, &c), 6);
+  CHECK_INT(feed(v, "{\"a\":\"\\uDC", 10, &c), 9);
+  CHECK_INT(feed(v, "{}}", 3, &c), 2);
+  CHECK_INT(feed(v, "{\"a\":tx", 7, &c), 6);
+  grammar_vocab_free(v);
+}
+
+/* Nesting: 64 levels (top-level object included) pass, the 65th opener is
+ * refused (not an error: just not allowed). */
+static void test_depth_limit(void) {
+  grammar_vocab *v = byte_vocab();
+  char buf[512];
+  int n = 0;
+  buf[n++] = '{';
+  n += sprintf(buf + n, "\"a\":");
+  for (int i = 1; i < 64; i++)
+    buf[n++] = '[';
+  for (int i = 1; i < 64; i++)
+    buf[n++] = ']';
+  buf[n++] = '}';
+  buf[n] = 0;
+  CHECKF(accepts(v, buf), "64 levels refused");
+  n = 0;
+  n += sprintf(buf + n, "{\"a\":");
+  for (int i = 1; i < 65; i++)
+    buf[n++] = '[';
+  int c;
+  CHECK_INT(feed(v, buf, (size_t)n, &c), n - 1);
+  /* at depth 64 a string still goes in */
+  buf[n - 1] = '"';
+  buf[n++] = '"';
+  for (int i = 1; i < 64; i++)
+    buf[n++] = ']';
+  buf[n++] = '}';
+  buf[n] = 0;
+  CHECKF(accepts(v, buf), "string at depth 64 refused");
+  grammar_vocab_free(v);
+}
+
+static void test_whitespace_bound(void) {
+  grammar_vocab *v = byte_vocab();
+  char buf[128];
+  int c;
+  /* 16 blanks then a newline pass; a 17th blank is refused */
+  snprintf(buf, sizeof buf, "{%16s\n}", "");
+  CHECK(accepts(v, buf));
+  snprintf(buf, sizeof buf, "{%17s}", "");
+  CHECK_INT(feed(v, buf, strlen(buf), &c), 17);
+  CHECK_INT(feed(v, "{\n\n}", 4, &c), 2);
+  CHECK_INT(feed(v, "{\r\r}", 4, &c), 2);
+  /* the run restarts after each token of JSON */
+  snprintf(buf, sizeof buf, "{%16s\"a\"%16s:%16s1%16s}", "", "", "", "");
+  CHECK(accepts(v, buf));
+  grammar_vocab_free(v);
+}
+
+/* For every state reached on a random valid document, grammar_apply
+ * (unbounded) allows exactly the tokens grammar_accept takes. */
+static void test_apply_matches_accept(void) {
+  /* tokens: all bytes, EOG, and some multi-byte pieces (UTF-8 split) */
+  static const char *extra[] = {
+      "{\"",      "\":",    "\",\"", "},",   "true", "\xe6", "\xe6\x97",
+      "\x97\xa5", "\xa5\"", "12",    "0.5",  "e+",   "\\u",  "D83D",
+      "\\uDE00",  "null}",  " \"",   "\n  ", "}}",   "\"}"};
+  enum { NX = sizeof extra / sizeof *extra, N = NB + NX };
+  static char bytes[256];
+  const char *pieces[N];
+  int lens[N];
+  uint8_t eog[N] = {0};
+  for (int b = 0; b < 256; b++)
+    bytes[b] = (char)b, pieces[b] = &bytes[b], lens[b] = 1;
+  pieces[EOG] = NULL, lens[EOG] = 0, eog[EOG] = 1;
+  for (int i = 0; i < NX; i++)
+    pieces[NB + i] = extra[i], lens[NB + i] = (int)strlen(extra[i]);
+  grammar_vocab *v = grammar_vocab_new_pieces(N, pieces, lens, eog);
+  CHECK(v != NULL);
+  const char *doc = "{\"\xe6\x97\xa5\": [1, -2.5e+3, \"x\\uD83D\\uDE00\\n\","
+                    " {\"k\": null}], \"t\" : true}";
+  size_t n = strlen(doc);
+  float logits[N];
+  int bad = 0;
+  for (size_t pre = 0; pre <= n && !bad; pre++) {
+    grammar *g = grammar_new_json_object(v);
+    for (size_t i = 0; i < pre; i++)
+      CHECK_INT(grammar_accept(g, (uint8_t)doc[i]), 0);
+    for (int t = 0; t < N; t++)
+      logits[t] = 0;
+    int allowed = grammar_apply(g, logits, N, 0), count = 0;
+    for (int t = 0; t < N; t++) {
+      grammar *h = grammar_new_json_object(v);
+      for (size_t i = 0; i < pre; i++)
+        grammar_accept(h, (uint8_t)doc[i]);
+      int ok = grammar_accept(h, t) == 0;
+      grammar_free(h);
+      count += isfinite(logits[t]) ? 1 : 0;
+      if (ok != (isfinite(logits[t]) != 0)) {
+        CHECKF(0, "prefix %zu token %d: accept %d, apply %g", pre, t, ok,
+               logits[t]);
+        bad = 1;
+      }
+    }
+    CHECK_INT(allowed, count);
+    CHECK(allowed >= 1);
+    grammar_free(g);
+  }
+  grammar_vocab_free(v);
+}
+
+/* UTF-8 split over tokens: lead byte, then the rest in another token. */
+static void test_utf8_split(void) {
+  const char *pieces[] = {"{\"a\":\"", "\xe6", "\x97\xa5", "\"}", "\xf0\x9f",
+                          "\x98",      "\x80", "\x97",     NULL};
+  int lens[9];
+  uint8_t eog[9] = {0, 0, 0, 0, 0, 0, 0, 0, 1};
+  for (int i = 0; i < 9; i++)
+    lens[i] = pieces[i] ? (int)strlen(pieces[i]) : 0;
+  grammar_vocab *v = grammar_vocab_new_pieces(9, pieces, lens, eog);
+  grammar *g = grammar_new_json_object(v);
+  CHECK_INT(grammar_accept(g, 0), 0);
+  CHECK_INT(grammar_accept(g, 1), 0);  /* E6 */
+  CHECK_INT(grammar_accept(g, 3), -1); /* '"' inside the character */
+  CHECK_INT(grammar_accept(g, 2), 0);  /* 97 A5 */
+  CHECK_INT(grammar_accept(g, 4), 0);  /* F0 9F */
+  CHECK_INT(grammar_accept(g, 5), 0);  /* 98 */
+  CHECK_INT(grammar_accept(g, 8), -1); /* EOG before complete */
+  CHECK_INT(grammar_accept(g, 6), 0);  /* 80 */
+  CHECK_INT(grammar_accept(g, 7), -1); /* a lone continuation byte */
+  CHECK(!grammar_complete(g));
+  CHECK_INT(grammar_accept(g, 3), 0);
+  CHECK(grammar_complete(g));
+  CHECK_INT(grammar_accept(g, 8), 0);
+  CHECK_INT(grammar_accept(g, 3), -1);
+  CHECK_INT(grammar_accept(g, 99), -1);
+  CHECK_INT(grammar_accept(g, -1), -1);
+  grammar_free(g);
+  grammar_vocab_free(v);
+}
+
+/* After completion only EOG is allowed; before, EOG is not. */
+static void test_eog_only_after_complete(void) {
+  grammar_vocab *v = byte_vocab();
+  grammar *g = grammar_new_json_object(v);
+  float logits[NB];
+  for (int t = 0; t < NB; t++)
+    logits[t] = 1;
+  grammar_apply(g, logits, NB, 0);
+  CHECK(isinf(logits[EOG]));
+  CHECK(isfinite(logits['{']) && isfinite(logits[' ']));
+  CHECK(isinf(logits['[']));
+  grammar_accept(g, '{');
+  grammar_accept(g, '}');
+  for (int t = 0; t < NB; t++)
+    logits[t] = 1;
+  CHECK_INT(grammar_apply(g, logits, NB, 0), 1);
+  CHECK(isfinite(logits[EOG]));
+  CHECK(isinf(logits[' ']) && isinf(logits['}']));
+  /* logits past the vocabulary are masked too */
+  float big[NB + 3];
+  for (int t = 0; t < NB + 3; t++)
+    big[t] = 1;
+  CHECK_INT(grammar_apply(g, big, NB + 3, 0), 1);
+  CHECK(isinf(big[NB]) && isinf(big[NB + 2]));
+  grammar_free(g);
+  grammar_vocab_free(v);
+}
+
+/* Budget: "{\"ab" needs 4 tokens to close ('"', ':', '0', '}'). With 4
+ * left only '"' fits; with 5 any plain string byte fits too. */
+static void test_budget_exact(void) {
+  grammar_vocab *v = byte_vocab();
+  grammar *g = grammar_new_json_object(v);
+  const char *pre = "{\"ab";
+  for (const char *p = pre; *p; p++)
+    grammar_accept(g, (uint8_t)*p);
+  float logits[NB];
+  for (int t = 0; t < NB; t++)
+    logits[t] = 0;
+  CHECK_INT(grammar_apply(g, logits, NB, 4), 1);
+  CHECK(isfinite(logits['"']));
+  for (int t = 0; t < NB; t++)
+    logits[t] = 0;
+  int wide = grammar_apply(g, logits, NB, 5);
+  CHECK_INT(wide, 95); /* 0x20..0x7F but '"' and '\\', then '"' */
+  CHECK(isfinite(logits['x']) && isfinite(logits['"']));
+  CHECK(isinf(logits['\\'])); /* an escape needs 2 more: too many */
+  /* too small a budget never leaves nothing allowed: the nearest close */
+  for (int t = 0; t < NB; t++)
+    logits[t] = 0;
+  CHECK_INT(grammar_apply(g, logits, NB, 1), 1);
+  CHECK(isfinite(logits['"']));
+  grammar_free(g);
+  /* from the start, budget 2: '{' then '}' only */
+  g = grammar_new_json_object(v);
+  for (int t = 0; t < NB; t++)
+    logits[t] = 0;
+  CHECK_INT(grammar_apply(g, logits, NB, 2), 1);
+  CHECK(isfinite(logits['{']));
+  grammar_accept(g, '{');
+  for (int t = 0; t < NB; t++)
+    logits[t] = 0;
+  CHECK_INT(grammar_apply(g, logits, NB, 1), 1);
+  CHECK(isfinite(logits['}']));
+  grammar_free(g);
+  grammar_vocab_free(v);
+}
+
+/* ---- random generations over fixture vocabularies ---- */
+
+static uint64_t rng_next(uint64_t *s) {
+  *s ^= *s << 13;
+  *s ^= *s >> 7;
+  *s ^= *s << 17;
+  return *s;
+}
+
+/* A fixture model with the preset's vocabulary and a tiny body. */
+static eng_model *load_vocab_fixture(const char *preset) {
+  fixture_params p;
+  fixture_default_params(&p);
+  char path[] = "/tmp/hearth_test_grammar_XXXXXX", err[256];
+  int fd = mkstemp(path);
+  if (fd < 0)
+    return NULL;
+  close(fd);
+  eng_model *m = NULL;
+  if (fixture_preset(preset, &p) == 0) {
+    p.n_embd = 64, p.n_layer = 1, p.n_head = 2, p.n_head_kv = 1, p.n_ff = 64;
+    p.head_dim = 0;
+  }
+  if (fixture_set_type(&p, "Q8_0") || fixture_write(&p, path, err, sizeof err))
+    fprintf(stderr, "  fixture %s: %s\n", preset, err);
+  else if (eng_model_load(path, NULL, &m, err, sizeof err))
+    fprintf(stderr, "  load %s: %s\n", path, err);
+  remove(path);
+  return m;
+}
+
+static double now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+typedef struct {
+  double us_total, us_max;
+  long calls;
+} timing;
+
+/* One random generation with max_tokens = budget: uniform random logits,
+ * masked, argmax. Checks the output parses as an object within budget. */
+static int generate(const eng_model *m, const grammar_vocab *v, float *logits,
+                    int nv, int budget, uint64_t seed, timing *tm) {
+  grammar *g = grammar_new_json_object(v);
+  size_t cap = 1 << 16, len = 0;
+  char *text = malloc(cap);
+  uint64_t r = seed * 0x9E3779B97F4A7C15ull + 1;
+  int ok = 1, steps = 0, ended = 0;
+  for (; steps < budget && !ended; steps++) {
+    for (int t = 0; t < nv; t++)
+      logits[t] = (float)(rng_next(&r) >> 40) / (float)(1 << 24);
+    double t0 = now_us();
+    int allowed = grammar_apply(g, logits, nv, budget - steps);
+    double dt = now_us() - t0;
+    tm->us_total += dt, tm->calls++;
+    if (dt > tm->us_max)
+      tm->us_max = dt;
+    int best = -1, finite = 0;
+    for (int t = 0; t < nv; t++)
+      if (isfinite(logits[t])) {
+        finite++;
+        if (best < 0 || logits[t] > logits[best])
+          best = t;
+      }
+    if (allowed < 1 || finite != allowed) {
+      CHECKF(0, "seed %llu step %d: allowed %d, finite %d",
+             (unsigned long long)seed, steps, allowed, finite);
+      ok = 0;
+      break;
+    }
+    if (grammar_accept(g, best)) {
+      CHECKF(0, "seed %llu: token %d allowed but refused",
+             (unsigned long long)seed, best);
+      ok = 0;
+      break;
+    }
+    if (eng_token_is_eog(m, best)) {
+      ended = 1;
+      break;
+    }
+    char piece[1024];
+    int n = eng_token_piece(m, best, 0, piece, sizeof piece);
+    if (n > 0 && len + (size_t)n < cap) {
+      memcpy(text + len, piece, (size_t)n);
+      len += (size_t)n;
+    }
+  }
+  text[len] = 0;
+  if (ok) {
+    CHECKF(grammar_complete(g), "seed %llu budget %d: incomplete after %d: %s",
+           (unsigned long long)seed, budget, steps, text);
+    json_error_t e;
+    json_t *j = json_loadb(text, len, JSON_ALLOW_NUL, &e);
+    CHECKF(j && json_is_object(j), "seed %llu budget %d: %s: %s",
+           (unsigned long long)seed, budget, e.text, text);
+    ok = j && json_is_object(j) && grammar_complete(g);
+    json_decref(j);
+  }
+  free(text);
+  grammar_free(g);
+  return ok;
+}
+
+static void random_generations(const char *preset, int seeds) {
+  eng_model *m = load_vocab_fixture(preset);
+  if (!m) {
+    CHECKF(0, "no fixture %s", preset);
+    return;
+  }
+  double t0 = now_us();
+  grammar_vocab *v = grammar_vocab_new(m);
+  double build_ms = (now_us() - t0) / 1e3;
+  CHECK(v != NULL);
+  int nv = eng_model_n_vocab(m);
+  float *logits = malloc((size_t)nv * sizeof *logits);
+  static const int budgets[] = {8, 16, 64, 200};
+  timing tm = {0};
+  int fails = 0;
+  for (size_t b = 0; b < sizeof budgets / sizeof *budgets; b++)
+    for (int s = 1; s <= seeds && fails < 3; s++)
+      fails +=
+          !generate(m, v, logits, nv, budgets[b], (uint64_t)s * 7919 + b, &tm);
+  printf("  grammar %s (%d tokens): vocab built in %.1f ms; apply mean %.1f "
+         "us, max %.1f us over %ld calls\n",
+         preset, nv, build_ms, tm.us_total / (double)tm.calls, tm.us_max,
+         tm.calls);
+  free(logits);
+  grammar_vocab_free(v);
+  eng_model_free(m);
+}
+
+static void test_random_tiny_spm(void) {
+  random_generations("tiny-llama", 60);
+}
+static void test_random_tiny_bpe(void) {
+  random_generations("tiny-qwen2", 60);
+}
+static void test_random_smollm2(void) {
+  random_generations("smollm2-135m", 25);
+}
+static void test_random_qwen25(void) {
+  random_generations("qwen2.5-0.5b", 10);
+}
+
+/* Apply cost per state kind on the big vocabularies (printed only). */
+static void time_states(const char *preset) {
+  eng_model *m = load_vocab_fixture(preset);
+  if (!m) {
+    CHECKF(0, "no fixture %s", preset);
+    return;
+  }
+  grammar_vocab *v = grammar_vocab_new(m);
+  int nv = eng_model_n_vocab(m);
+  float *logits = malloc((size_t)nv * sizeof *logits);
+  static const struct {
+    const char *name, *prefix;
+  } states[] = {{"start", ""},
+                {"key", "{\""},
+                {"string", "{\"a\":\"hello"},
+                {"after-value", "{\"a\":1"},
+                {"number", "{\"a\":12"},
+                {"value", "{\"a\":"}};
+  printf("  grammar_apply on %s (%d tokens):", preset, nv);
+  for (size_t i = 0; i < sizeof states / sizeof *states; i++) {
+    grammar *g = grammar_new_json_object(v);
+    int32_t toks[64];
+    int n = eng_tokenize(m, states[i].prefix, strlen(states[i].prefix), 0, 0,
+                         toks, 64);
+    int fed = 1;
+    for (int k = 0; k < n; k++)
+      fed &= grammar_accept(g, toks[k]) == 0;
+    CHECKF(fed, "prefix %s refused", states[i].prefix);
+    int reps = 200;
+    double t0 = now_us();
+    for (int r = 0; r < reps; r++) {
+      CHECK(grammar_apply(g, logits, nv, 100) >= 1);
+    }
+    printf(" %s %.1f us;", states[i].name, (now_us() - t0) / reps);
+    grammar_free(g);
+  }
+  printf("\n");
+  free(logits);
+  grammar_vocab_free(v);
+  eng_model_free(m);
+}
+
+static void test_timing(void) {
+  time_states("smollm2-135m");
+  time_states("qwen2.5-0.5b");
+}
+
+int main(void) {
+  RUN(test_valid_corpus);
+  RUN(test_invalid_corpus);
+  RUN(test_refusal_position);
+  RUN(test_depth_limit);
+  RUN(test_whitespace_bound);
+  RUN(test_apply_matches_accept);
+  RUN(test_utf8_split);
+  RUN(test_eog_only_after_complete);
+  RUN(test_budget_exact);
+  RUN(test_random_tiny_spm);
+  RUN(test_random_tiny_bpe);
+  RUN(test_random_smollm2);
+  RUN(test_random_qwen25);
+  RUN(test_timing);
+  T_MAIN_END();
+}
