@@ -1,8 +1,9 @@
 /* hearth serve: reads flags (each also a HEARTH_* variable), opens the
- * store, starts the expiry sweeper and the HTTP server, and shuts all of it
- * down cleanly on SIGINT/SIGTERM (stop accepting, let in-flight requests
- * finish, stop the sweeper, close the store). Knows nothing about routes or
- * resources. */
+ * store, creates the model pool (engine/sched.h: models loaded on first
+ * use, one continuous-batching scheduler each), starts the expiry sweeper
+ * and the HTTP server, and shuts all of it down cleanly on SIGINT/SIGTERM
+ * (stop accepting, let in-flight requests finish, unload the models, stop
+ * the sweeper, close the store). Knows nothing about routes or resources. */
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -17,6 +18,7 @@
 #include "cli/cli.h"
 #include "core/auth.h"
 #include "core/paths.h"
+#include "engine/sched.h"
 #include "http/server.h"
 #include "jobs/sweeper.h"
 #include "store/store.h"
@@ -28,6 +30,8 @@ typedef struct serve_opts {
   int grace;
   const char *aliases[64];
   int naliases;
+  sched_pool_params pool;
+  const char *default_model;
 } serve_opts;
 
 static const struct flag {
@@ -58,6 +62,26 @@ static const struct flag {
      "seconds between expiry sweeps of files and uploads (default 60)"},
     {"--grace", "HEARTH_GRACE", "S",
      "seconds in-flight requests get to finish at shutdown (default 10)"},
+    {"--parallel", "HEARTH_PARALLEL", "N",
+     "sequences one model decodes together (1..64, default 16)"},
+    {"--ctx", "HEARTH_CTX", "N",
+     "most tokens (prompt + output) of one sequence (default: the model's "
+     "training context, at most 4096)"},
+    {"--kv", "HEARTH_KV", "N",
+     "KV-cache cells per model, shared by its sequences (default 4 x --ctx)"},
+    {"--batch", "HEARTH_BATCH", "N",
+     "most tokens per forward pass (default 512)"},
+    {"--queue", "HEARTH_QUEUE", "N",
+     "requests waiting for a free sequence before 429 (default 64)"},
+    {"--keep-alive", "HEARTH_KEEP_ALIVE", "S",
+     "unload a model idle this many seconds (default 300; -1 = never)"},
+    {"--max-models", "HEARTH_MAX_MODELS", "N",
+     "models loaded at once (default 2)"},
+    {"--engine-threads", "HEARTH_ENGINE_THREADS", "N",
+     "threads of each model's forward pass (default 0 = all cores)"},
+    {"--default-model", "HEARTH_DEFAULT_MODEL", "NAME",
+     "serve unknown chat model names with this model (default: unknown "
+     "names answer 404)"},
 };
 
 static void usage(FILE *f) {
@@ -101,9 +125,46 @@ static int set_log(serve_opts *o, const char *v) {
   return 0;
 }
 
+/* The model pool's flags: 1 when name is one (applied or -1 on a bad
+ * value), 0 when it is not. */
+static int apply_engine(serve_opts *o, const char *name, const char *v) {
+  static const struct {
+    const char *name;
+    long long min, max;
+  } lim[] = {{"--parallel", 1, 64},   {"--ctx", 0, 1 << 20},
+             {"--kv", 0, 1 << 24},    {"--batch", 1, 1 << 16},
+             {"--queue", 0, 1 << 20}, {"--keep-alive", -1, INT_MAX},
+             {"--max-models", 1, 64}, {"--engine-threads", 0, 1024}};
+  long long x;
+  sched_params *sp = &o->pool.sched;
+  if (!strcmp(name, "--default-model")) {
+    o->default_model = *v ? v : NULL;
+    return 1;
+  }
+  for (size_t i = 0; i < sizeof lim / sizeof *lim; i++) {
+    if (strcmp(name, lim[i].name))
+      continue;
+    if (parse_ll(name, v, lim[i].min, &x) < 0)
+      return -1;
+    if (x > lim[i].max)
+      return fprintf(stderr, "hearth serve: %s is at most %lld\n", name,
+                     lim[i].max),
+             -1;
+    int *dst[] = {&sp->n_slots,        &sp->n_ctx_seq, &sp->n_kv,
+                  &sp->n_batch,        &sp->max_queue, &o->pool.keep_alive_s,
+                  &o->pool.max_models, &sp->n_threads};
+    *dst[i] = (int)x;
+    return 1;
+  }
+  return 0;
+}
+
 /* Applies one option value; name is a flag of the table. */
 static int apply(serve_opts *o, const char *name, const char *v) {
   long long x;
+  int r = apply_engine(o, name, v);
+  if (r)
+    return r < 0 ? -1 : 0;
   if (!strcmp(name, "--host"))
     o->http.host = v;
   else if (!strcmp(name, "--data"))
@@ -229,7 +290,14 @@ static int ctx_init(api_ctx *ctx, const serve_opts *o, const char *data) {
     }
   }
   ctx->models_cache = api_models_cache_new();
-  return ctx->models_cache ? 0 : -1;
+  ctx->default_model = o->default_model;
+  if (o->default_model &&
+      !api_model_resolve(ctx, o->default_model, path, sizeof path))
+    fprintf(stderr,
+            "hearth serve: warning: --default-model %s is not in %s (yet)\n",
+            o->default_model, ctx->models_dir);
+  ctx->pool = sched_pool_new(&o->pool);
+  return ctx->models_cache && ctx->pool ? 0 : -1;
 }
 
 /* Open mode (any bearer token) only on loopback without keys; refuses a
@@ -306,16 +374,21 @@ static int run(serve_opts *o, const char *data) {
   printf("hearth listening on http://%s:%d (data %s)\n", o->http.host,
          http_port(srv), data);
   fflush(stdout);
-  /* Waits for SIGINT/SIGTERM, trimming idle memory once a second. */
+  /* Waits for SIGINT/SIGTERM; once a second trims idle memory and unloads
+   * models idle past --keep-alive. */
   const struct timespec tick = {1, 0};
-  while ((sig = sigtimedwait(&sigs, NULL, &tick)) < 0)
+  while ((sig = sigtimedwait(&sigs, NULL, &tick)) < 0) {
     http_trim_idle(srv);
+    sched_pool_tick(ctx.pool);
+  }
   if (o->http.log >= HTTP_LOG_INFO)
     fprintf(stderr, "hearth: %s received, shutting down\n",
             sig == SIGINT ? "SIGINT" : "SIGTERM");
   rc = 0;
 out:
   http_stop(srv, o->grace);
+  if (ctx.pool) /* after HTTP: no request can acquire a model any more */
+    sched_pool_free(ctx.pool);
   sweeper_stop(sw);
   store_close(st);
   api_models_cache_free(ctx.models_cache);
@@ -331,6 +404,7 @@ int cli_serve(int argc, char **argv) {
   http_config_default(&o.http);
   o.sweep_interval = 60;
   o.grace = 10;
+  o.pool = sched_pool_default_params();
   int r = parse(&o, argc, argv, aliases_env);
   if (r != 0)
     return r > 0 ? 0 : 2;
