@@ -36,16 +36,22 @@ static void fx_usage(FILE *f) {
           "  --tied 0|1          output shares token_embd\n"
           "  --fim 0|1           BPE: add <|fim_prefix|> <|fim_suffix|> "
           "<|fim_middle|>\n"
+          "  --chat-template F   file written as tokenizer.chat_template "
+          "(none: no\n"
+          "                      template; default ChatML for qwen2/smollm "
+          "BPE)\n"
           "  --n-embd N --n-layer N --n-head N --n-head-kv N --n-ff N\n"
           "  --n-vocab N --ctx N --head-dim N --rope-theta X --norm-eps X\n"
           "  --help              this text\n");
 }
 
 static const char *const FLAGS[] = {
-    "--out",     "--preset",    "--arch",       "--type",     "--embd-type",
-    "--seed",    "--tokenizer", "--bpe-pre",    "--tied",     "--n-embd",
-    "--n-layer", "--n-head",    "--n-head-kv",  "--n-ff",     "--n-vocab",
-    "--ctx",     "--head-dim",  "--rope-theta", "--norm-eps", "--fim"};
+    "--out",          "--preset",     "--arch",      "--type",
+    "--embd-type",    "--seed",       "--tokenizer", "--bpe-pre",
+    "--tied",         "--n-embd",     "--n-layer",   "--n-head",
+    "--n-head-kv",    "--n-ff",       "--n-vocab",   "--ctx",
+    "--head-dim",     "--rope-theta", "--norm-eps",  "--fim",
+    "--chat-template"};
 enum { NF = sizeof FLAGS / sizeof *FLAGS };
 
 /* Applies the numeric shape flags (indices 9..18) to p. */
@@ -120,6 +126,30 @@ static int fx_apply(const char *const *val, fixture_params *p) {
   return fx_apply_nums(val, p);
 }
 
+/* --chat-template F: the file's text in *out (malloc'd), or NULL for
+ * "none". 0, or -1 with a message. */
+static int fx_read_template(const char *path, char **out) {
+  *out = NULL;
+  if (!strcmp(path, "none"))
+    return 0;
+  FILE *f = fopen(path, "rb");
+  long n = -1;
+  if (f && !fseek(f, 0, SEEK_END) && (n = ftell(f)) >= 0 &&
+      !fseek(f, 0, SEEK_SET) && (*out = malloc((size_t)n + 1)) &&
+      fread(*out, 1, (size_t)n, f) == (size_t)n) {
+    (*out)[n] = 0;
+    fclose(f);
+    return 0;
+  }
+  fprintf(stderr, "hearth fixture: cannot read --chat-template '%s': %s\n",
+          path, strerror(errno));
+  free(*out);
+  *out = NULL;
+  if (f)
+    fclose(f);
+  return -1;
+}
+
 int cli_fixture(int argc, char **argv) {
   const char *val[NF];
   for (int f = 0; f < NF; f++)
@@ -149,10 +179,16 @@ int cli_fixture(int argc, char **argv) {
   fixture_default_params(&p);
   if (fx_apply(val, &p))
     return 2;
+  char *tpl = NULL;
+  if (val[20] && fx_read_template(val[20], &tpl))
+    return 2;
+  p.chat_template = val[20] && !tpl ? "" : tpl;
   char err[256];
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
-  if (fixture_write(&p, val[0], err, sizeof err)) {
+  int rc = fixture_write(&p, val[0], err, sizeof err);
+  free(tpl);
+  if (rc) {
     fprintf(stderr, "hearth fixture: %s\n", err);
     return 1;
   }

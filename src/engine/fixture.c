@@ -695,8 +695,11 @@ static int put_vocab(gguf_writer *w, const fixture_params *p, const vocab *v) {
                                       : strcmp(p->bpe_pre, "llama-bpe") == 0;
   rc |= gguf_w_bool(w, "tokenizer.ggml.add_bos_token", add_bos);
   rc |= gguf_w_bool(w, "tokenizer.ggml.add_eos_token", 0);
-  if (!spm && strcmp(p->bpe_pre, "llama-bpe") != 0)
-    rc |= gguf_w_str(w, "tokenizer.chat_template", CHATML);
+  const char *tpl = p->chat_template                          ? p->chat_template
+                    : !spm && strcmp(p->bpe_pre, "llama-bpe") ? CHATML
+                                                              : "";
+  if (*tpl)
+    rc |= gguf_w_str(w, "tokenizer.chat_template", tpl);
   return rc ? -1 : 0;
 }
 

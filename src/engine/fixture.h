@@ -35,6 +35,9 @@ typedef struct {
   int add_bos;      /* -1: the tokenizer's usual default */
   int fim; /* 1: the BPE vocabulary ends with <|fim_prefix|> <|fim_suffix|>
               <|fim_middle|> control tokens (infill); SPM ignores it */
+  const char *chat_template; /* tokenizer.chat_template (borrowed); NULL: a
+                                ChatML one for BPE vocabularies other than
+                                llama-bpe, none otherwise; "": none */
 } fixture_params;
 
 /* A tiny llama with an SPM vocabulary, Q8_0 matrices, seed 1. */
