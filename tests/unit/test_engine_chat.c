@@ -618,7 +618,9 @@ static void test_all_templates_conversation(void) {
 
 /* ---- fixture models ----------------------------------------------------*/
 
-static eng_model *load_fixture(const char *preset) {
+/* A fixture model of the preset, with tpl as its tokenizer.chat_template
+ * (NULL: the preset's default). */
+static eng_model *load_fixture_tpl(const char *preset, const char *tpl) {
   fixture_params p;
   fixture_default_params(&p);
   char path[] = "/tmp/hearth_test_chat_XXXXXX", err[256] = "";
@@ -627,12 +629,18 @@ static eng_model *load_fixture(const char *preset) {
     return NULL;
   close(fd);
   eng_model *m = NULL;
-  if (fixture_preset(preset, &p) || fixture_write(&p, path, err, sizeof err))
+  int bad = fixture_preset(preset, &p);
+  p.chat_template = tpl;
+  if (bad || fixture_write(&p, path, err, sizeof err))
     fprintf(stderr, "  fixture %s: %s\n", preset, err);
   else if (eng_model_load(path, NULL, &m, err, sizeof err))
     fprintf(stderr, "  load %s: %s\n", path, err);
   remove(path);
   return m;
+}
+
+static eng_model *load_fixture(const char *preset) {
+  return load_fixture_tpl(preset, NULL);
 }
 
 static void test_fixture_models(void) {
@@ -683,6 +691,66 @@ static void test_fixture_models(void) {
   }
 }
 
+/* A Llama 3 vocabulary carrying the real Llama 3.1 template: bos_token is
+ * the vocabulary's <|begin_of_text|>, which the template writes itself. */
+static void test_fixture_llama3_template(void) {
+  const char *sh = t_shared_dir();
+  if (!sh)
+    SKIP("../shared not found (set HEARTH_SHARED)");
+  char path[512], err[512] = "";
+  snprintf(path, sizeof path,
+           "%s/testdata/templates/meta-llama-Llama-3.1-8B-Instruct.jinja", sh);
+  char *src = slurp(path);
+  if (!src)
+    SKIP("%s unreadable", path);
+  eng_model *m = load_fixture_tpl("tiny-llama-bpe", src);
+  CHECK(m != NULL);
+  if (m) {
+    CHECK_STR(eng_model_chat_template(m), src);
+    chat_template *t = chat_template_new(m, err, sizeof err);
+    CHECKF(t != NULL, "%s", err);
+    if (t) {
+      CHECK(!chat_template_is_chatml(t));
+      char *p = render(t, "[{\"role\":\"user\",\"content\":\"Hi\"}]", NULL, err,
+                       sizeof err);
+      CHECKF(p != NULL, "%s", err);
+      CHECK(p && !strncmp(p, "<|begin_of_text|><|start_header_id|>", 36));
+      CHECK_INT(chat_prompt_wants_bos(t, p), 0);
+      int32_t ids[256];
+      int n = p ? eng_tokenize(m, p, strlen(p), 0, 1, ids, 256) : 0;
+      CHECK(n > 0);
+      CHECK(n > 0 && ids[0] == eng_token_bos(m));
+      int eog = 0;
+      for (int i = 0; i < n; i++)
+        eog += eng_token_is_eog(m, ids[i]);
+      CHECK_INT(eog, 2); /* the system and user turns' <|eot_id|> */
+      free(p);
+      chat_template_free(t);
+    }
+    eng_model_free(m);
+  }
+  free(src);
+  /* a file whose template does not parse: an error, not a crash */
+  m = load_fixture_tpl("tiny-qwen2", "{% if messages %}unterminated");
+  CHECK(m != NULL);
+  if (m) {
+    chat_template *t = chat_template_new(m, err, sizeof err);
+    CHECK(t == NULL);
+    CHECKF(strstr(err, "does not parse") != NULL, "%s", err);
+    eng_model_free(m);
+  }
+  /* "": no template at all, so ChatML */
+  m = load_fixture_tpl("tiny-qwen2", "");
+  CHECK(m != NULL);
+  if (m) {
+    CHECK(eng_model_chat_template(m) == NULL);
+    chat_template *t = chat_template_new(m, err, sizeof err);
+    CHECK(t && chat_template_is_chatml(t));
+    chat_template_free(t);
+    eng_model_free(m);
+  }
+}
+
 int main(void) {
   RUN(test_chatml_exact);
   RUN(test_mapping);
@@ -694,5 +762,6 @@ int main(void) {
   RUN(test_gemma_folds_system);
   RUN(test_all_templates_conversation);
   RUN(test_fixture_models);
+  RUN(test_fixture_llama3_template);
   T_MAIN_END();
 }
