@@ -79,6 +79,21 @@ const ERRATA = [
       return true;
     },
   },
+  {
+    note:
+      'CreateCompletionResponse is "the same shape" streamed or not, but a ' +
+      'streamed chunk has no finish_reason until its choice ends, and the first ' +
+      'token of an echoed prompt has no logprob: null allowed for ' +
+      'choices[].finish_reason and logprobs.token_logprobs/top_logprobs items',
+    apply(doc) {
+      const ch = doc.components?.schemas?.CreateCompletionResponse?.properties?.choices?.items?.properties;
+      const lp = ch?.logprobs?.anyOf?.find((x) => x.type === 'object')?.properties;
+      if (!ch?.finish_reason || !lp?.token_logprobs?.items || !lp?.top_logprobs?.items) return false;
+      ch.finish_reason = { anyOf: [ch.finish_reason, { type: 'null' }] };
+      for (const k of ['token_logprobs', 'top_logprobs']) lp[k].items = { anyOf: [lp[k].items, { type: 'null' }] };
+      return true;
+    },
+  },
 ];
 
 // OpenAPI's `nullable: true` is not JSON Schema: turn it into a null branch.
