@@ -183,37 +183,47 @@ static int delete_message(const char *project, store_obj *o, void *ctx) {
 
 /* ------------------------------------------------------------ handlers */
 
-/* The list's metadata filter: every metadata[KEY]=VALUE query parameter. */
-typedef struct meta_query {
-  json_t *filter; /* {KEY: VALUE} */
-  int bad;        /* a `metadata` parameter not of that form */
-} meta_query;
+/* The list's filters beyond the indexed model: every metadata[KEY]=VALUE
+ * query parameter, and the model itself when it is too long for the index
+ * (store_obj.filter holds a prefix of it then). */
+typedef struct list_filter {
+  json_t *meta;      /* {KEY: VALUE} */
+  const char *model; /* exact model to compare, or NULL */
+  int bad;           /* a `metadata` parameter not of that form */
+} list_filter;
 
 static int collect_metadata(void *cls, const char *key, const char *value) {
-  meta_query *q = cls;
+  list_filter *f = cls;
   size_t n = strlen(key);
   if (strncmp(key, "metadata", 8))
     return 0;
   if (n < 11 || key[8] != '[' || key[n - 1] != ']') {
-    q->bad = 1;
+    f->bad = 1;
     return 1;
   }
+  char *k = strndup(key + 9, n - 10);
   json_t *v = json_string(value);
-  if (!v) { /* not UTF-8: cannot equal a stored value */
-    v = json_string("\xEF\xBF\xBD");
-  }
-  char k[METADATA_MAX_KEY * 4 + 8];
-  snprintf(k, sizeof k, "%.*s", (int)(n - 10), key + 9);
-  json_object_set_new(q->filter, k, v);
-  return 0;
+  /* Keys and values that are not UTF-8 are refused, not ignored. */
+  if (!k || !v || json_object_set_new(f->meta, k, v) < 0)
+    f->bad = 1;
+  else
+    v = NULL;
+  json_decref(v);
+  free(k);
+  return f->bad;
 }
 
-/* store_list_match predicate: every pair of the filter is in metadata. */
-static int metadata_matches(const store_obj *o, void *ctx) {
+/* store_list_match predicate: the exact model (when set) and every pair
+ * of the metadata filter. */
+static int list_matches(const store_obj *o, void *ctx) {
+  const list_filter *f = ctx;
   json_t *have = json_object_get(o->data, "metadata");
   const char *k;
   json_t *want;
-  json_object_foreach((json_t *)ctx, k, want) {
+  const char *model = json_string_value(json_object_get(o->data, "model"));
+  if (f->model && (!model || strcmp(f->model, model)))
+    return 0;
+  json_object_foreach(f->meta, k, want) {
     if (!json_equal(json_object_get(have, k), want))
       return 0;
   }
@@ -234,22 +244,28 @@ void api_chat_list(api_req *req, api_resp *resp) {
   page_spec spec = {20, 100, PAGE_ASC};
   page_params p;
   json_t *out = NULL;
-  meta_query mq = {json_object(), 0};
+  list_filter f = {json_object(), NULL, 0};
   if (page_parse(&p, req->query_fn, req->query_ctx, &spec, &resp->err) < 0)
     goto done;
-  api_query_each(req, collect_metadata, &mq);
-  if (mq.bad) {
+  api_query_each(req, collect_metadata, &f);
+  if (f.bad) {
     err_invalid(&resp->err, "metadata",
                 "Invalid 'metadata': expected query parameters of the form "
-                "metadata[key]=value.");
+                "metadata[key]=value (UTF-8).");
     goto done;
   }
-  if (metadata_validate(mq.filter, &resp->err) < 0)
+  if (metadata_validate(f.meta, &resp->err) < 0)
     goto done;
+  /* The index holds the model's first bytes, as api_chat_store_save
+   * truncated it; a longer name is then compared whole. */
   const char *model = api_query(req, "model");
+  char indexed[sizeof((store_obj *)0)->filter];
+  snprintf(indexed, sizeof indexed, "%s", model ? model : "");
+  if (model && strlen(model) >= sizeof indexed)
+    f.model = model;
   int rc = store_list_match(
-      req->ctx->store, req->project, KIND_COMPLETION, model, &p,
-      json_object_size(mq.filter) ? metadata_matches : NULL, mq.filter, &out);
+      req->ctx->store, req->project, KIND_COMPLETION, indexed, &p,
+      json_object_size(f.meta) || f.model ? list_matches : NULL, &f, &out);
   if (rc == STORE_NOT_FOUND)
     bad_cursor(&resp->err, &p, NULL, "chat completion");
   else if (rc != STORE_OK)
@@ -257,7 +273,7 @@ void api_chat_list(api_req *req, api_resp *resp) {
   else
     api_ok(resp, out);
 done:
-  json_decref(mq.filter);
+  json_decref(f.meta);
 }
 
 void api_chat_retrieve(api_req *req, api_resp *resp) {

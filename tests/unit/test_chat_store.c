@@ -18,7 +18,7 @@ static char other_project[64];
 
 /* A query string as "k=v&k=v" (no escaping: tests use plain values). */
 typedef struct query {
-  char keys[16][128], values[16][128];
+  char keys[16][512], values[16][512];
   int n;
 } query;
 
@@ -28,8 +28,8 @@ static void query_parse(query *q, const char *s) {
     const char *amp = strchr(s, '&'), *eq = strchr(s, '=');
     size_t len = amp ? (size_t)(amp - s) : strlen(s);
     size_t klen = eq && eq < s + len ? (size_t)(eq - s) : len;
-    snprintf(q->keys[q->n], 128, "%.*s", (int)klen, s);
-    snprintf(q->values[q->n], 128, "%.*s",
+    snprintf(q->keys[q->n], 512, "%.*s", (int)klen, s);
+    snprintf(q->values[q->n], 512, "%.*s",
              (int)(klen < len ? len - klen - 1 : 0), s + klen + 1);
     q->n++;
     s = amp ? amp + 1 : NULL;
@@ -253,9 +253,28 @@ static void test_list_filters_and_pages(void) {
   CHECK_INT(json_array_size(json_object_get(j, "data")), 0);
   CHECK(json_is_null(json_object_get(j, "first_id")));
   json_decref(j);
+  /* Model names longer than the index: two sharing their first 150 bytes
+   * are still told apart. */
+  char m1[201], m2[201], qs[256];
+  memset(m1, 'm', 200);
+  m1[200] = 0;
+  memcpy(m2, m1, sizeof m2);
+  m2[199] = 'z';
+  CHECK_INT(save(NULL, "long1", m1, 2100, USER_HI, NULL), 0);
+  CHECK_INT(save(NULL, "long2", m2, 2101, USER_HI, NULL), 0);
+  snprintf(qs, sizeof qs, "model=%s", m2);
+  CHECK_INT(call(api_chat_list, NULL, qs, NULL, &j), 200);
+  CHECK_STR(ids_of(j, ids, sizeof ids), "chatcmpl-long2");
+  json_decref(j);
+  snprintf(qs, sizeof qs, "model=%.150s", m1);
+  CHECK_INT(call(api_chat_list, NULL, qs, NULL, &j), 200);
+  CHECK_STR(ids_of(j, ids, sizeof ids), "");
+  json_decref(j);
   /* Bad filters and cursors are 400s naming the parameter. */
   const char *bad[][2] = {{"metadata=x", "metadata"},
                           {"metadata[]=x", "metadata"},
+                          {"metadata[\xff]=x", "metadata"},
+                          {"metadata[k]=\xc3", "metadata"},
                           {"after=chatcmpl-nope", "after"},
                           {"order=sideways", "order"},
                           {"limit=101", "limit"}};
