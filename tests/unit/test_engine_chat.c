@@ -113,6 +113,12 @@ static void test_chatml_exact(void) {
                "<|im_start|>tool\n42<|im_end|>\n"
                "<|im_start|>assistant\n");
   free(p);
+  /* message text is data, never template code */
+  p = render(t, "[{\"role\":\"user\",\"content\":\"{{ 7 * 6 }}{% if %}\"}]",
+             NULL, err, sizeof err);
+  CHECK_STR(p, "<|im_start|>user\n{{ 7 * 6 }}{% if %}<|im_end|>\n"
+               "<|im_start|>assistant\n");
+  free(p);
   /* without the generation prompt */
   json_t *m = J("[{\"role\":\"user\",\"content\":\"x\"}]");
   chat_render_opts o = {.no_generation_prompt = 1};
@@ -616,6 +622,62 @@ static void test_all_templates_conversation(void) {
   json_decref(g);
 }
 
+/* Shapes a caller should have refused still give a prompt or an error
+ * message with every real template: never a crash (run under valgrind). */
+static void test_odd_shapes(void) {
+  const char *sh = t_shared_dir();
+  if (!sh)
+    SKIP("../shared not found (set HEARTH_SHARED)");
+  char path[512];
+  snprintf(path, sizeof path, "%s/testdata/templates/goldens.json", sh);
+  json_t *g = json_load_file(path, 0, NULL);
+  if (!g)
+    SKIP("%s unreadable", path);
+  static const char *odd[] = {
+      "[]",
+      "[{\"role\":\"user\"}]",
+      "[{\"content\":\"x\"}]",
+      "[{\"role\":5,\"content\":\"x\"}]",
+      "[{\"role\":\"user\",\"content\":[]}]",
+      "[{\"role\":\"assistant\",\"content\":\"x\",\"tool_calls\":{}}]",
+      "[{\"role\":\"user\",\"content\":\"q\"},{\"role\":\"assistant\","
+      "\"tool_calls\":[{\"function\":\"x\"},1,{\"function\":{\"arguments\":"
+      "7}}]}]",
+      "[{\"role\":\"tool\",\"content\":\"x\"}]",
+      "[{\"role\":\"system\",\"content\":\"a\"},{\"role\":\"system\","
+      "\"content\":\"b\"}]",
+      "[{\"role\":\"user\",\"content\":\"{{ x }}{% if %}\"}]",
+  };
+  json_t *tpls = json_object_get(g, "templates");
+  int ok = 0, failed = 0;
+  for (size_t i = 0; i <= json_array_size(tpls); i++) {
+    json_t *tp = json_array_get(tpls, i); /* NULL at the end: ChatML */
+    const char *file = json_string_value(json_object_get(tp, "file"));
+    chat_template *t =
+        file ? load_tpl(file, "<s>", "</s>", 1)
+             : chat_template_from_source(NULL, NULL, NULL, 0, NULL, 0);
+    CHECK(t != NULL);
+    if (!t)
+      continue;
+    for (size_t k = 0; k < sizeof odd / sizeof *odd; k++) {
+      char err[512] = "";
+      char *p = render(t, odd[k], "{\"not\":\"a list\"}", err, sizeof err);
+      if (p)
+        ok++;
+      else {
+        failed++;
+        CHECKF(err[0] != 0, "%s: case %zu failed without a message",
+               file ? file : "ChatML", k);
+      }
+      free(p);
+    }
+    chat_template_free(t);
+  }
+  fprintf(stderr, "  odd shapes: %d rendered, %d refused with a message\n", ok,
+          failed);
+  json_decref(g);
+}
+
 /* ---- fixture models ----------------------------------------------------*/
 
 /* A fixture model of the preset, with tpl as its tokenizer.chat_template
@@ -761,6 +823,7 @@ int main(void) {
   RUN(test_qwen25_exact);
   RUN(test_gemma_folds_system);
   RUN(test_all_templates_conversation);
+  RUN(test_odd_shapes);
   RUN(test_fixture_models);
   RUN(test_fixture_llama3_template);
   T_MAIN_END();
