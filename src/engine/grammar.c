@@ -453,20 +453,28 @@ typedef struct {
 
 struct grammar_vocab {
   int n_vocab;
-  uint8_t *cls;  /* CLS_* per token */
-  char *blob;    /* every token's bytes */
-  uint32_t *off; /* n_vocab + 1 offsets into blob */
-  int max_len;   /* longest token in a trie */
-  gtrie all;     /* every token with bytes */
-  gtrie rest;    /* those that are not CLS_PLAIN */
+  uint8_t *cls;   /* CLS_* per token */
+  char *blob;     /* every token's bytes */
+  uint32_t *off;  /* n_vocab + 1 offsets into blob */
+  int max_len;    /* longest token in a trie */
+  gtrie all;      /* every token with bytes */
+  gtrie rest;     /* those that are not CLS_PLAIN */
+  int32_t *other; /* ids of the tokens that are not CLS_PLAIN */
+  int n_other;
+  int32_t *eog; /* ids of the end-of-generation tokens */
+  int n_eog;
   gcosts c;
 };
 
 struct grammar {
   const grammar_vocab *v;
   gstate s;
-  uint8_t *mask; /* n_vocab: allowed by the last walk */
-  gstate *stack; /* max_len + 1 states of a trie walk */
+  gstate *stack;   /* max_len + 1 states of a trie walk */
+  uint32_t *stamp; /* n_vocab: == gen when allowed by the last marking */
+  uint32_t gen;
+  int32_t *list; /* the ids allowed by the last marking (n_vocab room) */
+  float *saved;  /* their logits while the rest is masked */
+  int n_list;
 };
 
 /* Saturating sum of costs. */
@@ -736,7 +744,23 @@ static int tok_len(const grammar_vocab *v, int t) {
   return (int)(v->off[t + 1] - v->off[t]);
 }
 
-/* Builds both tries and the byte costs. 0 or -1 on OOM. */
+/* Lists the tokens that are not CLS_PLAIN, and the EOG ones. 0 or -1. */
+static int id_lists(grammar_vocab *v) {
+  size_t n = (size_t)(v->n_vocab ? v->n_vocab : 1);
+  v->other = malloc(n * sizeof *v->other);
+  v->eog = malloc(n * sizeof *v->eog);
+  if (!v->other || !v->eog)
+    return -1;
+  for (int t = 0; t < v->n_vocab; t++) {
+    if (!(v->cls[t] & CLS_PLAIN))
+      v->other[v->n_other++] = t;
+    if (v->cls[t] & CLS_EOG)
+      v->eog[v->n_eog++] = t;
+  }
+  return 0;
+}
+
+/* Builds both tries, the id lists and the byte costs. 0 or -1 on OOM. */
 static int build_tries(grammar_vocab *v) {
   tok_ref *refs = malloc((size_t)(v->n_vocab ? v->n_vocab : 1) * sizeof *refs);
   if (!refs)
@@ -755,6 +779,10 @@ static int build_tries(grammar_vocab *v) {
     refs[n++] = (tok_ref){p, len, t};
   }
   costs_init(&v->c, single);
+  if (id_lists(v)) {
+    free(refs);
+    return -1;
+  }
   int rc = trie_build(&v->all, refs, n);
   int k = 0;
   for (int i = 0; i < n; i++)
@@ -817,6 +845,8 @@ void grammar_vocab_free(grammar_vocab *v) {
     return;
   trie_free(&v->all);
   trie_free(&v->rest);
+  free(v->other);
+  free(v->eog);
   free(v->cls);
   free(v->blob);
   free(v->off);
@@ -831,11 +861,14 @@ grammar *grammar_new_json_object(const grammar_vocab *v) {
   grammar *g = calloc(1, sizeof *g);
   if (!g)
     return NULL;
+  size_t n = (size_t)(v->n_vocab ? v->n_vocab : 1);
   g->v = v;
   g->s.mode = M_START;
-  g->mask = malloc((size_t)(v->n_vocab ? v->n_vocab : 1));
   g->stack = malloc(((size_t)v->max_len + 1) * sizeof *g->stack);
-  if (!g->mask || !g->stack) {
+  g->stamp = calloc(n, sizeof *g->stamp);
+  g->list = malloc(n * sizeof *g->list);
+  g->saved = malloc(n * sizeof *g->saved);
+  if (!g->stack || !g->stamp || !g->list || !g->saved) {
     grammar_free(g);
     return NULL;
   }
@@ -845,18 +878,27 @@ grammar *grammar_new_json_object(const grammar_vocab *v) {
 void grammar_free(grammar *g) {
   if (!g)
     return;
-  free(g->mask);
   free(g->stack);
+  free(g->stamp);
+  free(g->list);
+  free(g->saved);
   free(g);
 }
 
-/* Walks trie t from g's state, marking in g->mask the tokens the grammar
- * accepts whose closing cost is <= lim; *min_cost gets the least closing
- * cost of any accepted token. Returns the number marked. */
-static int walk(grammar *g, const gtrie *t, int lim, int *min_cost) {
+/* Adds ids[0..n) to the allowed list. */
+static void allow(grammar *g, const int32_t *ids, int n) {
+  for (int k = 0; k < n; k++) {
+    g->stamp[ids[k]] = g->gen;
+    g->list[g->n_list++] = ids[k];
+  }
+}
+
+/* Walks trie t from g's state, allowing the tokens the grammar accepts
+ * whose closing cost is <= lim; *min_cost gets the least closing cost of
+ * any token the grammar accepts. */
+static void walk(grammar *g, const gtrie *t, int lim, int *min_cost) {
   const gcosts *c = &g->v->c;
   gstate *st = g->stack;
-  int marked = 0;
   st[0] = g->s;
   for (int i = 0; i < t->n;) {
     gstate s = st[t->depth[i] - 1];
@@ -870,66 +912,79 @@ static int walk(grammar *g, const gtrie *t, int lim, int *min_cost) {
       int cost = close_cost(c, &s);
       if (cost < *min_cost)
         *min_cost = cost;
-      if (cost <= lim) {
-        for (int k = a; k < b; k++)
-          g->mask[t->ids[k]] = 1;
-        marked += b - a;
-      }
+      if (cost <= lim)
+        allow(g, t->ids + a, b - a);
     }
     i++;
   }
-  return marked;
 }
 
-/* Marks the allowed tokens with closing cost <= lim into g->mask; sets
- * *plain when every CLS_PLAIN token is allowed too (inside a string).
- * Returns the count marked or allowed in bulk. */
-static int mark(grammar *g, int lim, int *plain, int *min_cost) {
+/* Lists the allowed tokens with closing cost <= lim (g->list, g->stamp);
+ * returns 1 when every CLS_PLAIN token is allowed too (inside a string),
+ * without listing them. */
+static int mark(grammar *g, int lim, int *min_cost) {
   const grammar_vocab *v = g->v;
-  memset(g->mask, 0, (size_t)v->n_vocab);
-  *plain = 0;
-  int n = 0;
+  if (++g->gen == 0) { /* wrapped: old stamps could match again */
+    memset(g->stamp, 0, (size_t)v->n_vocab * sizeof *g->stamp);
+    g->gen = 1;
+  }
+  g->n_list = 0;
   if (g->s.mode == M_DONE) {
     *min_cost = 0;
-    for (int t = 0; t < v->n_vocab; t++)
-      if (v->cls[t] & CLS_EOG)
-        g->mask[t] = 1, n++;
-    return n;
+    allow(g, v->eog, v->n_eog);
+    return 0;
   }
-  if (g->s.mode == M_STR) {
-    int cost = close_cost(&v->c, &g->s);
-    *min_cost = cost;
-    if (cost <= lim) {
-      *plain = 1;
-      for (int t = 0; t < v->n_vocab; t++)
-        n += v->cls[t] & CLS_PLAIN;
+  if (g->s.mode != M_STR) {
+    walk(g, &v->all, lim, min_cost);
+    return 0;
+  }
+  /* plain tokens leave the state as it is: one cost for all of them */
+  int cost = close_cost(&v->c, &g->s);
+  *min_cost = cost;
+  walk(g, &v->rest, lim, min_cost);
+  return cost <= lim;
+}
+
+/* Masks every token but the listed ones; returns how many stay. */
+static int mask_listed(grammar *g, float *logits, int n_vocab) {
+  int k = 0;
+  for (int i = 0; i < g->n_list; i++)
+    if (g->list[i] < n_vocab) {
+      g->list[k] = g->list[i];
+      g->saved[k++] = logits[g->list[i]];
     }
-    return n + walk(g, &v->rest, lim, min_cost);
+  for (int t = 0; t < n_vocab; t++)
+    logits[t] = -INFINITY;
+  for (int i = 0; i < k; i++)
+    logits[g->list[i]] = g->saved[i];
+  return k;
+}
+
+/* Masks the tokens that are neither plain nor listed; returns how many
+ * stay. */
+static int mask_unlisted(grammar *g, float *logits, int n_vocab) {
+  const grammar_vocab *v = g->v;
+  int masked = 0;
+  for (int i = 0; i < v->n_other; i++) {
+    int32_t t = v->other[i];
+    if (t < n_vocab && g->stamp[t] != g->gen)
+      logits[t] = -INFINITY, masked++;
   }
-  return walk(g, &v->all, lim, min_cost);
+  int nv = n_vocab < v->n_vocab ? n_vocab : v->n_vocab;
+  for (int t = nv; t < n_vocab; t++)
+    logits[t] = -INFINITY, masked++;
+  return n_vocab - masked;
 }
 
 int grammar_apply(grammar *g, float *logits, int n_vocab, int budget) {
   if (!g || !logits || n_vocab <= 0)
     return 0;
-  const grammar_vocab *v = g->v;
-  int lim = budget > 0 ? budget - 1 : INT_MAX, plain = 0,
-      min_cost = COST_INF + 1;
-  int n = mark(g, lim, &plain, &min_cost);
-  if (n == 0 && budget > 0 && min_cost <= COST_INF)
-    n = mark(g, min_cost, &plain, &min_cost); /* best effort: the nearest */
-  int nv = n_vocab < v->n_vocab ? n_vocab : v->n_vocab;
-  uint8_t bulk = plain ? CLS_PLAIN : 0;
-  int allowed = 0;
-  for (int t = 0; t < nv; t++) {
-    if (g->mask[t] | (v->cls[t] & bulk))
-      allowed++;
-    else
-      logits[t] = -INFINITY;
-  }
-  for (int t = nv; t < n_vocab; t++)
-    logits[t] = -INFINITY;
-  return allowed;
+  int lim = budget > 0 ? budget - 1 : INT_MAX, min_cost = COST_INF + 1;
+  int plain = mark(g, lim, &min_cost);
+  if (!plain && g->n_list == 0 && budget > 0 && min_cost <= COST_INF)
+    plain = mark(g, min_cost, &min_cost); /* too late: the nearest close */
+  return plain ? mask_unlisted(g, logits, n_vocab)
+               : mask_listed(g, logits, n_vocab);
 }
 
 int grammar_accept(grammar *g, int32_t tok) {

@@ -312,6 +312,21 @@ static void test_eog_only_after_complete(void) {
   CHECK_INT(grammar_apply(g, big, NB + 3, 0), 1);
   CHECK(isinf(big[NB]) && isinf(big[NB + 2]));
   grammar_free(g);
+  /* the same inside a string (plain tokens allowed in bulk), and a shorter
+   * logits array than the vocabulary */
+  g = grammar_new_json_object(v);
+  grammar_accept(g, '{');
+  grammar_accept(g, '"');
+  for (int t = 0; t < NB + 3; t++)
+    big[t] = 1;
+  CHECK_INT(grammar_apply(g, big, NB + 3, 0), 1 + 94 + 1 + 30 + 16 + 5);
+  CHECK(isinf(big[NB]) && isinf(big[NB + 2]) && isinf(big[EOG]));
+  CHECK(isfinite(big['a']) && isfinite(big['"']) && isfinite(big[0xC2]));
+  CHECK(isinf(big[0x80]) && isinf(big[0xC0]) && isinf(big['\n']));
+  for (int t = 0; t < NB; t++)
+    big[t] = 1;
+  CHECK_INT(grammar_apply(g, big, 0x80, 0), 94 + 2);
+  grammar_free(g);
   grammar_vocab_free(v);
 }
 
