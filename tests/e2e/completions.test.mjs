@@ -318,6 +318,36 @@ suite('completions', { setup, server: { extraArgs: [] } }, (test) => {
     assert.deepEqual(Object.keys(s.finish).sort(), ['0', '1']);
   });
 
+  test('concurrent requests are served together and give the same greedy text as alone', async (t) => {
+    const prompts = Array.from({ length: 8 }, (_, i) => `Request number ${i} says`);
+    const alone = [];
+    for (const p of prompts.slice(0, 3)) alone.push((await t.client.completions.create({ model: FIM, prompt: p, max_tokens: 6, ...GREEDY })).choices[0].text);
+    const together = await Promise.all(prompts.map((p) => t.client.completions.create({ model: FIM, prompt: p, max_tokens: 6, ...GREEDY })));
+    together.forEach((c) => checkCompletion(c, { choices: 1 }));
+    assert.deepEqual(together.slice(0, 3).map((c) => c.choices[0].text), alone);
+  });
+
+  test('a client that goes away mid-stream: no crash, the next request is served', async (t) => {
+    const ac = new AbortController();
+    const r = await t.fetch('/v1/completions', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: FIM, prompt: 'Long story:', max_tokens: 400, stream: true, ...GREEDY }),
+      signal: ac.signal,
+    });
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get('content-type'), /event-stream/);
+    const reader = r.body.getReader();
+    const first = await reader.read();
+    assert.ok(!first.done && new TextDecoder().decode(first.value).startsWith('data: {'), 'first event arrives');
+    ac.abort();
+    await reader.read().catch(() => {});
+    const t0 = Date.now();
+    const c = await t.client.completions.create({ model: FIM, prompt: 'after the abort', max_tokens: 3, ...GREEDY });
+    checkCompletion(c, { choices: 1 });
+    assert.ok(Date.now() - t0 < 20000, 'served promptly');
+  });
+
   test('errors: unknown model, bad prompts, ids out of range, context too long, bad parameters', async (t) => {
     await expectApiError(t.client.completions.create({ model: 'no-such-model', prompt: 'x' }), { status: 404, code: 'model_not_found' });
     const post = (body) => t.json('/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
