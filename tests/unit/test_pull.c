@@ -719,6 +719,23 @@ static void test_cli(void) {
              strstr(out, "saved ") && strstr(out, ", verified)") &&
              !strchr(out, '\r'),
          "%s", out);
+  /* on a terminal (script(1) gives it one): a redrawn bar */
+  if (access("/usr/bin/script", X_OK) == 0) {
+    char cmd[900];
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/script -qec \"%s pull http://127.0.0.1:%d/model.gguf "
+             "--data '%s' --name tty\" /dev/null",
+             bin, S.port, dir);
+    FILE *pp = popen(cmd, "r");
+    size_t k = pp ? fread(out, 1, sizeof out - 1, pp) : 0;
+    out[k] = 0;
+    int st = pp ? pclose(pp) : -1;
+    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s", out);
+    CHECKF(strstr(out, "\r[##############################] 100.0%") &&
+               !strstr(out, "100%  1.0/1.0 MB"),
+           "%s", out);
+    CHECK(file_is_data(models, "tty.gguf"));
+  }
   /* an interrupted pull resumes, and says so */
   write_file(models, "resumed.gguf.part", S.data, 300000);
   snprintf(args, sizeof args,
