@@ -370,7 +370,7 @@ static void test_budget_exact(void) {
   grammar_vocab_free(v);
 }
 
-/* ---- random generations over fixture vocabularies ---- */
+/* ---- differential test against jansson ---- */
 
 static uint64_t rng_next(uint64_t *s) {
   *s ^= *s << 13;
@@ -378,6 +378,137 @@ static uint64_t rng_next(uint64_t *s) {
   *s ^= *s << 17;
   return *s;
 }
+
+static int is_digit3(const char *p) {
+  return p[0] >= '0' && p[0] <= '9' && p[1] >= '0' && p[1] <= '9' &&
+         p[2] >= '0' && p[2] <= '9';
+}
+
+/* 1 when doc uses one of the grammar's deliberate limits, which jansson
+ * does not have: a whitespace byte next to another, 3+ digits in a row, a
+ * \u escape (surrogate pairing is checked elsewhere). */
+static int outside_limits(const char *d, size_t n) {
+  for (size_t i = 0; i + 1 < n; i++) {
+    if (strchr(" \t\r\n", d[i]) && d[i] && d[i + 1] &&
+        strchr(" \t\r\n", d[i + 1]))
+      return 1;
+    if (d[i] == '\\' && d[i + 1] == 'u')
+      return 1;
+    if (i + 2 < n && is_digit3(d + i))
+      return 1;
+  }
+  return 0;
+}
+
+/* Random edits of valid documents: whatever the grammar accepts jansson
+ * parses as an object, and whatever jansson parses as an object (within
+ * the grammar's limits, trailing whitespace aside) the grammar accepts. */
+static void test_differential_mutations(void) {
+  static const char alphabet[] = "{}[]\":,0123456789.-+eEtrufalsn \n\t\\/ubx"
+                                 "\xc3\xa9\xe6\x97\xa5\x80\xff";
+  grammar_vocab *v = byte_vocab();
+  uint64_t r = 12345;
+  char doc[512];
+  int agree_ok = 0, agree_bad = 0, limited_n = 0, mismatches = 0;
+  const int rounds = 40000;
+  for (int round = 0; round < rounds && mismatches < 5; round++) {
+    const char *base = VALID[rng_next(&r) % (sizeof VALID / sizeof *VALID)];
+    size_t n = strlen(base);
+    memcpy(doc, base, n);
+    int edits = 1 + (int)(rng_next(&r) % 3);
+    for (int e = 0; e < edits; e++) {
+      size_t at = n ? rng_next(&r) % n : 0;
+      char c = alphabet[rng_next(&r) % (sizeof alphabet - 1)];
+      switch (rng_next(&r) % 3) {
+      case 0: /* replace */
+        if (n)
+          doc[at] = c;
+        break;
+      case 1: /* insert */
+        if (n + 1 < sizeof doc) {
+          memmove(doc + at + 1, doc + at, n - at);
+          doc[at] = c;
+          n++;
+        }
+        break;
+      default: /* delete */
+        if (n) {
+          memmove(doc + at, doc + at + 1, n - at - 1);
+          n--;
+        }
+      }
+    }
+    int complete;
+    int gram = feed(v, doc, n, &complete) < 0 && complete;
+    json_error_t err;
+    json_t *j = json_loadb(doc, n, JSON_ALLOW_NUL, &err);
+    int jans = j && json_is_object(j);
+    json_decref(j);
+    size_t core = n;
+    while (core && strchr(" \t\r\n", doc[core - 1]) && doc[core - 1])
+      core--;
+    int limited = outside_limits(doc, n) || core != n;
+    if (gram && !jans) {
+      CHECKF(0, "grammar accepts, jansson refuses (%s): %.*s", err.text, (int)n,
+             doc);
+      mismatches++;
+    } else if (jans && !gram && !limited) {
+      CHECKF(0, "jansson accepts, grammar refuses: %.*s", (int)n, doc);
+      mismatches++;
+    } else if (gram)
+      agree_ok++;
+    else if (!jans)
+      agree_bad++;
+    else
+      limited_n++;
+  }
+  printf("  differential: %d mutants: %d valid for both, %d invalid for both, "
+         "%d valid JSON refused by a grammar limit\n",
+         rounds, agree_ok, agree_bad, limited_n);
+  CHECK(agree_ok > 1000); /* the mutants are not all broken */
+  CHECK(agree_bad > 1000);
+  grammar_vocab_free(v);
+}
+
+/* Random generations over the byte vocabulary (every closing byte is a
+ * single token) with small budgets: always a complete object in time. */
+static void test_random_bytes_budgets(void) {
+  grammar_vocab *v = byte_vocab();
+  uint64_t r = 777;
+  float logits[NB];
+  char text[128];
+  for (int round = 0; round < 3000; round++) {
+    int budget = 2 + (int)(rng_next(&r) % 40);
+    grammar *g = grammar_new_json_object(v);
+    int len = 0, steps = 0, ended = 0;
+    for (; steps < budget && !ended; steps++) {
+      for (int t = 0; t < NB; t++)
+        logits[t] = (float)(rng_next(&r) >> 40);
+      int allowed = grammar_apply(g, logits, NB, budget - steps);
+      int best = -1;
+      for (int t = 0; t < NB; t++)
+        if (isfinite(logits[t]) && (best < 0 || logits[t] > logits[best]))
+          best = t;
+      if (allowed < 1 || best < 0 || grammar_accept(g, best)) {
+        CHECKF(0, "round %d step %d: allowed %d", round, steps, allowed);
+        break;
+      }
+      if (best == EOG)
+        ended = 1;
+      else
+        text[len++] = (char)best;
+    }
+    json_error_t err;
+    json_t *j = json_loadb(text, (size_t)len, JSON_ALLOW_NUL, &err);
+    CHECKF(grammar_complete(g) && j && json_is_object(j), "budget %d: %s: %.*s",
+           budget, err.text, len, text);
+    json_decref(j);
+    grammar_free(g);
+  }
+  grammar_vocab_free(v);
+}
+
+/* ---- random generations over fixture vocabularies ---- */
 
 /* A fixture model with the preset's vocabulary and a tiny body. */
 static eng_model *load_vocab_fixture(const char *preset) {
@@ -574,6 +705,8 @@ int main(void) {
   RUN(test_utf8_split);
   RUN(test_eog_only_after_complete);
   RUN(test_budget_exact);
+  RUN(test_differential_mutations);
+  RUN(test_random_bytes_budgets);
   RUN(test_random_tiny_spm);
   RUN(test_random_tiny_bpe);
   RUN(test_random_smollm2);
