@@ -230,6 +230,27 @@ static int list_matches(const store_obj *o, void *ctx) {
   return 1;
 }
 
+/* The store's pre-filter for a metadata filter: each pair as it appears in
+ * a completion's stored JSON text ("key":"value", jansson's compact form,
+ * the store's). pairs has room for METADATA_MAX_PAIRS + 1 (validated). */
+static int metadata_pairs(json_t *meta, char **pairs) {
+  const char *k;
+  json_t *v;
+  int n = 0;
+  json_object_foreach(meta, k, v) {
+    json_t *one = json_pack("{s:O}", k, v);
+    char *text = one ? json_dumps(one, JSON_COMPACT) : NULL;
+    json_decref(one);
+    if (!text)
+      return -1;
+    size_t len = strlen(text); /* {"k":"v"} -> "k":"v" */
+    memmove(text, text + 1, len - 2);
+    text[len - 2] = 0;
+    pairs[n++] = text;
+  }
+  return 0;
+}
+
 /* The 400 for a pagination cursor naming no object of the list: which is
  * "after" or "before" (NULL: the one given, `after` when both are). */
 static void bad_cursor(api_error *e, const page_params *p, const char *which,
@@ -263,9 +284,15 @@ void api_chat_list(api_req *req, api_resp *resp) {
   snprintf(indexed, sizeof indexed, "%s", model ? model : "");
   if (model && strlen(model) >= sizeof indexed)
     f.model = model;
-  int rc = store_list_match(
-      req->ctx->store, req->project, KIND_COMPLETION, indexed, &p,
-      json_object_size(f.meta) || f.model ? list_matches : NULL, &f, &out);
+  char *pairs[METADATA_MAX_PAIRS + 1] = {0};
+  store_match m = {(const char *const *)pairs, list_matches, &f};
+  int rc = metadata_pairs(f.meta, pairs) < 0
+               ? STORE_ERROR
+               : store_list_match(
+                     req->ctx->store, req->project, KIND_COMPLETION, indexed,
+                     &p, json_object_size(f.meta) || f.model ? &m : NULL, &out);
+  for (int i = 0; pairs[i]; i++)
+    free(pairs[i]);
   if (rc == STORE_NOT_FOUND)
     bad_cursor(&resp->err, &p, NULL, "chat completion");
   else if (rc != STORE_OK)

@@ -897,17 +897,43 @@ typedef struct page_query {
   const pos *lo, *hi;                  /* NULL = unbounded */
   int ascending;
   int limit;
+  const char *const *contains; /* data LIKE '%s%' for each, or NULL */
 } page_query;
 
+#define CONTAINS_MAX 32
+
+/* s as a LIKE pattern matching any text containing it ('\' escapes). */
+static char *like_pattern(const char *s) {
+  char *out = malloc(2 * strlen(s) + 3), *o = out;
+  if (!out)
+    return NULL;
+  *o++ = '%';
+  for (; *s; s++) {
+    if (*s == '%' || *s == '_' || *s == '\\')
+      *o++ = '\\';
+    *o++ = *s;
+  }
+  *o++ = '%';
+  *o = 0;
+  return out;
+}
+
 static int page_rows(sqlite3 *db, const page_query *q, rows *out) {
-  char sql[768];
+  char sql[768 + CONTAINS_MAX * 32], like[CONTAINS_MAX * 32 + 1] = "";
   const char *dir = q->ascending ? "ASC" : "DESC";
+  int nlike = 0;
+  while (q->contains && q->contains[nlike]) {
+    if (nlike == CONTAINS_MAX)
+      return STORE_ERROR;
+    strcat(like, " AND data LIKE ? ESCAPE '\\'");
+    nlike++;
+  }
   snprintf(sql, sizeof sql,
            "SELECT " OBJ_COLS " FROM objects WHERE project_id = ? AND "
-           "kind = ?%s%s%s ORDER BY created_at %s, seq %s LIMIT ?",
+           "kind = ?%s%s%s%s ORDER BY created_at %s, seq %s LIMIT ?",
            q->filter ? " AND filter = ?" : "",
            q->lo ? " AND (created_at, seq) > (?, ?)" : "",
-           q->hi ? " AND (created_at, seq) < (?, ?)" : "", dir, dir);
+           q->hi ? " AND (created_at, seq) < (?, ?)" : "", like, dir, dir);
   sqlite3_stmt *st = prep(db, sql);
   if (!st)
     return STORE_ERROR;
@@ -922,6 +948,14 @@ static int page_rows(sqlite3 *db, const page_query *q, rows *out) {
       continue;
     sqlite3_bind_int64(st, i++, b[k]->created_at);
     sqlite3_bind_int64(st, i++, b[k]->seq);
+  }
+  for (int k = 0; k < nlike; k++) {
+    char *pat = like_pattern(q->contains[k]);
+    if (!pat) {
+      release(st);
+      return STORE_ERROR;
+    }
+    sqlite3_bind_text(st, i++, pat, -1, free);
   }
   sqlite3_bind_int(st, i, q->limit);
   return rows_read(db, st, out);
@@ -948,7 +982,7 @@ static int rows_push(rows *out, row *r) {
 static int page_rows_match(sqlite3 *db, const page_query *q,
                            store_match_fn match, void *ctx, rows *out) {
   if (!match)
-    return page_rows(db, q, out);
+    return page_rows(db, q, out); /* q->contains is in the query itself */
   page_query b = *q;
   pos cur;
   b.limit = EACH_BATCH;
@@ -975,11 +1009,10 @@ static int page_rows_match(sqlite3 *db, const page_query *q,
 }
 
 /* Fetches the page's rows (in p->order) and whether more exist; only rows
- * match accepts count (match NULL: all). */
+ * m selects count (m NULL: all). */
 static int list_rows(sqlite3 *db, const char *project, const char *kind,
                      const char *filter, const page_params *p,
-                     store_match_fn match, void *ctx, rows *out,
-                     int *has_more) {
+                     const store_match *m, rows *out, int *has_more) {
   pos after, before;
   int rc;
   if (p->after[0] &&
@@ -995,10 +1028,16 @@ static int list_rows(sqlite3 *db, const char *project, const char *kind,
   /* With only `before`, walk away from the cursor (against the order) so
    * the page is the `limit` rows nearest it; reversed below. */
   int reversed = b && !a;
-  page_query q = {project,     kind,        filter && *filter ? filter : NULL,
-                  asc ? a : b, asc ? b : a, asc != reversed,
-                  limit + 1};
-  if ((rc = page_rows_match(db, &q, match, ctx, out)) != STORE_OK)
+  page_query q = {project,
+                  kind,
+                  filter && *filter ? filter : NULL,
+                  asc ? a : b,
+                  asc ? b : a,
+                  asc != reversed,
+                  limit + 1,
+                  m ? m->contains : NULL};
+  if ((rc = page_rows_match(db, &q, m ? m->fn : NULL, m ? m->ctx : NULL,
+                            out)) != STORE_OK)
     return rc;
   *has_more = out->n > (size_t)limit;
   while (out->n > (size_t)limit)
@@ -1013,19 +1052,19 @@ static int list_rows(sqlite3 *db, const char *project, const char *kind,
 
 int store_list(store *s, const char *project, const char *kind,
                const char *filter, const page_params *p, json_t **out) {
-  return store_list_match(s, project, kind, filter, p, NULL, NULL, out);
+  return store_list_match(s, project, kind, filter, p, NULL, out);
 }
 
 int store_list_match(store *s, const char *project, const char *kind,
                      const char *filter, const page_params *p,
-                     store_match_fn match, void *ctx, json_t **out) {
+                     const store_match *m, json_t **out) {
   *out = NULL;
   sqlite3 *db = conn_get(s);
   if (!db)
     return STORE_ERROR;
   rows r = {.data_only = 1};
   int has_more = 0;
-  int rc = list_rows(db, project, kind, filter, p, match, ctx, &r, &has_more);
+  int rc = list_rows(db, project, kind, filter, p, m, &r, &has_more);
   conn_put(s, db);
   if (rc == STORE_OK) {
     json_t *data = json_array();
@@ -1064,7 +1103,8 @@ int store_each(store *s, const char *project, const char *kind,
                     first ? NULL : &last,
                     NULL,
                     1,
-                    EACH_BATCH};
+                    EACH_BATCH,
+                    NULL};
     int rc = page_rows(db, &q, &r);
     conn_put(s, db);
     if (rc != STORE_OK) {

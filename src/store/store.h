@@ -140,16 +140,30 @@ int store_update(store *s, const char *project, const char *kind,
 int store_list(store *s, const char *project, const char *kind,
                const char *filter, const page_params *p, json_t **out);
 
-/* Like store_list, but only objects match accepts are listed, paginated
- * and counted for has_more (match NULL: all). match sees o->data (internal
- * is NULL), returns nonzero to keep the object, and must not call the store
- * (it runs while a connection is held). Rows are scanned in page order and
- * scanning stops once the page is full, so a selective match over many
- * objects costs a scan of the objects it skips. */
+/* A selection beyond the indexed filter, for store_list_match. */
 typedef int (*store_match_fn)(const store_obj *o, void *ctx);
+typedef struct store_match {
+  /* Substrings the object's stored data text (compact JSON, as jansson's
+   * JSON_COMPACT writes it) must all contain: a cheap pre-filter the
+   * database applies before anything is decoded, e.g. "\"k\":\"v\"" for a
+   * metadata pair. It may let through objects fn refuses (ASCII letters
+   * compare case-insensitively), never the reverse. NULL-terminated, or
+   * NULL for none. */
+  const char *const *contains;
+  /* Decides (NULL: everything that passed `contains`): sees o->data
+   * (internal is NULL), returns nonzero to keep the object; must not call
+   * the store (it runs while a connection is held). */
+  store_match_fn fn;
+  void *ctx;
+} store_match;
+
+/* Like store_list, but only objects m selects are listed, paginated and
+ * counted for has_more (m NULL: all). Rows are scanned in page order and
+ * scanning stops once the page is full, so a selective match costs a scan
+ * of the objects it skips (cheaper with `contains`). */
 int store_list_match(store *s, const char *project, const char *kind,
                      const char *filter, const page_params *p,
-                     store_match_fn match, void *ctx, json_t **out);
+                     const store_match *m, json_t **out);
 
 /* Calls fn for every object of a kind in a project (filter NULL or "" =
  * all), oldest first. Rows are read before fn runs, so fn may call the

@@ -294,6 +294,7 @@ static int multiple_of(const store_obj *o, void *ctx) {
  * but the last is full. */
 static int walk(store *s, const char *project, int order, int limit, int k,
                 const char *back, char got[][16], int *ngot) {
+  store_match m = {NULL, multiple_of, &k};
   page_params p;
   page_params_init(&p, NULL);
   p.order = order;
@@ -304,8 +305,7 @@ static int walk(store *s, const char *project, int order, int limit, int k,
   *ngot = 0;
   for (;;) {
     json_t *l = NULL;
-    int rc =
-        store_list_match(s, project, "thing", NULL, &p, multiple_of, &k, &l);
+    int rc = store_list_match(s, project, "thing", NULL, &p, &m, &l);
     CHECK_INT(rc, STORE_OK);
     if (rc != STORE_OK)
       return pages;
@@ -386,15 +386,84 @@ static void test_list_match(void) {
   json_t *l = NULL;
   store_project pb;
   CHECK_INT(store_project_create(s, "b", &pb), STORE_OK);
-  CHECK_INT(store_list_match(s, pb.id, "thing", NULL, &p, multiple_of, &k, &l),
-            STORE_OK);
+  store_match m = {NULL, multiple_of, &k};
+  CHECK_INT(store_list_match(s, pb.id, "thing", NULL, &p, &m, &l), STORE_OK);
   CHECK_INT((int)json_array_size(json_object_get(l, "data")), 0);
   CHECK(json_is_false(json_object_get(l, "has_more")));
   json_decref(l);
   /* A cursor naming nothing is STORE_NOT_FOUND, as for store_list. */
   snprintf(p.after, sizeof p.after, "nope");
-  CHECK_INT(store_list_match(s, A, "thing", NULL, &p, multiple_of, &k, &l),
-            STORE_NOT_FOUND);
+  CHECK_INT(store_list_match(s, A, "thing", NULL, &p, &m, &l), STORE_NOT_FOUND);
+  cleanup(s, dir);
+}
+
+/* ids of a store_list_match page, comma-joined. */
+static void match_ids(store *s, const char *project, const store_match *m,
+                      int limit, char *buf, size_t n) {
+  page_params p;
+  page_params_init(&p, NULL);
+  p.order = PAGE_ASC;
+  p.limit = limit;
+  json_t *l = NULL, *o;
+  size_t i;
+  buf[0] = 0;
+  CHECK_INT(store_list_match(s, project, "thing", NULL, &p, m, &l), STORE_OK);
+  json_array_foreach(json_object_get(l, "data"), i, o) {
+    size_t k = strlen(buf);
+    snprintf(buf + k, n - k, "%s%s", k ? "," : "",
+             json_string_value(json_object_get(o, "id")));
+  }
+  if (json_is_true(json_object_get(l, "has_more")))
+    snprintf(buf + strlen(buf), n - strlen(buf), "+");
+  json_decref(l);
+}
+
+static int tag_is(const store_obj *o, void *ctx) {
+  return !strcmp(json_string_value(json_object_get(o->data, "tag")), ctx);
+}
+
+static void test_list_contains(void) {
+  char dir[64], ids[256];
+  store *s = open_tmp(dir);
+  if (!s) {
+    CHECK(0);
+    return;
+  }
+  const char *A = store_default_project(s);
+  const char *tags[] = {"a%b", "axb", "a_b", "a\\b", "A%B", "a%b"};
+  for (int i = 0; i < 6; i++) {
+    char id[16];
+    snprintf(id, sizeof id, "c_%d", i);
+    store_obj o = mk(id, 10, NULL);
+    json_object_set_new(o.data, "tag", json_string(tags[i]));
+    store_insert(s, A, "thing", &o);
+    store_obj_clear(&o);
+  }
+  /* LIKE's wildcards and escape character are matched literally. */
+  const char *pct[] = {"\"tag\":\"a%b\"", NULL};
+  store_match m = {pct, NULL, NULL};
+  match_ids(s, A, &m, 10, ids, sizeof ids);
+  const char *got = ids;
+  CHECK_STR(got, "c_0,c_4,c_5"); /* A%B: ASCII case folds (a superset) */
+  m.fn = tag_is;
+  m.ctx = "a%b";
+  match_ids(s, A, &m, 10, ids, sizeof ids);
+  CHECK_STR(got, "c_0,c_5");
+  match_ids(s, A, &m, 1, ids, sizeof ids);
+  CHECK_STR(got, "c_0+");
+  const char *und[] = {"\"a_b\"", NULL};
+  store_match mu = {und, NULL, NULL};
+  match_ids(s, A, &mu, 10, ids, sizeof ids);
+  CHECK_STR(got, "c_2");
+  const char *bs[] = {"\"a\\\\b\"", NULL}; /* JSON text "a\\b" */
+  store_match mb = {bs, NULL, NULL};
+  match_ids(s, A, &mb, 10, ids, sizeof ids);
+  CHECK_STR(got, "c_3");
+  /* Several substrings must all be there. */
+  const char *two[] = {"\"tag\"", "axb", NULL};
+  store_match m2 = {two, NULL, NULL};
+  match_ids(s, A, &m2, 10, ids, sizeof ids);
+  CHECK_STR(got, "c_1");
   cleanup(s, dir);
 }
 
@@ -474,6 +543,7 @@ int main(void) {
   RUN(test_projects_and_keys);
   RUN(test_each_and_expired);
   RUN(test_list_match);
+  RUN(test_list_contains);
   RUN(test_concurrent_threads);
   RUN(test_open_errors);
   RUN(test_newer_schema_is_refused);
