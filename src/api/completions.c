@@ -793,9 +793,33 @@ static int tokenize_all(cmpl *c, json_t **items, const char *suffix,
       return -1;
     if (suffix && prompt_infill(&c->m, pr, suffix, e))
       return -1;
-    if (c->echo && c->logprobs >= 0 && prompt_logprobs(m, pr, c->logprobs, e))
-      return -1;
   }
+  return 0;
+}
+
+/* Checks the longest prompt (+ max_tokens, n / best_of) against the
+ * model's context and slots. 0 / -1 with e. */
+static int check_context(cmpl *c, api_error *e) {
+  int longest = 0;
+  for (int i = 0; i < c->n_prompts; i++)
+    longest = c->prompts[i].n > longest ? c->prompts[i].n : longest;
+  int saved_n = c->p.n;
+  c->p.n = c->best_of;
+  int bad = gen_check_context(&c->m, &c->p, longest, "prompt", "prompt", e);
+  c->p.n = saved_n;
+  if (bad && !strcmp(e->param, "n") && c->best_of > c->n)
+    snprintf(e->param, sizeof e->param, "best_of");
+  return bad ? -1 : 0;
+}
+
+/* echo + logprobs: scores every prompt (after the context check, so the
+ * private context is bounded by the model's). */
+static int score_prompts(cmpl *c, api_error *e) {
+  if (!c->echo || c->logprobs < 0)
+    return 0;
+  for (int i = 0; i < c->n_prompts; i++)
+    if (prompt_logprobs(sched_model(c->m.s), &c->prompts[i], c->logprobs, e))
+      return -1;
   return 0;
 }
 
@@ -907,42 +931,31 @@ void api_completions_create(api_req *req, api_resp *resp) {
       gen_params_parse(c->body, GEN_API_COMPLETIONS, &c->p, e) ||
       prompt_items(c->body, items, &c->n_prompts, e) ||
       parse_own(c, &suffix, &zero, e))
-    goto fail;
+    goto free;
   if (c->n_prompts * c->best_of > GEN_MAX_N) {
     err_invalid(e, "n",
                 "Too many completions requested: %d prompts x %d choices "
                 "each is more than %d.",
                 c->n_prompts, c->best_of, GEN_MAX_N);
-    goto fail;
+    goto free;
   }
   if (gen_model_acquire(req->ctx, c->body, &c->m, e))
-    goto fail;
+    goto free;
   c->model_name = json_string_value(json_object_get(c->body, "model"));
-  if (tokenize_all(c, items, suffix, e))
-    goto fail_model;
-  int longest = 0;
-  for (int i = 0; i < c->n_prompts; i++)
-    longest = c->prompts[i].n > longest ? c->prompts[i].n : longest;
-  int saved_n = c->p.n;
-  c->p.n = c->best_of;
-  int bad = gen_check_context(&c->m, &c->p, longest, "prompt", "prompt", e);
-  c->p.n = saved_n;
-  if (bad) {
-    if (!strcmp(e->param, "n") && c->best_of > c->n)
-      snprintf(e->param, sizeof e->param, "best_of");
-    goto fail_model;
-  }
+  if (tokenize_all(c, items, suffix, e) || check_context(c, e) ||
+      score_prompts(c, e))
+    goto release;
   gen_new_id("cmpl-", c->id, sizeof c->id);
   c->created = (long long)time(NULL);
-  if (zero) {
+  if (zero) { /* answered here: nothing to generate */
     answer_without_generation(c, resp);
-    goto fail_model; /* done: release and free */
+    goto release;
   }
   if (start_job(c, resp, e))
-    goto fail_model;
+    goto release;
   return; /* the job owns c now */
-fail_model:
+release:
   gen_model_release(&c->m);
-fail:
+free:
   cmpl_free(c);
 }

@@ -385,6 +385,8 @@ suite('completions', { setup, server: { extraArgs: [] } }, (test) => {
     }
     const long = await post({ model: FIM, prompt: Array(N_CTX + 10).fill(7) });
     expectErrorBody(long, { status: 400, code: 'context_length_exceeded' });
+    const scored = await post({ model: FIM, prompt: Array(N_CTX + 10).fill(7), echo: true, logprobs: 1, max_tokens: 0 });
+    expectErrorBody(scored, { status: 400, code: 'context_length_exceeded' });
     const over = await post({ model: FIM, prompt: 'short', max_tokens: N_CTX });
     const e = expectErrorBody(over, { status: 400, code: 'context_length_exceeded' });
     assert.match(e.message, new RegExp(`maximum context length is ${N_CTX} tokens`));
