@@ -470,11 +470,13 @@ struct grammar {
   const grammar_vocab *v;
   gstate s;
   gstate *stack;   /* max_len + 1 states of a trie walk */
-  uint32_t *stamp; /* n_vocab: == gen when allowed by the last marking */
-  uint32_t gen;
-  int32_t *list; /* the ids allowed by the last marking (n_vocab room) */
+  uint16_t *stamp; /* n_vocab: == gen when allowed by the last marking */
+  uint16_t gen;
+  int n_allowed; /* tokens allowed by the last marking */
+  int32_t *list; /* their ids while they fit (cap); grows on demand */
   float *saved;  /* their logits while the rest is masked */
-  int n_list;
+  int n_list, cap;
+  int overflow; /* the list could not grow: masking reads the stamps */
 };
 
 /* Saturating sum of costs. */
@@ -866,8 +868,9 @@ grammar *grammar_new_json_object(const grammar_vocab *v) {
   g->s.mode = M_START;
   g->stack = malloc(((size_t)v->max_len + 1) * sizeof *g->stack);
   g->stamp = calloc(n, sizeof *g->stamp);
-  g->list = malloc(n * sizeof *g->list);
-  g->saved = malloc(n * sizeof *g->saved);
+  g->cap = 256;
+  g->list = malloc((size_t)g->cap * sizeof *g->list);
+  g->saved = malloc((size_t)g->cap * sizeof *g->saved);
   if (!g->stack || !g->stamp || !g->list || !g->saved) {
     grammar_free(g);
     return NULL;
@@ -885,12 +888,35 @@ void grammar_free(grammar *g) {
   free(g);
 }
 
-/* Adds ids[0..n) to the allowed list. */
+/* Makes room for n more ids in the list; 0, or -1 when it cannot grow. */
+static int list_room(grammar *g, int n) {
+  if (g->n_list + n <= g->cap)
+    return 0;
+  int cap = g->cap;
+  while (g->n_list + n > cap)
+    cap *= 2;
+  int32_t *l = realloc(g->list, (size_t)cap * sizeof *l);
+  if (!l)
+    return -1;
+  g->list = l;
+  float *sv = realloc(g->saved, (size_t)cap * sizeof *sv);
+  if (!sv)
+    return -1;
+  g->saved = sv, g->cap = cap;
+  return 0;
+}
+
+/* Allows ids[0..n): stamped, and listed while the list can hold them. */
 static void allow(grammar *g, const int32_t *ids, int n) {
-  for (int k = 0; k < n; k++) {
+  for (int k = 0; k < n; k++)
     g->stamp[ids[k]] = g->gen;
-    g->list[g->n_list++] = ids[k];
+  g->n_allowed += n;
+  if (g->overflow || list_room(g, n)) {
+    g->overflow = 1;
+    return;
   }
+  memcpy(g->list + g->n_list, ids, (size_t)n * sizeof *ids);
+  g->n_list += n;
 }
 
 /* Walks trie t from g's state, allowing the tokens the grammar accepts
@@ -928,7 +954,7 @@ static int mark(grammar *g, int lim, int *min_cost) {
     memset(g->stamp, 0, (size_t)v->n_vocab * sizeof *g->stamp);
     g->gen = 1;
   }
-  g->n_list = 0;
+  g->n_list = g->n_allowed = g->overflow = 0;
   if (g->s.mode == M_DONE) {
     *min_cost = 0;
     allow(g, v->eog, v->n_eog);
@@ -945,9 +971,21 @@ static int mark(grammar *g, int lim, int *min_cost) {
   return cost <= lim;
 }
 
-/* Masks every token but the listed ones; returns how many stay. */
+/* Masks every token but the allowed ones; returns how many stay. */
 static int mask_listed(grammar *g, float *logits, int n_vocab) {
   int k = 0;
+  if (g->overflow) { /* one pass over the stamps */
+    int nv = n_vocab < g->v->n_vocab ? n_vocab : g->v->n_vocab;
+    for (int t = 0; t < nv; t++) {
+      if (g->stamp[t] == g->gen)
+        k++;
+      else
+        logits[t] = -INFINITY;
+    }
+    for (int t = nv; t < n_vocab; t++)
+      logits[t] = -INFINITY;
+    return k;
+  }
   for (int i = 0; i < g->n_list; i++)
     if (g->list[i] < n_vocab) {
       g->list[k] = g->list[i];
@@ -981,7 +1019,7 @@ int grammar_apply(grammar *g, float *logits, int n_vocab, int budget) {
     return 0;
   int lim = budget > 0 ? budget - 1 : INT_MAX, min_cost = COST_INF + 1;
   int plain = mark(g, lim, &min_cost);
-  if (!plain && g->n_list == 0 && budget > 0 && min_cost <= COST_INF)
+  if (!plain && g->n_allowed == 0 && budget > 0 && min_cost <= COST_INF)
     plain = mark(g, min_cost, &min_cost); /* too late: the nearest close */
   return plain ? mask_unlisted(g, logits, n_vocab)
                : mask_listed(g, logits, n_vocab);

@@ -370,6 +370,30 @@ static void test_budget_exact(void) {
   grammar_vocab_free(v);
 }
 
+/* The per-call stamps wrap after 65535 calls: a token allowed long ago
+ * ('\n' after a value) must not come back inside a string. */
+static void test_stamp_wrap(void) {
+  grammar_vocab *v = byte_vocab();
+  grammar *g = grammar_new_json_object(v);
+  float logits[NB] = {0};
+  const char *pre = "{\"a\":1";
+  for (const char *p = pre; *p; p++)
+    grammar_accept(g, (uint8_t)*p);
+  grammar_apply(g, logits, NB, 0);
+  CHECK(isfinite(logits['\n']));
+  grammar_accept(g, ',');
+  grammar_accept(g, '"');
+  int bad = 0;
+  for (int i = 0; i < 70000 && !bad; i++) {
+    logits['\n'] = 0;
+    if (grammar_apply(g, logits, NB, 0) != 147 || isfinite(logits['\n']))
+      bad = i + 1;
+  }
+  CHECK_INT(bad, 0);
+  grammar_free(g);
+  grammar_vocab_free(v);
+}
+
 /* ---- differential test against jansson ---- */
 
 static uint64_t rng_next(uint64_t *s) {
@@ -705,6 +729,7 @@ int main(void) {
   RUN(test_utf8_split);
   RUN(test_eog_only_after_complete);
   RUN(test_budget_exact);
+  RUN(test_stamp_wrap);
   RUN(test_differential_mutations);
   RUN(test_random_bytes_budgets);
   RUN(test_random_tiny_spm);
