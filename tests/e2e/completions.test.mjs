@@ -154,6 +154,10 @@ suite('completions', { setup, server: { extraArgs: [] } }, (test) => {
     const s = await t.client.completions.create({ model: SPM, prompt: '', max_tokens: 2, ...GREEDY });
     checkCompletion(s, { model: SPM, choices: 1 });
     assert.equal(s.usage.prompt_tokens, 1, 'BOS alone');
+    // null (the spec's `nullable: true`; the SDK's schema does not list it): raw request
+    const n = await t.json('/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: FIM, prompt: null, max_tokens: 2, ...GREEDY }) });
+    assert.equal(n.status, 200, JSON.stringify(n.body));
+    assert.equal(n.body.choices[0].text, c.choices[0].text, 'null prompt = empty prompt');
   });
 
   test('echo prepends the prompt; max_tokens 0 returns only the prompt', async (t) => {
@@ -168,6 +172,11 @@ suite('completions', { setup, server: { extraArgs: [] } }, (test) => {
     assert.equal(z.usage.completion_tokens, 0);
     const none = await t.client.completions.create({ model: FIM, prompt, max_tokens: 0 });
     assert.equal(none.choices[0].text, '');
+    const s = await streamed(t, { model: FIM, prompt: [prompt, 'and'], n: 2, echo: true, max_tokens: 0, stream_options: { include_usage: true } });
+    assert.deepEqual(s.text, { 0: prompt, 1: prompt, 2: 'and', 3: 'and' });
+    assert.deepEqual(s.finish, { 0: 'length', 1: 'length', 2: 'length', 3: 'length' });
+    assert.equal(s.usage.completion_tokens, 0);
+    assert.equal(s.usage.prompt_tokens, z.usage.prompt_tokens + 1);
   });
 
   test('logprobs: the legacy object for generated tokens, offsets after the prompt', async (t) => {
