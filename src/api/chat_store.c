@@ -7,8 +7,9 @@
  * are objects of kind "chat.completion.message" (filter = the completion's
  * id, id "<completion id>-<index>"), inserted in message order with the
  * completion's created time, so the shared pagination lists them in order.
- * Invariant: a completion is written after all its messages and deleted
- * before them, so a visible completion always has its whole conversation.
+ * Invariant: a completion is written in one transaction with all its
+ * messages and deleted before them, so a visible completion always has its
+ * whole conversation.
  *
  * The first section is the stored-completions service (api_chat_store_save
  * is called by api/chat.c), the second the thin handlers. Knows nothing
@@ -99,25 +100,41 @@ static json_t *message_object(const char *completion_id, size_t i, json_t *m) {
   return o;
 }
 
-/* Stores the request's messages of completion id (created at created). */
-static int save_messages(store *s, const char *project, const char *id,
-                         long long created, json_t *messages) {
+/* Fills objs[0..n) with the request's messages of completion id (created
+ * at created) and kinds[i] with their kind. 0, or -1 on OOM. */
+static int message_objs(const char *id, long long created, json_t *messages,
+                        store_obj *objs, const char **kinds) {
   size_t i;
   json_t *m;
   json_array_foreach(messages, i, m) {
-    store_obj o = {0};
-    o.data = message_object(id, i, m);
-    if (!o.data)
+    store_obj *o = &objs[i];
+    kinds[i] = KIND_MESSAGE;
+    o->data = message_object(id, i, m);
+    if (!o->data)
       return -1;
-    snprintf(o.id, sizeof o.id, "%s",
-             json_string_value(json_object_get(o.data, "id")));
-    snprintf(o.filter, sizeof o.filter, "%s", id);
-    o.created_at = created;
-    int rc = store_put(s, project, KIND_MESSAGE, &o);
-    store_obj_clear(&o);
-    if (rc != STORE_OK)
-      return -1;
+    snprintf(o->id, sizeof o->id, "%s",
+             json_string_value(json_object_get(o->data, "id")));
+    snprintf(o->filter, sizeof o->filter, "%s", id);
+    o->created_at = created;
   }
+  return 0;
+}
+
+/* Fills *o with the completion as retrieve returns it. 0, or -1 on OOM. */
+static int completion_obj(json_t *completion, const char *id, const char *model,
+                          json_t *metadata, size_t nmsg, store_obj *o) {
+  json_t *created = json_object_get(completion, "created");
+  snprintf(o->id, sizeof o->id, "%s", id);
+  snprintf(o->filter, sizeof o->filter, "%s", model);
+  o->created_at = json_is_integer(created) ? json_integer_value(created)
+                                           : (long long)time(NULL);
+  o->data = json_deep_copy(completion);
+  o->internal = json_pack("{s:I}", "messages", (json_int_t)nmsg);
+  if (!o->data || !o->internal)
+    return -1;
+  json_object_set_new(o->data, "metadata",
+                      json_is_object(metadata) ? json_deep_copy(metadata)
+                                               : json_object());
   return 0;
 }
 
@@ -126,30 +143,28 @@ int api_chat_store_save(const api_ctx *ctx, const char *project,
                         json_t *metadata) {
   const char *id = json_string_value(json_object_get(completion, "id"));
   const char *model = json_string_value(json_object_get(completion, "model"));
-  json_t *created = json_object_get(completion, "created");
-  store_obj o = {0};
   if (!id || !id_valid(ID_PREFIX, id) || !model) {
     fprintf(stderr, "chat_store: not a chat completion (id %s), not stored\n",
             id ? id : "missing");
     return -1;
   }
-  snprintf(o.id, sizeof o.id, "%s", id);
-  snprintf(o.filter, sizeof o.filter, "%s", model);
-  o.created_at = json_is_integer(created) ? json_integer_value(created)
-                                          : (long long)time(NULL);
-  o.data = json_deep_copy(completion);
-  o.internal = json_pack("{s:I}", "messages",
-                         (json_int_t)json_array_size(request_messages));
-  if (o.data)
-    json_object_set_new(o.data, "metadata",
-                        json_is_object(metadata) ? json_deep_copy(metadata)
-                                                 : json_object());
-  int rc = o.data && o.internal &&
-                   save_messages(ctx->store, project, id, o.created_at,
-                                 request_messages) == 0
-               ? store_put(ctx->store, project, KIND_COMPLETION, &o)
-               : STORE_ERROR;
-  store_obj_clear(&o);
+  /* One transaction: the messages, then the completion (the invariant at
+   * the top holds even across a crash). */
+  size_t n = json_array_size(request_messages);
+  store_obj *objs = calloc(n + 1, sizeof *objs);
+  const char **kinds = calloc(n + 1, sizeof *kinds);
+  int rc = STORE_ERROR;
+  if (objs && kinds &&
+      completion_obj(completion, id, model, metadata, n, &objs[n]) == 0 &&
+      message_objs(id, objs[n].created_at, request_messages, objs, kinds) ==
+          0) {
+    kinds[n] = KIND_COMPLETION;
+    rc = store_put_many(ctx->store, project, n + 1, kinds, objs);
+  }
+  for (size_t i = 0; objs && i <= n; i++)
+    store_obj_clear(&objs[i]);
+  free(objs);
+  free(kinds);
   if (rc != STORE_OK)
     fprintf(stderr, "chat_store: could not store chat completion %s\n", id);
   return rc == STORE_OK ? 0 : -1;

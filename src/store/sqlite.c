@@ -711,11 +711,9 @@ static int bind_obj(sqlite3_stmt *st, const char *project, const char *kind,
   return STORE_OK;
 }
 
-static int write_obj(store *s, const char *sql, const char *project,
-                     const char *kind, const store_obj *o) {
-  sqlite3 *db = conn_get(s);
-  if (!db)
-    return STORE_ERROR;
+/* Runs the insert/upsert sql for o on db. */
+static int write_on(sqlite3 *db, const char *sql, const char *project,
+                    const char *kind, const store_obj *o) {
   sqlite3_stmt *st = prep(db, sql);
   int rc = STORE_ERROR;
   if (st && bind_obj(st, project, kind, o) == STORE_OK) {
@@ -726,6 +724,15 @@ static int write_obj(store *s, const char *sql, const char *project,
   } else {
     release(st);
   }
+  return rc;
+}
+
+static int write_obj(store *s, const char *sql, const char *project,
+                     const char *kind, const store_obj *o) {
+  sqlite3 *db = conn_get(s);
+  if (!db)
+    return STORE_ERROR;
+  int rc = write_on(db, sql, project, kind, o);
   conn_put(s, db);
   return rc;
 }
@@ -739,16 +746,33 @@ int store_insert(store *s, const char *project, const char *kind,
   return write_obj(s, INSERT_OBJ, project, kind, o);
 }
 
+#define UPSERT_OBJ                                                             \
+  INSERT_OBJ " ON CONFLICT (kind, id) DO UPDATE SET "                          \
+             "filter = excluded.filter, "                                      \
+             "expires_at = excluded.expires_at, "                              \
+             "data = excluded.data, "                                          \
+             "internal = excluded.internal "                                   \
+             "WHERE objects.project_id = excluded.project_id"
+
 int store_put(store *s, const char *project, const char *kind,
               const store_obj *o) {
-  return write_obj(s,
-                   INSERT_OBJ " ON CONFLICT (kind, id) DO UPDATE SET "
-                              "filter = excluded.filter, "
-                              "expires_at = excluded.expires_at, "
-                              "data = excluded.data, "
-                              "internal = excluded.internal "
-                              "WHERE objects.project_id = excluded.project_id",
-                   project, kind, o);
+  return write_obj(s, UPSERT_OBJ, project, kind, o);
+}
+
+int store_put_many(store *s, const char *project, size_t n,
+                   const char *const *kinds, const store_obj *objs) {
+  sqlite3 *db = conn_get(s);
+  if (!db)
+    return STORE_ERROR;
+  int rc = exec(db, "BEGIN IMMEDIATE");
+  for (size_t i = 0; rc == STORE_OK && i < n; i++)
+    rc = write_on(db, UPSERT_OBJ, project, kinds[i], &objs[i]);
+  if (rc == STORE_OK)
+    rc = exec(db, "COMMIT");
+  if (rc != STORE_OK)
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+  conn_put(s, db);
+  return rc;
 }
 
 /* Reads the object (project, kind, id) on db into *out. */

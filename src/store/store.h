@@ -110,6 +110,11 @@ void store_obj_clear(store_obj *o);
  * caller (references are not stolen). */
 int store_put(store *s, const char *project, const char *kind,
               const store_obj *o);
+/* store_put of objs[i] as kinds[i], for i < n, in one transaction: all are
+ * written or none (the first failure's code is returned, e.g. STORE_EXISTS
+ * for an id another project holds). One commit instead of n. */
+int store_put_many(store *s, const char *project, size_t n,
+                   const char *const *kinds, const store_obj *objs);
 /* Like store_put but only inserts: STORE_EXISTS if the id is taken. */
 int store_insert(store *s, const char *project, const char *kind,
                  const store_obj *o);

@@ -1,7 +1,7 @@
 /* Unit tests for store/sqlite.c: CRUD, replace, update, isolation between
  * projects, migrations across re-open, projects, keys, iteration, expiry
- * queries, filtered pagination (store_list_match) and concurrent use from
- * several threads. */
+ * queries, filtered pagination (store_list_match), batched writes
+ * (store_put_many) and concurrent use from several threads. */
 #include <ftw.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -467,6 +467,41 @@ static void test_list_contains(void) {
   cleanup(s, dir);
 }
 
+static void test_put_many(void) {
+  char dir[64];
+  store *s = open_tmp(dir);
+  if (!s) {
+    CHECK(0);
+    return;
+  }
+  const char *A = store_default_project(s);
+  store_project pb;
+  CHECK_INT(store_project_create(s, "b", &pb), STORE_OK);
+  store_obj objs[3] = {mk("pm_1", 5, "f"), mk("pm_2", 5, "f"),
+                       mk("pm_3", 5, NULL)};
+  const char *kinds[3] = {"thing", "thing", "other"};
+  CHECK_INT(store_put_many(s, A, 3, kinds, objs), STORE_OK);
+  store_obj g;
+  CHECK_INT(store_get(s, A, "other", "pm_3", &g), STORE_OK);
+  store_obj_clear(&g);
+  /* Again: an upsert, each keeps its place. */
+  json_object_set_new(objs[0].data, "v", json_integer(2));
+  CHECK_INT(store_put_many(s, A, 3, kinds, objs), STORE_OK);
+  CHECK_INT(store_get(s, A, "thing", "pm_1", &g), STORE_OK);
+  CHECK_INT(json_integer_value(json_object_get(g.data, "v")), 2);
+  store_obj_clear(&g);
+  /* In B, pm_2 is A's id: nothing at all is written. */
+  store_obj fresh[2] = {mk("pm_new", 6, NULL), mk("pm_2", 6, NULL)};
+  CHECK_INT(store_put_many(s, pb.id, 2, kinds, fresh), STORE_EXISTS);
+  CHECK_INT(store_get(s, pb.id, "thing", "pm_new", &g), STORE_NOT_FOUND);
+  CHECK_INT(store_put_many(s, pb.id, 0, kinds, fresh), STORE_OK);
+  for (int i = 0; i < 3; i++)
+    store_obj_clear(&objs[i]);
+  for (int i = 0; i < 2; i++)
+    store_obj_clear(&fresh[i]);
+  cleanup(s, dir);
+}
+
 static void test_concurrent_threads(void) {
   char dir[64];
   store *s = open_tmp(dir);
@@ -544,6 +579,7 @@ int main(void) {
   RUN(test_each_and_expired);
   RUN(test_list_match);
   RUN(test_list_contains);
+  RUN(test_put_many);
   RUN(test_concurrent_threads);
   RUN(test_open_errors);
   RUN(test_newer_schema_is_refused);
