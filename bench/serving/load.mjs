@@ -6,7 +6,7 @@
 //   node bench/serving/load.mjs ttft --base URL --key K --model M
 //        [--prompt-tokens 64] [--n 10] [--tag STR]
 //     1 client, n requests one after another, each with a unique prompt
-//     (a nonce first, so no prefix is cached) and max_tokens 1 at
+//     (a random word first, so only the template's opening can be cached) and max_tokens 1 at
 //     temperature 0: time from writing the request to the first chunk that
 //     carries content (or, if the first token yields no text, a
 //     finish_reason). Reports every sample, prompt_tokens and cached_tokens
@@ -14,21 +14,24 @@
 //
 //   node bench/serving/load.mjs load --base URL --key K --model M
 //        [--clients 1] [--requests 2] [--max-tokens 128] [--prompt-tokens 32]
+//        [--temperature 1]
 //     C clients at once, each R streaming requests back to back
-//     (temperature 1, a seed per request, ignore_eos where the server takes
+//     (a seed per request, ignore_eos where the server takes
 //     it). tok_s = completion tokens (usage) / wall time of the whole load;
 //     decode_tok_s = content chunks arriving while all C clients are past
 //     their first token and none has finished its last request, per second,
 //     scaled by tokens/chunk (steady-state decode with C sequences).
 //
-// Either mode: --no-ignore-eos never sends the extension field.
+// Either mode: prompts of about --prompt-tokens tokens (template included;
+// words per prompt calibrated by two short requests first); usage reports
+// the exact count. --no-ignore-eos never sends the extension field.
 import http from 'node:http';
 
 const argv = process.argv.slice(2);
 const mode = argv[0];
 const opt = {
   base: 'http://127.0.0.1:8080', key: '', model: '', n: 10, clients: 1, requests: 2,
-  'max-tokens': 128, 'prompt-tokens': 0, tag: '', 'ignore-eos': true, timeout: 300,
+  'max-tokens': 128, 'prompt-tokens': 0, tag: '', 'ignore-eos': true, timeout: 300, temperature: 1,
 };
 for (let i = 1; i < argv.length; i++) {
   const a = argv[i];
@@ -57,19 +60,28 @@ const WORDS = ('the of and to in is was for on that with as by at from his her t
   + 'have one all were they she which you their will there been has more when can who out what about '
   + 'into time would some only other two them these first new also may than after over most between '
   + 'where year years made world during city people state well used through under back being three').split(' ');
-let rng = 0x2545f491;
+// Seeded per process, so no two runs send the same prompts (no cache hits).
+let rng = ((Date.now() ^ (process.pid * 2654435761)) >>> 0) | 1;
 function rand() { rng ^= rng << 13; rng ^= rng >>> 17; rng ^= rng << 5; return (rng >>> 0) / 4294967296; }
 function words(n) {
   const out = [];
   for (let i = 0; i < n; i++) out.push(WORDS[Math.floor(rand() * WORDS.length)]);
   return out.join(' ');
 }
-let nonce = Date.now() % 100000;
-// A unique user message of ~tokens tokens: the nonce comes first, so a
-// prompt shares only the template's opening with any earlier one.
-function prompt(tokens) {
-  nonce++;
-  return `${nonce} ${words(Math.max(1, tokens - 12))}`;
+// A unique user message of w words: a random word first, so a prompt shares
+// only the template's opening with any earlier one.
+function prompt(w) {
+  return `${Math.floor(rand() * 1e9).toString(36)} ${words(w)}`;
+}
+// Words per prompt for about `tokens` prompt tokens (template included),
+// from two probe requests (max_tokens 1): tokens = base + slope x words.
+async function calibrate(tokens) {
+  const probe = async (w) => (await send({
+    messages: [{ role: 'user', content: prompt(w) }], max_tokens: 1, temperature: 0,
+  })).usage.prompt_tokens;
+  const p1 = await probe(8), p2 = await probe(40);
+  const slope = Math.max(0.1, (p2 - p1) / 32), base = p1 - 8 * slope;
+  return Math.max(1, Math.round((tokens - base) / slope));
 }
 
 // One streaming request. Resolves {status, error, t_sent, t_first, t_last,
@@ -171,11 +183,12 @@ const median = (v) => {
 const round3 = (x) => Math.round(x * 1000) / 1000;
 
 async function ttft() {
+  const w = await calibrate(opt['prompt-tokens']);
   const samples = [];
   let prompt_tokens = 0, cached = 0;
   for (let i = 0; i < opt.n; i++) {
     const r = await send({
-      messages: [{ role: 'user', content: prompt(opt['prompt-tokens']) }],
+      messages: [{ role: 'user', content: prompt(w) }],
       max_tokens: 1, temperature: 0,
     });
     samples.push(round3(r.t_first - r.t_sent));
@@ -191,6 +204,7 @@ async function ttft() {
 
 async function load() {
   const C = opt.clients, R = opt.requests;
+  const w = await calibrate(opt['prompt-tokens']);
   const perClient = [];
   const t0 = now();
   let seed = 1;
@@ -198,8 +212,8 @@ async function load() {
     const mine = [];
     for (let k = 0; k < R; k++) {
       mine.push(await send({
-        messages: [{ role: 'user', content: prompt(opt['prompt-tokens']) }],
-        max_tokens: opt['max-tokens'], temperature: 1, seed: seed++,
+        messages: [{ role: 'user', content: prompt(w) }],
+        max_tokens: opt['max-tokens'], temperature: opt.temperature, seed: seed++,
       }));
     }
     perClient[c] = mine;
