@@ -211,6 +211,22 @@ suite('stored', { setup, keys: { a: { project: 'alpha' }, b: { project: 'beta' }
     await expectApiError(t.client.chat.completions.messages.list(c.id, { after: `${other.id}-0` }), { status: 400, param: 'after' });
   });
 
+  test('messages keep tool calls and tool results', async (t) => {
+    const call = { id: 'call_1', type: 'function', function: { name: 'lookup', arguments: '{"q":"x"}' } };
+    const messages = [
+      { role: 'user', content: 'look it up' },
+      { role: 'assistant', content: null, tool_calls: [call] },
+      { role: 'tool', tool_call_id: 'call_1', content: '42' },
+    ];
+    const c = await create(t.client, { tag: 'tools', messages });
+    const all = await collect(t.client.chat.completions.messages.list(c.id));
+    assert.deepEqual(all.map((m) => m.role), ['user', 'assistant', 'tool']);
+    assert.equal(all[1].content, null);
+    assert.deepEqual(all[1].tool_calls, [call]);
+    assert.equal(all[2].tool_call_id, 'call_1');
+    assert.equal(all[2].content, '42');
+  });
+
   test('bad list parameters are 400s naming them', async (t) => {
     await expectApiError(t.client.chat.completions.list({ limit: 0 }), { status: 400, param: 'limit' });
     await expectApiError(t.client.chat.completions.list({ limit: 101 }), { status: 400, param: 'limit' });
