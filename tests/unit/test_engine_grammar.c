@@ -13,7 +13,9 @@
 
 #include "engine/engine.h"
 #include "engine/fixture.h"
+#include "engine/gguf.h"
 #include "engine/grammar.h"
+#include "engine/tokenizer.h"
 #include "t.h"
 
 /* ---- a byte vocabulary: token b < 256 is byte b, 256 is EOG ---- */
@@ -532,7 +534,68 @@ static void test_random_bytes_budgets(void) {
   grammar_vocab_free(v);
 }
 
-/* ---- random generations over fixture vocabularies ---- */
+/* ---- random generations over fixture and real vocabularies ---- */
+
+/* Every token's bytes and EOG flag, from a model or a tokenizer. */
+typedef struct {
+  int n;
+  char **pieces;
+  int *lens;
+  uint8_t *eog;
+  int32_t byte_tok[256]; /* a token that is exactly that byte, or -1 */
+} tokset;
+
+static void tokset_free(tokset *ts) {
+  for (int i = 0; ts->pieces && i < ts->n; i++)
+    free(ts->pieces[i]);
+  free(ts->pieces);
+  free(ts->lens);
+  free(ts->eog);
+  memset(ts, 0, sizeof *ts);
+}
+
+static int tokset_alloc(tokset *ts, int n) {
+  memset(ts, 0, sizeof *ts);
+  ts->n = n;
+  ts->pieces = calloc((size_t)n, sizeof *ts->pieces);
+  ts->lens = calloc((size_t)n, sizeof *ts->lens);
+  ts->eog = calloc((size_t)n, 1);
+  memset(ts->byte_tok, -1, sizeof ts->byte_tok);
+  return ts->pieces && ts->lens && ts->eog ? 0 : -1;
+}
+
+static void tokset_set(tokset *ts, int t, const char *p, int n, int eog) {
+  ts->eog[t] = (uint8_t)(eog != 0);
+  if (n <= 0)
+    return;
+  ts->pieces[t] = malloc((size_t)n);
+  memcpy(ts->pieces[t], p, (size_t)n);
+  ts->lens[t] = n;
+  if (n == 1 && ts->byte_tok[(uint8_t)p[0]] < 0)
+    ts->byte_tok[(uint8_t)p[0]] = t;
+}
+
+static int tokset_from_model(tokset *ts, const eng_model *m) {
+  if (tokset_alloc(ts, eng_model_n_vocab(m)))
+    return -1;
+  char buf[1024];
+  for (int t = 0; t < ts->n; t++) {
+    int n = eng_token_piece(m, t, 0, buf, sizeof buf);
+    tokset_set(ts, t, buf, n, eng_token_is_eog(m, t));
+  }
+  return 0;
+}
+
+static int tokset_from_tok(tokset *ts, const tok_vocab *tv) {
+  if (tokset_alloc(ts, tok_n_vocab(tv)))
+    return -1;
+  char buf[1024];
+  for (int t = 0; t < ts->n; t++) {
+    int n = tok_piece(tv, t, 0, 0, buf, sizeof buf);
+    tokset_set(ts, t, buf, n, tok_is_eog(tv, t));
+  }
+  return 0;
+}
 
 /* A fixture model with the preset's vocabulary and a tiny body. */
 static eng_model *load_vocab_fixture(const char *preset) {
@@ -569,8 +632,9 @@ typedef struct {
 
 /* One random generation with max_tokens = budget: uniform random logits,
  * masked, argmax. Checks the output parses as an object within budget. */
-static int generate(const eng_model *m, const grammar_vocab *v, float *logits,
-                    int nv, int budget, uint64_t seed, timing *tm) {
+static int generate(const tokset *ts, const grammar_vocab *v, float *logits,
+                    int budget, uint64_t seed, timing *tm) {
+  int nv = ts->n;
   grammar *g = grammar_new_json_object(v);
   size_t cap = 1 << 16, len = 0;
   char *text = malloc(cap);
@@ -604,15 +668,14 @@ static int generate(const eng_model *m, const grammar_vocab *v, float *logits,
       ok = 0;
       break;
     }
-    if (eng_token_is_eog(m, best)) {
+    if (ts->eog[best]) {
       ended = 1;
       break;
     }
-    char piece[1024];
-    int n = eng_token_piece(m, best, 0, piece, sizeof piece);
-    if (n > 0 && len + (size_t)n < cap) {
-      memcpy(text + len, piece, (size_t)n);
-      len += (size_t)n;
+    size_t n = (size_t)ts->lens[best];
+    if (len + n < cap) {
+      memcpy(text + len, ts->pieces[best], n);
+      len += n;
     }
   }
   text[len] = 0;
@@ -631,57 +694,33 @@ static int generate(const eng_model *m, const grammar_vocab *v, float *logits,
   return ok;
 }
 
-static void random_generations(const char *preset, int seeds) {
-  eng_model *m = load_vocab_fixture(preset);
-  if (!m) {
-    CHECKF(0, "no fixture %s", preset);
-    return;
-  }
-  double t0 = now_us();
-  grammar_vocab *v = grammar_vocab_new(m);
-  double build_ms = (now_us() - t0) / 1e3;
-  CHECK(v != NULL);
-  int nv = eng_model_n_vocab(m);
-  float *logits = malloc((size_t)nv * sizeof *logits);
+/* Random generations with budgets 8, 16, 64, 200 over ts. */
+static void random_generations(const char *name, const tokset *ts,
+                               const grammar_vocab *v, int seeds) {
+  float *logits = malloc((size_t)ts->n * sizeof *logits);
   static const int budgets[] = {8, 16, 64, 200};
   timing tm = {0};
   int fails = 0;
   for (size_t b = 0; b < sizeof budgets / sizeof *budgets; b++)
     for (int s = 1; s <= seeds && fails < 3; s++)
       fails +=
-          !generate(m, v, logits, nv, budgets[b], (uint64_t)s * 7919 + b, &tm);
-  printf("  grammar %s (%d tokens): vocab built in %.1f ms; apply mean %.1f "
-         "us, max %.1f us over %ld calls\n",
-         preset, nv, build_ms, tm.us_total / (double)tm.calls, tm.us_max,
-         tm.calls);
+          !generate(ts, v, logits, budgets[b], (uint64_t)s * 7919 + b, &tm);
+  printf("  grammar %s (%d tokens): random generations: apply mean %.1f us, "
+         "max %.1f us over %ld calls\n",
+         name, ts->n, tm.us_total / (double)tm.calls, tm.us_max, tm.calls);
   free(logits);
-  grammar_vocab_free(v);
-  eng_model_free(m);
 }
 
-static void test_random_tiny_spm(void) {
-  random_generations("tiny-llama", 60);
-}
-static void test_random_tiny_bpe(void) {
-  random_generations("tiny-qwen2", 60);
-}
-static void test_random_smollm2(void) {
-  random_generations("smollm2-135m", 25);
-}
-static void test_random_qwen25(void) {
-  random_generations("qwen2.5-0.5b", 10);
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
 }
 
-/* Apply cost per state kind on the big vocabularies (printed only). */
-static void time_states(const char *preset) {
-  eng_model *m = load_vocab_fixture(preset);
-  if (!m) {
-    CHECKF(0, "no fixture %s", preset);
-    return;
-  }
-  grammar_vocab *v = grammar_vocab_new(m);
-  int nv = eng_model_n_vocab(m);
-  float *logits = malloc((size_t)nv * sizeof *logits);
+/* Median apply cost in a few states (printed only): the prefix is fed as
+ * single-byte tokens. */
+static void time_states(const char *name, const tokset *ts,
+                        const grammar_vocab *v) {
+  float *logits = calloc((size_t)ts->n, sizeof *logits);
   static const struct {
     const char *name, *prefix;
   } states[] = {{"start", ""},
@@ -690,33 +729,129 @@ static void time_states(const char *preset) {
                 {"after-value", "{\"a\":1"},
                 {"number", "{\"a\":12"},
                 {"value", "{\"a\":"}};
-  printf("  grammar_apply on %s (%d tokens):", preset, nv);
+  printf("  grammar_apply on %s (%d tokens):", name, ts->n);
   for (size_t i = 0; i < sizeof states / sizeof *states; i++) {
     grammar *g = grammar_new_json_object(v);
-    int32_t toks[64];
-    int n = eng_tokenize(m, states[i].prefix, strlen(states[i].prefix), 0, 0,
-                         toks, 64);
     int fed = 1;
-    for (int k = 0; k < n; k++)
-      fed &= grammar_accept(g, toks[k]) == 0;
+    for (const char *p = states[i].prefix; *p; p++)
+      fed &= grammar_accept(g, ts->byte_tok[(uint8_t)*p]) == 0;
     CHECKF(fed, "prefix %s refused", states[i].prefix);
-    int reps = 200;
-    double t0 = now_us();
-    for (int r = 0; r < reps; r++) {
-      CHECK(grammar_apply(g, logits, nv, 100) >= 1);
+    enum { REPS = 201 };
+    double us[REPS];
+    for (int r = 0; r < REPS; r++) {
+      double t0 = now_us();
+      CHECK(grammar_apply(g, logits, ts->n, 100) >= 1);
+      us[r] = now_us() - t0;
     }
-    printf(" %s %.1f us;", states[i].name, (now_us() - t0) / reps);
+    qsort(us, REPS, sizeof *us, cmp_double);
+    printf(" %s %.1f us;", states[i].name, us[REPS / 2]);
     grammar_free(g);
   }
   printf("\n");
   free(logits);
+}
+
+/* A fixture preset's vocabulary, through grammar_vocab_new(model). */
+static void fixture_case(const char *preset, int seeds, int timed) {
+  eng_model *m = load_vocab_fixture(preset);
+  if (!m) {
+    CHECKF(0, "no fixture %s", preset);
+    return;
+  }
+  double t0 = now_us();
+  grammar_vocab *v = grammar_vocab_new(m);
+  double build_ms = (now_us() - t0) / 1e3;
+  tokset ts;
+  CHECK(v != NULL);
+  if (v && tokset_from_model(&ts, m) == 0) {
+    printf("  grammar %s: vocabulary built in %.1f ms\n", preset, build_ms);
+    random_generations(preset, &ts, v, seeds);
+    if (timed)
+      time_states(preset, &ts, v);
+  }
+  tokset_free(&ts);
   grammar_vocab_free(v);
   eng_model_free(m);
 }
 
-static void test_timing(void) {
-  time_states("smollm2-135m");
-  time_states("qwen2.5-0.5b");
+static void test_random_tiny_spm(void) {
+  fixture_case("tiny-llama", 60, 0);
+}
+static void test_random_tiny_bpe(void) {
+  fixture_case("tiny-qwen2", 60, 0);
+}
+static void test_random_smollm2(void) {
+  fixture_case("smollm2-135m", 25, 1);
+}
+static void test_random_qwen25(void) {
+  fixture_case("qwen2.5-0.5b", 10, 1);
+}
+
+/* Opens a ../shared tokenizer vocabulary (gunzipping *.gz to a temp file). */
+static tok_vocab *open_shared_vocab(const char *name) {
+  const char *sh = t_shared_dir();
+  if (!sh)
+    return NULL;
+  char path[512], tmp[64] = "", why[256] = "";
+  snprintf(path, sizeof path, "%s/testdata/tokenizers/ggml-vocab-%s.gguf", sh,
+           name);
+  const char *p = path;
+  if (access(path, R_OK) != 0) {
+    snprintf(tmp, sizeof tmp, "/tmp/hearth-grammar-%d.gguf", (int)getpid());
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "gzip -dc '%s.gz' > '%s' 2>/dev/null", path, tmp);
+    if (system(cmd) != 0) {
+      unlink(tmp);
+      return NULL;
+    }
+    p = tmp;
+  }
+  gguf_file *g = NULL;
+  tok_vocab *v = NULL;
+  if (gguf_open(p, &g, why, sizeof why) == 0) {
+    if (tok_load(g, &v, why, sizeof why))
+      fprintf(stderr, "  %s: %s\n", name, why);
+    gguf_close(g);
+  }
+  if (*tmp)
+    unlink(tmp);
+  return v;
+}
+
+/* The real vocabularies of ../shared (llama.cpp's tokenizer test files):
+ * SentencePiece with byte fallback, GPT-2/Llama-3/Qwen2 byte-level BPE. */
+static void test_real_vocabularies(void) {
+  if (!t_shared_dir())
+    SKIP("../shared absent (no real vocabularies)");
+  static const char *const names[] = {"llama-spm", "phi-3", "gpt-2",
+                                      "llama-bpe", "qwen2"};
+  int done = 0;
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+    tok_vocab *tv = open_shared_vocab(names[i]);
+    if (!tv) {
+      printf("  grammar: vocabulary %s not found\n", names[i]);
+      continue;
+    }
+    tokset ts;
+    if (tokset_from_tok(&ts, tv) == 0) {
+      double t0 = now_us();
+      grammar_vocab *v = grammar_vocab_new_pieces(
+          ts.n, (const char *const *)ts.pieces, ts.lens, ts.eog);
+      printf("  grammar %s: vocabulary built in %.1f ms\n", names[i],
+             (now_us() - t0) / 1e3);
+      CHECK(v != NULL);
+      if (v) {
+        random_generations(names[i], &ts, v, 8);
+        time_states(names[i], &ts, v);
+        done++;
+      }
+      grammar_vocab_free(v);
+    }
+    tokset_free(&ts);
+    tok_free(tv);
+  }
+  if (!done)
+    SKIP("no vocabulary in ../shared/testdata/tokenizers");
 }
 
 int main(void) {
@@ -736,6 +871,6 @@ int main(void) {
   RUN(test_random_tiny_bpe);
   RUN(test_random_smollm2);
   RUN(test_random_qwen25);
-  RUN(test_timing);
+  RUN(test_real_vocabularies);
   T_MAIN_END();
 }
