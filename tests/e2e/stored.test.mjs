@@ -72,6 +72,28 @@ suite('stored', { setup, keys: { a: { project: 'alpha' }, b: { project: 'beta' }
     assert.deepEqual(g.metadata, { test: 'stream' });
   });
 
+  test('n = 2: both choices are stored', async (t) => {
+    const c = await t.client.chat.completions.create({
+      model: 'tiny', messages: HI, store: true, n: 2, max_completion_tokens: 3, metadata: { test: 'n2' },
+    });
+    assert.equal(c.choices.length, 2);
+    const g = await t.client.chat.completions.retrieve(c.id);
+    assert.deepEqual(g.choices, c.choices);
+    assert.equal((await collect(t.client.chat.completions.messages.list(c.id))).length, 1);
+  });
+
+  test('many stored at once (concurrent clients): every one is listed with its own messages', async (t) => {
+    const made = await Promise.all(Array.from({ length: 8 }, (_, i) =>
+      create(t.client, { tag: 'concurrent', metadata: { i: String(i) }, messages: [{ role: 'user', content: `question ${i}` }] })));
+    const listed = await collect(t.client.chat.completions.list({ metadata: { test: 'concurrent' }, limit: 3 }));
+    assert.deepEqual(new Set(ids(listed)), new Set(ids(made)));
+    assert.equal(listed.length, 8, 'no duplicates across pages');
+    for (const c of listed) {
+      const [m] = await collect(t.client.chat.completions.messages.list(c.id));
+      assert.equal(m.content, `question ${c.metadata.i}`);
+    }
+  });
+
   test('without store (or store: false) nothing is stored', async (t) => {
     for (const store of [false, undefined]) {
       const c = await create(t.client, { tag: 'nostore', store });
