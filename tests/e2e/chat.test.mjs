@@ -11,22 +11,44 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { suite, INVALID } from './lib/harness.mjs';
-import { hearth } from './lib/server.mjs';
+import { hearth, REPO } from './lib/server.mjs';
+import { sharedDir } from './lib/spec.mjs';
 import { assert, expectApiError, expectErrorBody } from './lib/util.mjs';
 
 const MODEL = 'smol'; // smollm2-135m shape, Q8_0
 const TINY = 'tiny'; // tiny-qwen2: 512-token training context
 const USER = [{ role: 'user', content: 'Tell me a story' }];
 
-async function fixture(dataDir, name, preset) {
+// Real chat templates from ../shared/testdata/templates (when present),
+// with their expected renderings (goldens.json).
+const TEMPLATES = (() => {
+  const d = sharedDir(REPO);
+  return d && fs.existsSync(path.join(d, 'testdata', 'templates', 'goldens.json')) ? path.join(d, 'testdata', 'templates') : null;
+})();
+
+function golden(file, id) {
+  const g = JSON.parse(fs.readFileSync(path.join(TEMPLATES, 'goldens.json'), 'utf8'));
+  return g.templates.find((x) => x.file === file).cases.find((c) => c.id === id);
+}
+
+async function fixture(dataDir, name, preset, template) {
   fs.mkdirSync(path.join(dataDir, 'models'), { recursive: true });
-  const r = await hearth(['fixture', '--out', path.join(dataDir, 'models', `${name}.gguf`), '--preset', preset], { timeoutMs: 60000 });
+  const args = ['fixture', '--out', path.join(dataDir, 'models', `${name}.gguf`), '--preset', preset];
+  if (template) args.push('--chat-template', path.join(TEMPLATES, template));
+  const r = await hearth(args, { timeoutMs: 60000 });
   if (r.code !== 0) throw new Error(`hearth fixture ${preset}: ${r.stderr.slice(-400)}`);
 }
+
+const LLAMA31 = 'meta-llama-Llama-3.1-8B-Instruct.jinja';
+const GEMMA2 = 'google-gemma-2-2b-it.jinja';
 
 async function setup(dataDir) {
   await fixture(dataDir, MODEL, 'smollm2-135m');
   await fixture(dataDir, TINY, 'tiny-qwen2');
+  if (TEMPLATES) {
+    await fixture(dataDir, 'llama31', 'tiny-llama-bpe', LLAMA31);
+    await fixture(dataDir, 'gemma2', 'tiny-llama', GEMMA2);
+  }
 }
 
 // Validates a streamed chunk against the spec (recorded on the test). The
@@ -72,14 +94,19 @@ async function streamed(t, body, opts) {
   return out;
 }
 
-// Prompt tokens of a ChatML conversation as `hearth generate` counts them
-// (same tokenizer, special tokens parsed, no BOS: qwen2/smollm add none).
-async function cliPromptTokens(dataDir, model, messages) {
-  const text = messages.map((m) => `<|im_start|>${m.role}\n${m.content}<|im_end|>\n`).join('') + '<|im_start|>assistant\n';
+// Tokens of a prompt text as `hearth generate` counts them (same
+// tokenizer, special tokens parsed, no BOS added).
+async function cliTokens(dataDir, model, text) {
   const r = await hearth(['generate', '--model', path.join(dataDir, 'models', `${model}.gguf`), '--prompt', text, '--max-tokens', '1', '--temperature', '0', '--raw', '--threads', '1']);
   const m = /prompt: (\d+) tokens/.exec(r.stderr + r.stdout);
   if (!m) throw new Error(`hearth generate: no prompt count in ${r.stderr.slice(-300)}`);
   return Number(m[1]);
+}
+
+// The same for a conversation in ChatML (the fixtures' template).
+function cliPromptTokens(dataDir, model, messages) {
+  const text = messages.map((m) => `<|im_start|>${m.role}\n${m.content}<|im_end|>\n`).join('') + '<|im_start|>assistant\n';
+  return cliTokens(dataDir, model, text);
 }
 
 const greedy = (extra = {}) => ({ model: MODEL, messages: USER, temperature: 0, max_tokens: 20, ignore_eos: true, ...extra });
@@ -306,6 +333,57 @@ suite('chat', { setup, server: { extraArgs: ['--alias', 'gpt-4o-mini=smol', '--p
     const n = await t.client.chat.completions.create({ model: MODEL, messages: USER, max_tokens: 1 });
     await expectApiError(t.client.chat.completions.retrieve(n.id), { status: 404 });
   });
+
+  test('a real template (Llama 3.1): the prompt is its golden rendering, BOS once', async (t) => {
+    if (!TEMPLATES) t.skip('no ../shared/testdata/templates');
+    for (const id of ['a_user', 'b_system_user', 'c_multi_turn']) {
+      const g = golden(LLAMA31, id);
+      const want = await cliTokens(t.server.dataDir, 'llama31', g.expected);
+      const r = await t.client.chat.completions.create({ model: 'llama31', messages: g.input.messages, max_tokens: 1 });
+      assert.equal(r.usage.prompt_tokens, want, `${id}: prompt tokens of the golden rendering`);
+    }
+  });
+
+  test("a template's raise_exception is a 400 with its message", async (t) => {
+    if (!TEMPLATES) t.skip('no ../shared/testdata/templates');
+    const e = await expectApiError(t.client.chat.completions.create({ model: 'gemma2', messages: [{ role: 'user', content: 'a' }, { role: 'user', content: 'b' }], max_tokens: 1 }), { status: 400, type: 'invalid_request_error', param: 'messages' });
+    assert.equal(e.error.message, 'Conversation roles must alternate user/assistant/user/assistant/...');
+    const ok = await t.client.chat.completions.create({ model: 'gemma2', messages: [{ role: 'user', content: 'a' }], max_tokens: 1 });
+    assert.equal(ok.choices.length, 1);
+  });
+
+  // Batched and lone forward passes round differently (other kernels for
+  // several rows), so on a random-weight model two near-tied tokens may
+  // swap: the texts must agree up to a place where the lone run's two best
+  // tokens were within 0.1 nats, and there the batched run took the second.
+  // A sequence reading another's KV (or a wrong position) diverges at once
+  // and by far more.
+  test('many clients at once: batched greedy text equals each one alone up to near-ties; leavers do not disturb', async (t) => {
+    const prompts = ['Tell me a story', 'Name three colors', 'What is 2+2?', 'Write a haiku', 'Say hi', 'List some fruit'];
+    const body = (p) => greedy({ messages: [{ role: 'user', content: p }], max_tokens: 16, logprobs: true, top_logprobs: 2 });
+    const alone = [];
+    for (const p of prompts) alone.push((await t.client.chat.completions.create(body(p), EXT)).choices[0].logprobs.content);
+    const leavers = prompts.slice(0, 3).map(async (p) => {
+      const ac = new AbortController();
+      const st = await t.client.chat.completions.create({ ...body(p), max_tokens: 400, stream: true }, { ...EXT, signal: ac.signal });
+      let n = 0;
+      try {
+        for await (const c of st) if (++n === 4) ac.abort();
+      } catch { /* aborted */ }
+    });
+    const together = await Promise.all([...prompts.map((p) => streamed(t, body(p), EXT)), ...leavers]);
+    let exact = 0;
+    prompts.forEach((p, i) => {
+      const a = alone[i], b = together[i].logprobs[0];
+      assert.equal(b.length, 16, `"${p}": 16 tokens`);
+      const k = a.findIndex((x, j) => x.token !== b[j].token);
+      if (k < 0) return exact++;
+      const gap = a[k].top_logprobs[0].logprob - a[k].top_logprobs[1].logprob;
+      assert.ok(gap < 0.1 && b[k].token === a[k].top_logprobs[1].token,
+        `"${p}": batched text left the lone one at token ${k} (${JSON.stringify(b[k].token)} for ${JSON.stringify(a[k].token)}), where the lone run's margin was ${gap.toFixed(4)}`);
+    });
+    t.note(`${exact}/${prompts.length} batched texts identical to the lone ones`);
+  }, { timeoutMs: 90000 });
 
   // ---- errors
 
