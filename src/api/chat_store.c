@@ -219,11 +219,12 @@ static int collect_metadata(void *cls, const char *key, const char *value) {
   char *k = strndup(key + 9, n - 10);
   json_t *v = json_string(value);
   /* Keys and values that are not UTF-8 are refused, not ignored. */
-  if (!k || !v || json_object_set_new(f->meta, k, v) < 0)
+  if (!k || !v) {
+    json_decref(v);
     f->bad = 1;
-  else
-    v = NULL;
-  json_decref(v);
+  } else if (json_object_set_new(f->meta, k, v) < 0) { /* took v */
+    f->bad = 1;
+  }
   free(k);
   return f->bad;
 }
