@@ -54,13 +54,14 @@ typedef enum sched_finish {
 } sched_finish;
 
 typedef struct sched_params {
-  int n_slots;   /* sequences decoded together (default 16) */
+  int n_slots;   /* sequences decoded together (default 16, 1..64) */
   int n_ctx_seq; /* most tokens (prompt + output) of one sequence
-                    (default min(n_ctx_train, 4096)) */
-  int n_kv;      /* KV cells in all (default n_ctx_seq * 4, at least
-                    n_ctx_seq, at most n_ctx_seq * n_slots) */
-  int n_batch;   /* most tokens per forward pass (default 512); prompt
-                    prefill is chunked so generating sequences keep going */
+                    (0 = default: min(n_ctx_train, 4096)) */
+  int n_kv;      /* KV cells in all (0 = default: n_ctx_seq * 4; clamped
+                    to at least n_ctx_seq, at most n_ctx_seq * n_slots) */
+  int n_batch;   /* most tokens per forward pass (default 512, at least
+                    n_slots); prompt prefill is chunked so generating
+                    sequences keep going */
   int n_threads; /* engine threads (0 = all cores) */
   int max_queue; /* requests waiting for a slot before SCHED_EQUEUE_FULL
                     (default 64) */
@@ -71,8 +72,13 @@ sched_params sched_default_params(void);
 /* One token's report. */
 typedef struct sched_event {
   int index;        /* choice index 0..n-1 */
-  int32_t token;    /* the sampled token (already accepted) */
-  sample_info info; /* logprob and top alternatives (n_top = n_logprobs) */
+  int32_t token;    /* the sampled token (already accepted); may be an
+                       end-of-generation token, which ends the choice: it
+                       is reported (and counted in completion_tokens) but
+                       is not text */
+  sample_info info; /* logprob and top alternatives (n_top = n_logprobs);
+                       filled only when the request asked for logprobs,
+                       else zero but for info.token */
   int n_generated;  /* tokens generated so far by this choice, this one
                        included */
 } sched_event;
@@ -95,7 +101,13 @@ typedef struct sched_req_params {
    * grammar_vocab (built by the sched on first use, then kept); the
    * remaining max_tokens budget is passed so the object closes in time. */
   int json_object;
+  /* A json_object choice ends with SCHED_FINISH_STOP as soon as the object
+   * is complete (its closing brace is the last token: no end-of-generation
+   * token follows). Its logprobs are those of the constrained distribution
+   * (the masked logits), so the chosen token's is always finite. */
   int ignore_eos; /* 1: end-of-generation tokens do not stop (benchmarks) */
+  int logprobs;   /* 1: fill sched_event.info (a log-softmax per token);
+                     sampling.n_logprobs > 0 implies it */
 
   /* Called for each sampled token of each choice. Return 0 to go on, 1 to
    * finish this choice with SCHED_FINISH_STOP (e.g. a stop sequence
@@ -153,7 +165,10 @@ typedef struct sched_pool_params {
                          tick after its last request ended, < 0 = keep
                          forever (default 300) */
   int max_models;     /* loaded at once; the least recently used idle one is
-                         unloaded to make room (default 2) */
+                         unloaded to make room (default 2; <= 0 = no
+                         limit). A soft limit: when every loaded model is
+                         busy, one more is loaded anyway and the surplus is
+                         unloaded by sched_pool_tick once idle */
 } sched_pool_params;
 
 sched_pool_params sched_pool_default_params(void);
@@ -172,5 +187,7 @@ int sched_pool_acquire(sched_pool *pool, const char *path, sched **out,
 void sched_pool_release(sched_pool *pool, sched *s);
 /* Unloads models idle past keep_alive (call periodically; cheap). */
 void sched_pool_tick(sched_pool *pool);
+/* Models loaded (or loading) now. */
+int sched_pool_n_loaded(sched_pool *pool);
 
 #endif
