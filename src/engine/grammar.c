@@ -24,7 +24,8 @@
 
 enum {
   GRAMMAR_MAX_DEPTH = 64,  /* nesting levels (top-level object is 1) */
-  WS_MAX_BLANKS = 16,      /* spaces/tabs in one whitespace run */
+  WS_MAX_BLANKS = 16,      /* spaces/tabs before/after a run's newline */
+  WS_INDENT_PER_LEVEL = 4, /* more after the newline, per open level */
   NUM_MAX_INT_DIGITS = 18, /* integer part: fits int64 in every parser */
   NUM_MAX_EXP_DIGITS = 2,  /* exponent: no double overflow */
   TOKEN_MAX_BYTES = 1024,  /* longer tokens are never allowed */
@@ -63,7 +64,9 @@ typedef struct {
   uint8_t sub, aux;
   uint8_t key;        /* M_STR..M_UTF8: the string is an object key */
   uint8_t low;        /* M_HEX: reading the low surrogate */
-  uint8_t blanks, nl; /* current whitespace run: spaces/tabs, '\n' */
+  uint16_t blanks;    /* current whitespace run: spaces/tabs (since its
+                         newline, if any) */
+  uint8_t nl;         /* current whitespace run: '\n' */
   uint8_t cr;         /* current whitespace run: '\r' */
   uint8_t u8n;        /* M_UTF8: continuation bytes still needed */
   uint8_t u8lo, u8hi; /* M_UTF8: range of the next one */
@@ -78,10 +81,12 @@ static void ws_reset(gstate *s) {
   s->blanks = s->nl = s->cr = 0;
 }
 
-/* Whitespace in a structural state: bounded runs. */
+/* Whitespace in a structural state: bounded runs. After the run's newline
+ * the blanks start again, with room for an indentation of 4 per level. */
 static int step_ws(gstate *s, uint8_t b) {
   if (b == ' ' || b == '\t') {
-    if (s->blanks >= WS_MAX_BLANKS)
+    int max = WS_MAX_BLANKS + (s->nl ? WS_INDENT_PER_LEVEL * s->depth : 0);
+    if (s->blanks >= max)
       return -1;
     s->blanks++;
     return 0;
@@ -90,6 +95,7 @@ static int step_ws(gstate *s, uint8_t b) {
     if (s->nl)
       return -1;
     s->nl = 1;
+    s->blanks = 0;
     return 0;
   }
   if (b == '\r') {

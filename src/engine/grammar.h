@@ -14,8 +14,9 @@
  * tokens; invalid sequences are refused); \uXXXX surrogates must be paired.
  * Limits that keep the output readable by every common parser: nesting depth
  * <= 64 (deeper is simply not allowed), integer parts <= 18 digits,
- * exponents <= 2 digits; whitespace runs hold at most 16 spaces/tabs, one
- * '\n' and one '\r'.
+ * exponents <= 2 digits; a whitespace run holds at most one '\n' (and one
+ * '\r'), 16 spaces/tabs before it and 16 + 4 per open level after it (an
+ * indentation).
  *
  * Budget: given the tokens left (max_tokens - generated), grammar_apply()
  * only allows tokens that still let the document close within that budget

@@ -192,7 +192,7 @@ static void test_depth_limit(void) {
 
 static void test_whitespace_bound(void) {
   grammar_vocab *v = byte_vocab();
-  char buf[128];
+  char buf[256];
   int c;
   /* 16 blanks then a newline pass; a 17th blank is refused */
   snprintf(buf, sizeof buf, "{%16s\n}", "");
@@ -204,6 +204,21 @@ static void test_whitespace_bound(void) {
   /* the run restarts after each token of JSON */
   snprintf(buf, sizeof buf, "{%16s\"a\"%16s:%16s1%16s}", "", "", "", "");
   CHECK(accepts(v, buf));
+  /* after a newline: 16 + 4 per open level (an indentation) */
+  snprintf(buf, sizeof buf, "{%16s\n%20s\"a\":[\n%24s1]}", "", "", "");
+  CHECK(accepts(v, buf));
+  snprintf(buf, sizeof buf, "{\n%21s", "");
+  CHECK_INT(feed(v, buf, strlen(buf), &c), 22);
+  snprintf(buf, sizeof buf, "{\"a\":[\n%25s", "");
+  CHECK_INT(feed(v, buf, strlen(buf), &c), 31);
+  /* at depth 64: 16 + 256 blanks (more than a byte counts) */
+  char deep[512];
+  int n = sprintf(deep, "{\"a\":");
+  for (int i = 1; i < 64; i++)
+    deep[n++] = '[';
+  deep[n++] = '\n';
+  memset(deep + n, ' ', 273);
+  CHECK_INT(feed(v, deep, (size_t)n + 273, &c), n + 272);
   grammar_vocab_free(v);
 }
 
