@@ -143,7 +143,9 @@ int api_chat_store_save(const api_ctx *ctx, const char *project,
                         json_t *metadata) {
   const char *id = json_string_value(json_object_get(completion, "id"));
   const char *model = json_string_value(json_object_get(completion, "model"));
-  if (!id || !id_valid(ID_PREFIX, id) || !model) {
+  /* Message ids ("<id>-<index>") must fit a store id too. */
+  if (!id || !id_valid(ID_PREFIX, id) || !model ||
+      strlen(id) + 22 > sizeof((store_obj *)0)->id) {
     fprintf(stderr, "chat_store: not a chat completion (id %s), not stored\n",
             id ? id : "missing");
     return -1;

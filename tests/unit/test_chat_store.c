@@ -365,6 +365,13 @@ static void test_delete_and_isolation(void) {
   CHECK_INT(api_chat_store_save(&ctx, store_default_project(ctx.store), c, NULL,
                                 NULL),
             -1);
+  /* So is one whose id leaves no room for its messages' ids. */
+  json_object_set_new(c, "id",
+                      json_string("chatcmpl-0123456789012345678901234"
+                                  "5678901234567890"));
+  CHECK_INT(api_chat_store_save(&ctx, store_default_project(ctx.store), c, NULL,
+                                NULL),
+            -1);
   json_decref(c);
 }
 
