@@ -411,6 +411,46 @@ static void test_stamp_wrap(void) {
   grammar_vocab_free(v);
 }
 
+/* Bad arguments: NULL or empty, never a crash. */
+static void test_bad_args(void) {
+  float l[4] = {0};
+  CHECK(grammar_vocab_new(NULL) == NULL);
+  CHECK(grammar_vocab_new_pieces(0, NULL, NULL, NULL) == NULL);
+  CHECK(grammar_new_json_object(NULL) == NULL);
+  CHECK_INT(grammar_apply(NULL, l, 4, 0), 0);
+  CHECK_INT(grammar_accept(NULL, 0), -1);
+  CHECK_INT(grammar_complete(NULL), 0);
+  grammar_free(NULL);
+  grammar_vocab_free(NULL);
+  grammar_vocab *v = byte_vocab();
+  grammar *g = grammar_new_json_object(v);
+  CHECK_INT(grammar_apply(g, NULL, 4, 0), 0);
+  CHECK_INT(grammar_apply(g, l, 0, 0), 0);
+  CHECK_INT(grammar_accept(g, NB), -1);
+  /* a vocabulary without the bytes to close: the budget cannot be met,
+   * tokens are still allowed (never zero) */
+  const char *pieces[] = {"{", "\"a", "\":1}"};
+  int lens[] = {1, 2, 4};
+  grammar_vocab *w = grammar_vocab_new_pieces(3, pieces, lens, NULL);
+  grammar *h = grammar_new_json_object(w);
+  float m[3] = {0};
+  CHECK_INT(grammar_apply(h, m, 3, 3), 1);
+  CHECK(isfinite(m[0]));
+  CHECK_INT(grammar_accept(h, 0), 0);
+  m[0] = m[1] = m[2] = 0;
+  /* '"a' and '":1}' (a key so far) both open a key nothing can close */
+  CHECK_INT(grammar_apply(h, m, 3, 2), 2);
+  CHECK(isfinite(m[1]) && isfinite(m[2]) && isinf(m[0]));
+  CHECK_INT(grammar_accept(h, 1), 0);
+  CHECK_INT(grammar_accept(h, 2), 0);
+  CHECK(grammar_complete(h));
+  CHECK_INT(grammar_apply(h, m, 3, 1), 0); /* complete, no EOG token */
+  grammar_free(h);
+  grammar_vocab_free(w);
+  grammar_free(g);
+  grammar_vocab_free(v);
+}
+
 /* ---- differential test against jansson ---- */
 
 static uint64_t rng_next(uint64_t *s) {
@@ -880,6 +920,7 @@ int main(void) {
   RUN(test_eog_only_after_complete);
   RUN(test_budget_exact);
   RUN(test_stamp_wrap);
+  RUN(test_bad_args);
   RUN(test_differential_mutations);
   RUN(test_random_bytes_budgets);
   RUN(test_random_tiny_spm);
