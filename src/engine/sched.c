@@ -97,8 +97,9 @@ struct sched {
   sreq **done; /* finished this step, before their on_done */
   slot *slots;
   eng_batch batch;
-  float *scratch; /* grammar-masked logits */
-  grammar_vocab *gv;
+  float *scratch;        /* grammar-masked logits */
+  pthread_mutex_t gv_mu; /* builds gv once (at the first json_object submit) */
+  grammar_vocab *gv;     /* written before the request is queued */
   unsigned long long clock;
   long long seqno;
   sched_stats st;
@@ -135,6 +136,10 @@ const eng_model *sched_model(const sched *s) {
 
 int sched_n_ctx_seq(const sched *s) {
   return s->p.n_ctx_seq;
+}
+
+int sched_n_slots(const sched *s) {
+  return s->p.n_slots;
 }
 
 /* ---- requests ------------------------------------------------------------*/
@@ -382,17 +387,25 @@ static int n_idle_slots(const sched *s) {
   return k;
 }
 
-/* Creates the json_object grammars of r's choices (first admission). */
+/* Creates the json_object grammars of r's choices (first admission; the
+ * vocabulary was built by sched_submit). */
 static int req_grammars(sched *s, sreq *r) {
   if (!r->p.json_object || r->ch[0].gr)
     return 0;
-  if (!s->gv && !(s->gv = grammar_vocab_new(s->m)))
+  if (!s->gv)
     return -1;
   for (int i = 0; i < r->n; i++)
     if (!(r->ch[i].gr = grammar_new_json_object(s->gv)))
       return -1;
   return 0;
 }
+
+/* Prefixes shorter than this (and than half the prompt) are not reused:
+ * the engine's attention scans a sequence's cells from its first to its
+ * last, and a short shared prefix (a chat template's opening) lies far
+ * from the cells the rest of the prompt gets, so every later step would
+ * scan the cells in between, for a few tokens of prefill saved. */
+#define SCHED_MIN_REUSE 32
 
 /* Places r's live choices into idle slots: the leader with prefix reuse,
  * the others waiting to fork its prompt. Returns 1 when admitted, 0 when
@@ -414,6 +427,8 @@ static int try_admit(sched *s, sreq *r) {
       bi = i;
     }
   }
+  if (bm < SCHED_MIN_REUSE && 2 * bm < r->n_prompt)
+    bm = bim = 0, bi = -1;
   /* room for the uncached prompt and one token per choice */
   int need = r->n_prompt - bm + r->n_live;
   while (kv_free_cells(s) < need && drop_lru_idle(s, bim == bm ? bi : -1))
@@ -765,6 +780,7 @@ static void sched_destroy(sched *s) {
   grammar_vocab_free(s->gv);
   eng_ctx_free(s->ctx);
   pthread_cond_destroy(&s->cv);
+  pthread_mutex_destroy(&s->gv_mu);
   pthread_mutex_destroy(&s->mu);
   free(s);
 }
@@ -818,6 +834,7 @@ int sched_new(eng_model *m, const sched_params *params, sched **out, char *err,
   s->p = p;
   s->n_vocab = eng_model_n_vocab(m);
   pthread_mutex_init(&s->mu, NULL);
+  pthread_mutex_init(&s->gv_mu, NULL);
   pthread_cond_init(&s->cv, NULL);
   eng_ctx_params cp = eng_ctx_default_params();
   cp.n_ctx = p.n_kv;
@@ -901,6 +918,17 @@ int sched_submit(sched *s, const sched_req_params *p, char *err,
   int rc = check_req(s, p, err, errlen);
   if (rc)
     return rc;
+  if (p->json_object) { /* on this thread, not stalling the worker */
+    pthread_mutex_lock(&s->gv_mu);
+    if (!s->gv)
+      s->gv = grammar_vocab_new(s->m);
+    int ok = s->gv != NULL;
+    pthread_mutex_unlock(&s->gv_mu);
+    if (!ok) {
+      set_err(err, errlen, "out of memory (JSON grammar)");
+      return SCHED_ENOMEM;
+    }
+  }
   sreq *r = req_new(s, p);
   if (!r) {
     set_err(err, errlen, "out of memory");

@@ -9,7 +9,9 @@
  * each sequence's next token and reports it through the request's callback.
  * A request leaves its slot when done; its KV stays cached (in the idle
  * slot) so a later request with the same prefix (same system prompt, same
- * conversation so far) reuses it: reported as cached_tokens.
+ * conversation so far) reuses it: reported as cached_tokens. A shared
+ * prefix is reused when it is at least 32 tokens or half the prompt
+ * (shorter ones would cost more in attention than they save).
  *
  * A request with n > 1 prefills its prompt once and forks the KV into n
  * sequences (no copy); choice i samples with seed + i.
@@ -98,7 +100,8 @@ typedef struct sched_req_params {
   sampler_params sampling; /* copied (logit_bias too); seed + i for choice i */
   /* JSON mode: 1 = each choice is constrained by its own
    * grammar_new_json_object() (engine/grammar.h) over the model's
-   * grammar_vocab (built by the sched on first use, then kept); the
+   * grammar_vocab (built by the first such sched_submit, on its thread,
+   * then kept); the
    * remaining max_tokens budget is passed so the object closes in time. */
   int json_object;
   /* A json_object choice ends with SCHED_FINISH_STOP as soon as the object
@@ -144,6 +147,8 @@ int sched_submit(sched *s, const sched_req_params *p, char *err, size_t errlen);
 
 const eng_model *sched_model(const sched *s);
 int sched_n_ctx_seq(const sched *s);
+/* Sequences decoded together: the most choices (n) of one request. */
+int sched_n_slots(const sched *s);
 
 /* Counters for tests, logs and benchmarks (a snapshot). */
 typedef struct sched_stats {

@@ -348,6 +348,16 @@ static void test_prefix_reuse(void) {
   sched_stats st;
   sched_get_stats(s, &st);
   CHECK_INT(st.cached_tokens, n_sys + n_conv - 1);
+  /* a short shared opening (< 32 tokens and < half the prompt) is not
+   * reused: it would widen the attention scan of every later step */
+  coll e;
+  int32_t other[96];
+  memcpy(other, conv, sizeof(int32_t) * 6);
+  int n_other = 6 + tokenize(g_m, texts[7], other + 6, 90);
+  run_one(s, other, n_other, 4, &e);
+  CHECK(n_other > 12);
+  CHECK_INT(e.usage.cached_tokens, 0);
+  coll_destroy(&e);
   coll_destroy(&a);
   coll_destroy(&b);
   coll_destroy(&c);
@@ -463,6 +473,7 @@ static void test_queue_full_and_too_long(void) {
   if (!s)
     return;
   CHECK_INT(sched_n_ctx_seq(s), 32);
+  CHECK_INT(sched_n_slots(s), 1);
   CHECK(sched_model(s) == g_m);
   int32_t prompt[40];
   for (int i = 0; i < 40; i++)
