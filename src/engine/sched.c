@@ -1037,9 +1037,15 @@ static void pool_unlink(sched_pool *pool, pool_ent *e) {
 void sched_pool_free(sched_pool *pool) {
   if (!pool)
     return;
-  while (pool->head) {
+  for (;;) { /* unlinked under mu: on_done of a cancelled request may
+                release into the pool while its model is being freed */
+    pthread_mutex_lock(&pool->mu);
     pool_ent *e = pool->head;
-    pool->head = e->next;
+    if (e)
+      pool->head = e->next;
+    pthread_mutex_unlock(&pool->mu);
+    if (!e)
+      break;
     ent_free(e);
   }
   pthread_cond_destroy(&pool->cv);
