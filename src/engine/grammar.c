@@ -657,10 +657,10 @@ static void trie_free(gtrie *t) {
   memset(t, 0, sizeof *t);
 }
 
-/* Builds a trie over refs[0..n) (sorted here). 0, or -1 on OOM. */
-static int trie_build(gtrie *t, tok_ref *refs, int n) {
+/* Builds a trie over refs[0..n), which must be sorted by tok_ref_cmp.
+ * 0, or -1 on OOM. */
+static int trie_build(gtrie *t, const tok_ref *refs, int n) {
   memset(t, 0, sizeof *t);
-  qsort(refs, (size_t)n, sizeof *refs, tok_ref_cmp);
   size_t cap = 1;
   for (int i = 0; i < n; i++)
     cap += (size_t)refs[i].len;
@@ -791,8 +791,9 @@ static int build_tries(grammar_vocab *v) {
     free(refs);
     return -1;
   }
+  qsort(refs, (size_t)n, sizeof *refs, tok_ref_cmp);
   int rc = trie_build(&v->all, refs, n);
-  int k = 0;
+  int k = 0; /* the subset stays sorted */
   for (int i = 0; i < n; i++)
     if (!(v->cls[refs[i].id] & CLS_PLAIN))
       refs[k++] = refs[i];
