@@ -77,6 +77,24 @@ function checkLogprobs(lp, k, { firstNull = false } = {}) {
   }
 }
 
+// Greedy texts of the same prompt generated in different batches (alone vs
+// together) may differ where two tokens are nearly tied: multi-row and
+// single-row kernels round differently. Choices carry logprobs (k >= 1):
+// equal tokens pass; otherwise the first differing token must be a near-tie
+// (top-2 gap < 0.1 nats) in one of the runs, noted on the test.
+function sameGreedy(t, a, b, what) {
+  const ta = a.logprobs.tokens, tb = b.logprobs.tokens;
+  const i = ta.findIndex((x, k) => x !== tb[k]);
+  if (i < 0 && ta.length === tb.length) return assert.equal(a.text, b.text, what);
+  const gap = (lp) => {
+    const v = Object.values(lp.top_logprobs[i] || {}).sort((x, y) => y - x);
+    return v.length > 1 ? v[0] - v[1] : Infinity;
+  };
+  const g = Math.min(gap(a.logprobs), gap(b.logprobs));
+  assert.ok(g < 0.1, `${what}: texts differ at token ${i} (${JSON.stringify(ta[i])} vs ${JSON.stringify(tb[i])}), top-2 gap ${g}`);
+  t.note(`${what}: near-tie at token ${i} (gap ${g.toFixed(4)} nats) resolved differently`);
+}
+
 // Streams a completion; returns {chunks, text per index, finish per index, usage}.
 async function streamed(t, body) {
   const stream = await t.client.completions.create({ ...body, stream: true });
@@ -121,12 +139,12 @@ suite('completions', { setup, server: { extraArgs: [] } }, (test) => {
 
   test('array of strings: each is its own prompt, n choices each, index = prompt * n + j', async (t) => {
     const prompts = ['one', 'two words', 'three little words'];
-    const c = await t.client.completions.create({ model: FIM, prompt: prompts, n: 2, max_tokens: 3, ...GREEDY });
+    const c = await t.client.completions.create({ model: FIM, prompt: prompts, n: 2, max_tokens: 3, logprobs: 2, ...GREEDY });
     checkCompletion(c, { choices: 6 });
     for (let p = 0; p < 3; p++) {
-      const alone = await t.client.completions.create({ model: FIM, prompt: prompts[p], max_tokens: 3, ...GREEDY });
-      assert.equal(c.choices[p * 2].text, alone.choices[0].text, `prompt ${p} choice 0`);
-      assert.equal(c.choices[p * 2 + 1].text, alone.choices[0].text, `prompt ${p} choice 1 (greedy: same)`);
+      const alone = await t.client.completions.create({ model: FIM, prompt: prompts[p], max_tokens: 3, logprobs: 2, ...GREEDY });
+      sameGreedy(t, c.choices[p * 2], alone.choices[0], `prompt ${p} choice 0`);
+      sameGreedy(t, c.choices[p * 2 + 1], alone.choices[0], `prompt ${p} choice 1 (greedy: same)`);
     }
     assert.equal(c.usage.completion_tokens, 6 * 3);
     const single = await Promise.all(prompts.map((p) => t.client.completions.create({ model: FIM, prompt: p, max_tokens: 1 })));
@@ -329,11 +347,12 @@ suite('completions', { setup, server: { extraArgs: [] } }, (test) => {
 
   test('concurrent requests are served together and give the same greedy text as alone', async (t) => {
     const prompts = Array.from({ length: 8 }, (_, i) => `Request number ${i} says`);
+    const body = { model: FIM, max_tokens: 6, logprobs: 2, ...GREEDY };
     const alone = [];
-    for (const p of prompts.slice(0, 3)) alone.push((await t.client.completions.create({ model: FIM, prompt: p, max_tokens: 6, ...GREEDY })).choices[0].text);
-    const together = await Promise.all(prompts.map((p) => t.client.completions.create({ model: FIM, prompt: p, max_tokens: 6, ...GREEDY })));
+    for (const p of prompts.slice(0, 3)) alone.push((await t.client.completions.create({ ...body, prompt: p })).choices[0]);
+    const together = await Promise.all(prompts.map((p) => t.client.completions.create({ ...body, prompt: p })));
     together.forEach((c) => checkCompletion(c, { choices: 1 }));
-    assert.deepEqual(together.slice(0, 3).map((c) => c.choices[0].text), alone);
+    alone.forEach((a, i) => sameGreedy(t, together[i].choices[0], a, `prompt ${i}`));
   });
 
   test('a client that goes away mid-stream: no crash, the next request is served', async (t) => {
