@@ -105,6 +105,12 @@ struct sched {
   sched_stats st;
 };
 
+static double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 static void set_err(char *err, size_t errlen, const char *fmt, ...) {
   if (!err || !errlen)
     return;
@@ -576,7 +582,9 @@ static int decode_step(sched *s) {
     build_batch(s);
     if (s->batch.n_tokens == 0)
       return 0;
+    double t0 = mono_s();
     int rc = eng_decode(s->ctx, &s->batch);
+    s->st.decode_s += mono_s() - t0;
     if (rc == ENG_OK) {
       s->st.steps++;
       s->st.tokens_decoded += s->batch.n_tokens;
@@ -749,6 +757,7 @@ static void *worker(void *arg) {
     splice_incoming(s);
     pthread_mutex_unlock(&s->mu);
 
+    double t0 = mono_s();
     poll_waiting(s);
     poll_running(s, 1);
     admit(s);
@@ -758,6 +767,7 @@ static void *worker(void *arg) {
       after_decode(s);
       sample_all(s);
     }
+    s->st.busy_s += mono_s() - t0; /* before reap publishes */
     poll_running(s, 0); /* on_token said cancel; also reaps */
     pthread_mutex_lock(&s->mu);
   }
@@ -994,12 +1004,6 @@ struct sched_pool {
   unsigned long long clock;
 };
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 sched_pool_params sched_pool_default_params(void) {
   sched_pool_params p;
   p.sched = sched_default_params();
@@ -1179,7 +1183,7 @@ void sched_pool_release(sched_pool *pool, sched *s) {
   for (pool_ent *e = pool->head; e; e = e->next)
     if (e->s == s && e->refs > 0) {
       e->refs--;
-      e->idle_since = now_s();
+      e->idle_since = mono_s();
       e->last_used = ++pool->clock;
       break;
     }
@@ -1188,7 +1192,7 @@ void sched_pool_release(sched_pool *pool, sched *s) {
 
 void sched_pool_tick(sched_pool *pool) {
   pool_ent *gone = NULL;
-  double now = now_s();
+  double now = mono_s();
   pthread_mutex_lock(&pool->mu);
   if (pool->p.keep_alive_s >= 0) {
     pool_ent *e = pool->head;

@@ -157,6 +157,9 @@ typedef struct sched_stats {
   long long tokens_decoded; /* batch tokens evaluated */
   long long preemptions;
   long long cached_tokens; /* prompt tokens served from the cache */
+  double busy_s;           /* worker time in steps (admission to callbacks) */
+  double decode_s; /* of which inside eng_decode: busy_s - decode_s is the
+                      scheduler's own cost, callbacks included */
 } sched_stats;
 void sched_get_stats(sched *s, sched_stats *out);
 
