@@ -797,9 +797,19 @@ static int tokenize_all(cmpl *c, json_t **items, const char *suffix,
   return 0;
 }
 
-/* Checks the longest prompt (+ max_tokens, n / best_of) against the
- * model's context and slots. 0 / -1 with e. */
+/* Checks n / best_of against the model's slots and the longest prompt (+
+ * max_tokens) against its context. 0 / -1 with e. */
 static int check_context(cmpl *c, api_error *e) {
+  const int slots = sched_n_slots(c->m.s);
+  if (c->best_of > slots) { /* every candidate of a prompt runs at once */
+    const char *what = c->best_of > c->n ? "best_of" : "n";
+    err_invalid(e, what,
+                "Invalid '%s': this server generates at most %d completions "
+                "of one prompt at once (its --parallel slots), but %d were "
+                "requested.",
+                what, slots, c->best_of);
+    return -1;
+  }
   int longest = 0;
   for (int i = 0; i < c->n_prompts; i++)
     longest = c->prompts[i].n > longest ? c->prompts[i].n : longest;

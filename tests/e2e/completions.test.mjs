@@ -411,6 +411,8 @@ suite('completions', { setup, server: { extraArgs: [] } }, (test) => {
       const r = await post(body);
       expectErrorBody(r, { status: 400, type: 'invalid_request_error', param });
     }
+    expectErrorBody(await post({ model: FIM, prompt: 'x', n: 17 }), { status: 400, param: 'n' }); // 16 slots by default
+    expectErrorBody(await post({ model: FIM, prompt: 'x', n: 2, best_of: 17 }), { status: 400, param: 'best_of' });
     const long = await post({ model: FIM, prompt: Array(N_CTX + 10).fill(7) });
     expectErrorBody(long, { status: 400, code: 'context_length_exceeded' });
     const scored = await post({ model: FIM, prompt: Array(N_CTX + 10).fill(7), echo: true, logprobs: 1, max_tokens: 0 });
