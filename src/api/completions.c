@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "api/api.h"
 #include "api/gen.h"
@@ -463,7 +464,9 @@ static void logits_lp(const float *x, int n_vocab, int32_t tok, int k,
 
 /* Fills pr->plp: evaluates the prompt on a private context (the model is
  * read-only and shared; eng_ctx_new only reads it) with logits for every
- * position whose next token is echoed. 0, or -1 with e (500). */
+ * position whose next token is echoed, on half the cores, in chunks of
+ * CMPL_PLP_CHUNK tokens (logits of one chunk at a time). 0, or -1 with e
+ * (500). */
 static int prompt_logprobs(const eng_model *cm, cmpl_prompt *pr, int k,
                            api_error *e) {
   const int n = pr->n, first = pr->echo_first, n_vocab = eng_model_n_vocab(cm);
@@ -480,6 +483,9 @@ static int prompt_logprobs(const eng_model *cm, cmpl_prompt *pr, int k,
   cp.n_ctx = n;
   cp.n_seq_max = 1;
   cp.n_batch = CMPL_PLP_CHUNK;
+  /* half the cores: the model's scheduler keeps decoding meanwhile */
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  cp.n_threads = cpus > 1 ? (int)(cpus / 2) : 1;
   eng_ctx *ctx = NULL;
   char err[256];
   eng_batch b = eng_batch_init(CMPL_PLP_CHUNK);
