@@ -1,11 +1,14 @@
 /* Tests of the JSON-object grammar (engine/grammar.h): the automaton over
  * byte strings (a one-byte-per-token vocabulary) on valid and invalid JSON,
- * UTF-8 split across multi-byte tokens, agreement of grammar_apply with
- * grammar_accept, the closing budget; then random generations over fixture
- * vocabularies (SmolLM2 49k, Qwen2.5 151k, a tiny SentencePiece one with
- * byte fallback) whose output must always parse as a JSON object (jansson)
- * within the budget, and the cost of one grammar_apply (printed). Needs no
- * ../shared: the fixture models are made on the fly. */
+ * depth and whitespace limits, UTF-8 split across multi-byte tokens,
+ * agreement of grammar_apply with grammar_accept, the closing budget, a
+ * differential test against jansson on random edits of valid documents;
+ * then random generations (uniform random logits, budgets 8..200) over
+ * fixture vocabularies (SmolLM2 49k, Qwen2.5 151k, tiny SentencePiece and
+ * BPE ones) and, when ../shared is there, llama.cpp's real vocabularies:
+ * the output must always parse as a JSON object (jansson) within the
+ * budget. Prints the vocabulary build time and grammar_apply's cost. The
+ * fixture models are made on the fly; ../shared is optional. */
 #include <jansson.h>
 #include <stdint.h>
 #include <time.h>
