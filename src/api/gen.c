@@ -215,6 +215,7 @@ static int parse_sampling(json_t *body, gen_params *p, api_error *e) {
   double x;
   long long seed;
   sampler_params *s = &p->sampling;
+  x = 1; /* the platform's default */
   if (jb_number(body, "temperature", JB_NULLABLE, 0, 2, &x, e) < 0)
     return -1;
   s->temperature = (float)x;
@@ -418,6 +419,7 @@ typedef struct cstate {
   char *pend; /* detokenized, not yet released */
   size_t plen, pcap;
   size_t released; /* bytes released before pend[0] */
+  size_t tcap;     /* capacity of the choice's kept text */
   gen_token *ptok; /* tokens not yet released (logprobs only) */
   int nptok, cptok;
   int stopped; /* a stop sequence matched: ignore what follows */
@@ -641,10 +643,9 @@ static int token_add(gen_job *j, cstate *c, const sched_event *ev,
 }
 
 /* Keeps released text and tokens in the choice (keep_text). */
-static int keep(gen_job *j, gen_choice *ch, const char *text, size_t len,
+static int keep(cstate *c, gen_choice *ch, const char *text, size_t len,
                 gen_token *toks, int n_toks) {
-  size_t cap = ch->text ? ch->len + 1 : 0;
-  if (grow((void **)&ch->text, &cap, ch->len + len + 1, 1) < 0)
+  if (grow((void **)&ch->text, &c->tcap, ch->len + len + 1, 1) < 0)
     return -1;
   memcpy(ch->text + ch->len, text, len);
   ch->len += len;
@@ -658,7 +659,6 @@ static int keep(gen_job *j, gen_choice *ch, const char *text, size_t len,
   memcpy(t + ch->n_tokens, toks, (size_t)n_toks * sizeof *t);
   ch->tokens = t;
   ch->n_tokens += n_toks;
-  (void)j;
   return 0;
 }
 
@@ -674,18 +674,23 @@ static int release(gen_job *j, int idx, size_t k, int all_toks, int drop_rest) {
   while (nt < c->nptok && (all_toks || c->ptok[nt].offset < end))
     nt++;
   int rc = 0;
+  const char *text = c->pend ? c->pend : "";
   if ((k || nt) && j->cb.on_delta &&
-      j->cb.on_delta(j, j->cb.cls, ch, c->pend, k, c->ptok, nt) < 0)
+      j->cb.on_delta(j, j->cb.cls, ch, text, k, c->ptok, nt) < 0)
     rc = -1;
-  if (j->keep_text && keep(j, ch, c->pend, k, c->ptok, nt) < 0)
+  if (j->keep_text && keep(c, ch, text, k, c->ptok, nt) < 0)
     rc = -1;
   else if (!j->keep_text)
     for (int i = 0; i < nt; i++)
       token_free(&c->ptok[i]);
-  memmove(c->ptok, c->ptok + nt, (size_t)(c->nptok - nt) * sizeof *c->ptok);
-  c->nptok -= nt;
-  memmove(c->pend, c->pend + k, c->plen - k);
-  c->plen -= k;
+  if (nt) {
+    memmove(c->ptok, c->ptok + nt, (size_t)(c->nptok - nt) * sizeof *c->ptok);
+    c->nptok -= nt;
+  }
+  if (k) {
+    memmove(c->pend, c->pend + k, c->plen - k);
+    c->plen -= k;
+  }
   c->released = end;
   if (drop_rest) {
     for (int i = 0; i < c->nptok; i++)

@@ -249,6 +249,9 @@ suite('chat', { setup, server: { extraArgs: ['--alias', 'gpt-4o-mini=smol', '--p
     assert.equal(a.choices[0].message.content, b.choices[0].message.content);
     const others = await Promise.all([1, 2, 3].map((s) => t.client.chat.completions.create(body(s), EXT)));
     assert.ok(others.some((o) => o.choices[0].message.content !== a.choices[0].message.content), 'another seed samples differently');
+    // no temperature: the platform's default 1, so seeds matter too
+    const dflt = await Promise.all([1, 2, 3].map((seed) => t.client.chat.completions.create({ model: MODEL, messages: USER, max_tokens: 16, seed, ignore_eos: true }, EXT)));
+    assert.ok(new Set(dflt.map((o) => o.choices[0].message.content)).size > 1, 'default temperature samples');
   });
 
   test('stop sequence spanning two tokens cuts the text before it', async (t) => {
