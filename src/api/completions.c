@@ -155,6 +155,9 @@ static void lp_add_prompt(json_t *lp, const eng_model *m,
            p ? p->top_lp : NULL, n_top,
            off > pr->echo_chars ? pr->echo_chars : off);
     off += utf8_chars(piece, (size_t)len);
+    /* SentencePiece's space prefix is in the first piece, not the text */
+    if (i == pr->echo_first && len > 0 && piece[0] == ' ' && pr->echo[0] != ' ')
+      off--;
   }
 }
 

@@ -233,6 +233,15 @@ suite('completions', { setup, server: { extraArgs: [] } }, (test) => {
     assert.equal(el.token_logprobs[0], null);
     assert.ok(Math.abs(el.token_logprobs[4] - gen) < 2e-2, `echo scored ${el.token_logprobs[4]}, sampler reported ${gen}`);
     assert.equal(el.tokens[4], g.choices[0].logprobs.tokens[0]);
+    // SentencePiece: the space prefix lives in the first token, not in the text
+    const spm = await t.client.completions.create({ model: SPM, prompt: 'Hello world there', echo: true, logprobs: 0, max_tokens: 3, ...GREEDY });
+    const sl = spm.choices[0].logprobs;
+    checkLogprobs(sl, 0); // BOS precedes the first echoed token: it has a logprob
+    assert.ok(spm.choices[0].text.startsWith('Hello world there'));
+    assert.ok(sl.tokens.length >= 3 + 3);
+    for (let i = 1; i < sl.tokens.length; i++)
+      if (!sl.tokens[i].startsWith('bytes:'))
+        assert.ok(spm.choices[0].text.startsWith(sl.tokens[i], sl.text_offset[i]), `token ${i} ${JSON.stringify(sl.tokens[i])} at ${sl.text_offset[i]}`);
     // echo + logprobs + generation: prompt entries, then the generated ones
     const both = await t.client.completions.create({ model: FIM, prompt: P, max_tokens: 3, echo: true, logprobs: 1, ...GREEDY });
     const bl = both.choices[0].logprobs;
