@@ -31,8 +31,8 @@
 #include "core/jsonbody.h"
 #include "engine/engine.h"
 
-#define CMPL_MAX_PROMPTS                                                       \
-  32 /* prompts in one request (one sched request each) */
+/* prompts in one request (each is one sched request) */
+#define CMPL_MAX_PROMPTS 32
 #define CMPL_MAX_LOGPROBS 5 /* the platform's bound on `logprobs` */
 #define CMPL_PLP_CHUNK 32   /* prompt tokens per forward pass (echo logprobs) */
 
@@ -51,7 +51,6 @@ typedef struct cmpl_plp {
 
 /* One prompt, tokenized. */
 typedef struct cmpl_prompt {
-  json_t *src;  /* borrowed: a JSON string or array of token ids */
   int32_t *ids; /* what the model reads (owned) */
   int n;
   int echo_first; /* ids[echo_first..n) are the echoed tokens (1 when a
@@ -390,7 +389,6 @@ static int prompt_infill(const gen_model *gm, cmpl_prompt *pr,
 static int prompt_tokenize(const gen_model *gm, json_t *item, int idx,
                            int nested, cmpl_prompt *pr, api_error *e) {
   const eng_model *m = sched_model(gm->s);
-  pr->src = item;
   if (json_is_array(item)) {
     if (prompt_ids_from_array(item, idx, nested, eng_model_n_vocab(m), pr, e))
       return -1;
