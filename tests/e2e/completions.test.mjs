@@ -292,6 +292,20 @@ suite('completions', { setup, server: { extraArgs: [] } }, (test) => {
     assert.ok(new Set(m.choices.map((c) => c.text)).size > 1, 'choices sample differently');
   });
 
+  test('sampling parameters: top_p 0 is greedy; frequency_penalty breaks repetition', async (t) => {
+    const body = { model: FIM, prompt: 'Hi there', max_tokens: 12, logprobs: 0, ignore_eos: true };
+    const greedy = await t.client.completions.create({ ...body, temperature: 0 });
+    const nucleus = await t.client.completions.create({ ...body, temperature: 1.5, top_p: 0, seed: 99 });
+    assert.equal(nucleus.choices[0].text, greedy.choices[0].text, 'top_p 0 keeps only the most likely token');
+    const maxRepeat = (c) => Math.max(...Object.values(c.choices[0].logprobs.tokens.reduce((m, x) => ((m[x] = (m[x] || 0) + 1), m), {})));
+    const base = maxRepeat(greedy);
+    if (base < 4) t.skip(`greedy text does not repeat a token (max ${base}): ${JSON.stringify(greedy.choices[0].text)}`);
+    const pen = await t.client.completions.create({ ...body, temperature: 0, frequency_penalty: 2 });
+    assert.ok(maxRepeat(pen) < base, `frequency_penalty 2: max repeat ${maxRepeat(pen)} vs ${base} without`);
+    const pres = await t.client.completions.create({ ...body, temperature: 0, presence_penalty: 2 });
+    assert.ok(pres.choices[0].logprobs.tokens.length === 12);
+  });
+
   test('stop sequences that span tokens cut the text (plain and streamed)', async (t) => {
     const body = { model: FIM, prompt: 'Stories begin', max_tokens: 14, logprobs: 0, ...GREEDY };
     const full = await t.client.completions.create(body);
