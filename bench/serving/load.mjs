@@ -54,12 +54,14 @@ const url = new URL('/v1/chat/completions', opt.base);
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 const now = () => performance.now();
 
-// Words of about one token each on a GPT-2/SmolLM BPE vocabulary (common
-// lowercase English words with a leading space): the prompt is ~n tokens.
-const WORDS = ('the of and to in is was for on that with as by at from his her this but are not be or had '
-  + 'have one all were they she which you their will there been has more when can who out what about '
-  + 'into time would some only other two them these first new also may than after over most between '
-  + 'where year years made world during city people state well used through under back being three').split(' ');
+// Words that are exactly one token (with their leading space) in the
+// benchmark fixture's vocabulary (checked one by one through usage), so a
+// prompt's token count is the template's + a constant + its word count.
+const WORDS = ('the of and to in is was for on that as by at from her but are not be or had have one all '
+  + 'were they which you their will there been when who out some only them these first new may after '
+  + 'over most made back a it he i we an my me so do if no up go am us its our any big how now way day '
+  + 'put say off own too why yet law war end art act age air arm bad bed box boy cut dog fun god gun '
+  + 'job lay lie low map net run sun tea ten top toy web yes').split(' ');
 // Seeded per process, so no two runs send the same prompts (no cache hits).
 let rng = ((Date.now() ^ (process.pid * 2654435761)) >>> 0) | 1;
 function rand() { rng ^= rng << 13; rng ^= rng >>> 17; rng ^= rng << 5; return (rng >>> 0) / 4294967296; }
@@ -68,10 +70,11 @@ function words(n) {
   for (let i = 0; i < n; i++) out.push(WORDS[Math.floor(rand() * WORDS.length)]);
   return out.join(' ');
 }
-// A unique user message of w words: a random word first, so a prompt shares
-// only the template's opening with any earlier one.
+// A user message of w + 1 words: "bench" and w random words (the first
+// three make it unique among 10^6, so a prompt shares only the template's
+// opening and that first word with earlier ones, now and then a word more).
 function prompt(w) {
-  return `${Math.floor(rand() * 1e9).toString(36)} ${words(w)}`;
+  return `bench ${words(w)}`;
 }
 // Words per prompt for about `tokens` prompt tokens (template included),
 // from two probe requests (max_tokens 1): tokens = base + slope x words.
@@ -184,7 +187,7 @@ const round3 = (x) => Math.round(x * 1000) / 1000;
 
 async function ttft() {
   const w = await calibrate(opt['prompt-tokens']);
-  const samples = [];
+  const samples = [], uncached = [];
   let prompt_tokens = 0, cached = 0;
   for (let i = 0; i < opt.n; i++) {
     const r = await send({
@@ -192,11 +195,15 @@ async function ttft() {
       max_tokens: 1, temperature: 0,
     });
     samples.push(round3(r.t_first - r.t_sent));
+    const c = r.usage.prompt_tokens_details?.cached_tokens ?? 0;
     prompt_tokens = r.usage.prompt_tokens;
-    cached = Math.max(cached, r.usage.prompt_tokens_details?.cached_tokens ?? 0);
+    cached = Math.max(cached, c);
+    uncached.push(prompt_tokens - c);
   }
   return {
     mode: 'ttft', tag: opt.tag, n: opt.n, prompt_tokens, max_cached_tokens: cached,
+    uncached_tokens_median: Math.round(median(uncached)),
+    uncached_tokens_range: [Math.min(...uncached), Math.max(...uncached)],
     ttft_ms_median: round3(median(samples)), ttft_ms_min: Math.min(...samples), samples,
     ignore_eos: ignoreEos, ignore_eos_refused: ignoreEosRefused,
   };

@@ -90,16 +90,20 @@ const oMed = median(over), oMin = median(overMin);
 p('## Time to first token, 1 client');
 p();
 if (ttft.length && raw.length) {
-  p(`Server: ${ttft[0].n} requests per round, one after another, unique ~${ttft[0].prompt_tokens}-token prompts `
-    + `(at most ${Math.max(...ttft.map((r) => r.max_cached_tokens))} cached), max_tokens 1, temperature 0; `
+  const uniq = (v) => [...new Set(v)].join(', ');
+  const ranges = ttft.map((r) => r.uncached_tokens_range).filter(Boolean);
+  p(`Server: ${ttft[0].n} requests per round, one after another, unique prompts of ${uniq(ttft.map((r) => r.prompt_tokens))} tokens `
+    + `(at most ${Math.max(...ttft.map((r) => r.max_cached_tokens))} found cached; uncached `
+    + `${ranges.length ? `${Math.min(...ranges.map((x) => x[0]))}–${Math.max(...ranges.map((x) => x[1]))}` : '?'}), max_tokens 1, temperature 0; `
     + 'request written → first content chunk read (raw node:http, SSE parsed by the client). '
-    + `Raw engine: \`hearth bench --prompt-tokens ${raw[0].prompt_tokens} --gen-tokens 1 --reps ${raw[0].reps ?? "?"}\` `
-    + 'on the same file (prefill with the last token\'s logits + picking the first token), run in the same round while the server idles. '
-    + 'Overhead = server − raw per round, median over rounds.');
+    + `Raw engine: \`hearth bench --prompt-tokens N --gen-tokens 1 --reps ${raw[0].reps ?? '?'}\` `
+    + 'on the same file with N = the round\'s median uncached prompt tokens (prefill with the last token\'s logits + picking the first token), '
+    + 'run in the same round right after, while the server idles. Overhead = server − raw per round (medians of the round), median over rounds; '
+    + '"of the minima": the same with each round\'s fastest sample.');
   p();
-  p('| prompt tokens (uncached) | server TTFT ms | raw engine ms | overhead ms | overhead of the minima ms | per round overhead ms |');
+  p('| prompt tokens prefilled | server TTFT ms | raw engine ms | overhead ms | overhead of the minima ms | per round overhead ms |');
   p('| ---: | ---: | ---: | ---: | ---: | --- |');
-  p(`| ${raw[0].prompt_tokens} | ${fmt(sMed, 2)} | ${fmt(eMed, 2)} | ${fmt(oMed, 2)} | ${fmt(oMin, 2)} | ${over.map((x) => fmt(x, 2)).join(', ')} |`);
+  p(`| ${uniq(raw.map((r) => r.prompt_tokens))} | ${fmt(sMed, 2)} | ${fmt(eMed, 2)} | ${fmt(oMed, 2)} | ${fmt(oMin, 2)} | ${over.map((x) => fmt(x, 2)).join(', ')} |`);
   p();
 } else p('(no time-to-first-token measurements)\n');
 

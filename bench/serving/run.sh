@@ -5,10 +5,10 @@
 # missing, makes (or reuses) the fixture in the bench cache shared with
 # bench/engine/run.sh, starts a quiet server on a free port with a temp data
 # directory and a key, and stops it at the end. In each round, alternating:
-#   raw   `hearth bench` time to first token (prefill of the same number of
-#         prompt tokens + picking the first token; a separate process, while
-#         the server idles)
 #   ttft  1 client: request sent -> first content chunk, unique prompts
+#   raw   `hearth bench` time to first token (prefill of as many prompt
+#         tokens as the server prefilled + picking the first token; a
+#         separate process, while the server idles)
 #   load  1, 4, 16 concurrent streaming clients, each R requests back to
 #         back of max_tokens 128 (ignore_eos: hearth's benchmark extension,
 #         when the server takes it): aggregate tokens/s
@@ -137,18 +137,16 @@ if ! load load --clients 1 --requests 1 --max-tokens 8 >"$TMP/warm.json" 2>"$TMP
   exit 1
 fi
 tag 0 <"$TMP/warm.json"
-# The raw engine prefills as many tokens as the server does: the prompt
-# less what the server found cached (only the template's opening can be).
-probe=$(load ttft --n 2 --prompt-tokens "$ttft_ptok")
-ptok=$(node -e 'const j=JSON.parse(process.argv[1]);console.log(j.prompt_tokens-j.max_cached_tokens)' "$probe")
-echo "ttft prompt: $probe" >&2
-
 for r in $(seq 1 "$rounds"); do
+  echo "[round $r] server ttft, 1 client" >&2
+  load ttft --n "$ttft_n" --prompt-tokens "$ttft_ptok" >"$TMP/ttft.json"
+  tag "$r" <"$TMP/ttft.json"
+  # The raw engine prefills as many tokens as the server did: the prompt
+  # less what the server found cached (only the template's opening can be).
+  ptok=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")).uncached_tokens_median)' "$TMP/ttft.json")
   echo "[round $r] raw engine: hearth bench --prompt-tokens $ptok" >&2
   "$HEARTH" bench --model "$f" "${bench_threads[@]}" --prompt-tokens "$ptok" --gen-tokens 1 \
     --reps "$ttft_n" --no-bandwidth --json | tail -n 1 | sed "s/^{/{\"mode\":\"raw\",\"reps\":$ttft_n,/" | tag "$r"
-  echo "[round $r] server ttft, 1 client" >&2
-  load ttft --n "$ttft_n" --prompt-tokens "$ttft_ptok" | tag "$r"
   for c in $clients; do
     echo "[round $r] load, $c clients x $requests requests x $max_tokens tokens" >&2
     load load --clients "$c" --requests "$requests" --max-tokens "$max_tokens" \
