@@ -349,6 +349,14 @@ int gen_check_context(const gen_model *m, const gen_params *p, int n_prompt,
                       api_error *e) {
   const eng_model *em = sched_model(m->s);
   int n_vocab = eng_model_n_vocab(em), n_ctx = sched_n_ctx_seq(m->s);
+  int slots = sched_n_slots(m->s);
+  if (p->n > slots) {
+    err_invalid(e, "n",
+                "Invalid 'n': this server decodes at most %d sequences of one "
+                "model together (hearth serve --parallel), but got %d.",
+                slots, p->n);
+    return -1;
+  }
   for (int i = 0; i < p->n_bias; i++)
     if (p->bias[i].token >= n_vocab) {
       err_invalid(e, "logit_bias",
@@ -443,7 +451,7 @@ struct gen_job {
   gen_callbacks cb;
   int keep_text;
   int n, n_prompts, n_choices;
-  int logprobs, top_logprobs, ignore_eos, max_tokens;
+  int logprobs, top_logprobs, ignore_eos, max_tokens, score;
   sampler_params sampling;
   sampler_logit_bias *bias;
   char *stop[GEN_MAX_STOP];
@@ -503,6 +511,7 @@ gen_job *gen_job_new(const gen_model *m, const gen_params *p,
   j->logprobs = p->logprobs;
   j->top_logprobs = p->top_logprobs;
   j->ignore_eos = p->ignore_eos;
+  j->score = p->score;
   j->max_tokens = p->max_tokens;
   j->sampling = p->sampling;
   int ok = 1;
@@ -881,6 +890,7 @@ int gen_job_start(gen_job *j, const int32_t *const *prompts,
     rp.sampling = j->sampling;
     rp.json_object = json_object;
     rp.ignore_eos = j->ignore_eos;
+    rp.logprobs = j->logprobs || j->score;
     rp.on_token = cb_token;
     rp.on_choice_done = cb_choice_done;
     rp.on_done = cb_done;

@@ -74,6 +74,8 @@ typedef struct gen_params {
   int logprobs;      /* 1: report per-token logprobs */
   int top_logprobs;  /* alternatives per token (0..20) */
   int ignore_eos;    /* hearth extension */
+  int score;         /* 1: fill gen_choice.sum_logprob even without
+                        logprobs (best_of); the caller sets it */
   int has_seed;      /* seed was given (sampling.seed is it) */
   const char *user;  /* borrowed from the body, or NULL */
 } gen_params;
@@ -106,7 +108,9 @@ int gen_model_acquire(const api_ctx *ctx, json_t *body, gen_model *m,
                       api_error *e);
 void gen_model_release(gen_model *m);
 
-/* Checks n against the sched's slots (400 naming n) and n_prompt +
+/* Checks n against the sched's slots (400 naming n: "this server decodes
+ * at most N sequences of one model together (hearth serve --parallel)"),
+ * logit_bias ids against the vocabulary, and n_prompt +
  * max_tokens against the context (400 context_length_exceeded, param
  * prompt_param, the platform's wording "This model's maximum context length
  * is N tokens. However, you requested M tokens (P in the messages, C in the
@@ -154,7 +158,8 @@ typedef struct gen_choice {
   gen_token *tokens; /* released tokens (when logprobs), n_tokens */
   int n_tokens;
   const char *finish_reason; /* NULL while running; "stop" / "length" */
-  double sum_logprob;        /* of every sampled token (best_of) */
+  double sum_logprob;        /* of every sampled token, when logprobs or
+                                gen_params.score (best_of); else 0 */
   int n_generated;           /* tokens sampled */
 } gen_choice;
 

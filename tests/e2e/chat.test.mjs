@@ -452,6 +452,7 @@ suite('chat', { setup, server: { extraArgs: ['--alias', 'gpt-4o-mini=smol', '--p
       [{ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: {} } } }, 'response_format.type'],
       [{ response_format: { type: 'json_object' } }, 'messages'], // the word "json" is required
       [{ model: 5 }, 'model'],
+      [{ n: 5 }, 'n'], // --parallel 4
     ];
     for (const [extra, param] of cases) {
       const r = await t.json('/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: MODEL, messages: USER, max_tokens: 1, ...extra }) });

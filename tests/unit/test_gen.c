@@ -492,6 +492,10 @@ static void test_check_context(void) {
   CHECK_INT(gen_check_context(&gm, &p, 256, "prompt", "prompt", &e), -1);
   CHECK_STR(e.param, "prompt");
   gen_params_free(&p);
+  CHECK_INT(parse("{\"n\":5}", GEN_API_CHAT, &p, &e), 0);
+  CHECK_INT(gen_check_context(&gm, &p, 5, "messages", "messages", &e), -1);
+  CHECK_STR(e.param, "n"); /* 4 slots */
+  gen_params_free(&p);
   CHECK_INT(parse("{\"logit_bias\":{\"1024\":1}}", GEN_API_CHAT, &p, &e), 0);
   CHECK_INT(gen_check_context(&gm, &p, 5, "messages", "messages", &e), -1);
   CHECK_STR(e.param, "logit_bias");
