@@ -51,6 +51,7 @@ const GEMMA2 = 'google-gemma-2-2b-it.jinja';
 async function setup(dataDir) {
   await fixture(dataDir, MODEL, 'smollm2-135m', null, 'f16');
   await fixture(dataDir, TINY, 'tiny-qwen2');
+  fs.writeFileSync(path.join(dataDir, 'models', 'broken.gguf'), Buffer.concat([Buffer.from('GGUF'), Buffer.alloc(60, 0xff)]));
   if (TEMPLATES) {
     await fixture(dataDir, 'llama31', 'tiny-llama-bpe', LLAMA31);
     await fixture(dataDir, 'gemma2', 'tiny-llama', GEMMA2);
@@ -400,6 +401,13 @@ suite('chat', { setup, server: { extraArgs: ['--alias', 'gpt-4o-mini=smol', '--p
   test('unknown model: 404 model_not_found', async (t) => {
     const e = await expectApiError(t.client.chat.completions.create({ model: 'no-such-model', messages: USER }), { status: 404, code: 'model_not_found', type: 'invalid_request_error' });
     assert.equal(e.error.message, 'The model `no-such-model` does not exist or you do not have access to it.');
+  });
+
+  test('a model file that does not load: 500 saying so, the server goes on', async (t) => {
+    const e = await expectApiError(t.client.chat.completions.create({ model: 'broken', messages: USER, max_tokens: 1 }), { status: 500, type: 'server_error' });
+    assert.match(e.error.message, /^The model `broken` could not be loaded: /);
+    const ok = await t.client.chat.completions.create({ model: MODEL, messages: USER, max_tokens: 1 });
+    assert.equal(ok.choices.length, 1);
   });
 
   test('bad role, empty or missing messages, bad parts', async (t) => {
