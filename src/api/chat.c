@@ -18,7 +18,10 @@
  *     exactly when the weights serving the name change;
  *   - image, audio and file content parts answer 400: no local model
  *     supported today reads them; response_format json_schema answers 400
- *     until structured outputs land.
+ *     until structured outputs land;
+ *   - a failure after the response started (the engine failing mid-way)
+ *     cannot change the status any more: a stream gets one more event
+ *     {"error": ...}, a non-streamed body is that error object (status 200).
  *
  * Parsed chat templates are cached per loaded model (section "template
  * cache"), keyed by the model's address and file fingerprint.
@@ -402,6 +405,21 @@ static void chat_req_free(chat_req *c) {
   free(c);
 }
 
+/* A JSON string of generated text. The detokenizer emits valid UTF-8;
+ * should a byte ever slip through, it becomes '?' rather than a lost
+ * field. */
+static json_t *text_json(const char *text, size_t len) {
+  json_t *v = json_stringn(text, len);
+  if (v)
+    return v;
+  char *copy = strndup(text, len);
+  if (copy)
+    api_utf8_scrub(copy);
+  v = json_string(copy ? copy : "");
+  free(copy);
+  return v;
+}
+
 /* {"content":[...], "refusal":null} of tokens. */
 static json_t *logprobs_json(const chat_req *c, const gen_token *t, int n) {
   json_t *a = json_array();
@@ -444,7 +462,7 @@ static int on_delta(gen_job *j, void *cls, const gen_choice *ch,
   if (!c->stream)
     return 0;
   json_t *delta = json_object();
-  json_object_set_new(delta, "content", json_stringn(text, len));
+  json_object_set_new(delta, "content", text_json(text, len));
   json_t *lp = c->logprobs ? logprobs_json(c, toks, n_toks) : NULL;
   return write_chunk(c, gen_job_stream(j),
                      json_pack("[o]", choice_delta(ch->index, delta, lp, NULL)),
@@ -480,9 +498,10 @@ static json_t *completion_json(chat_req *c, gen_job *j, const gen_usage *u) {
   gen_choice *ch = gen_job_choices(j, &n);
   json_t *choices = json_array();
   for (int i = 0; i < n; i++) {
-    json_t *msg = json_pack("{s:s, s:s%, s:n, s:[]}", "role", "assistant",
-                            "content", ch[i].text ? ch[i].text : "", ch[i].len,
-                            "refusal", "annotations");
+    json_t *msg =
+        json_pack("{s:s, s:o, s:n, s:[]}", "role", "assistant", "content",
+                  text_json(ch[i].text ? ch[i].text : "", ch[i].len), "refusal",
+                  "annotations");
     json_t *lp =
         c->logprobs ? logprobs_json(c, ch[i].tokens, ch[i].n_tokens) : NULL;
     json_array_append_new(
