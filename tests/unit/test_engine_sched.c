@@ -59,6 +59,8 @@ typedef struct coll {
   pthread_cond_t cv;
   int done, n_choice_done, calls_after_done;
   int32_t toks[MAXC][MAXT];
+  float lp[MAXC][MAXT]; /* ev->info.logprob */
+  int n_top[MAXC][MAXT];
   int n_toks[MAXC];
   sched_finish why[MAXC];
   sched_usage usage;
@@ -84,8 +86,11 @@ static int on_token(void *cls, const sched_event *ev) {
   pthread_mutex_lock(&c->mu);
   if (c->done)
     c->calls_after_done++;
-  if (ev->index < MAXC && c->n_toks[ev->index] < MAXT)
+  if (ev->index < MAXC && c->n_toks[ev->index] < MAXT) {
+    c->lp[ev->index][c->n_toks[ev->index]] = ev->info.logprob;
+    c->n_top[ev->index][c->n_toks[ev->index]] = ev->info.n_top;
     c->toks[ev->index][c->n_toks[ev->index]++] = ev->token;
+  }
   if (c->block_first) {
     c->block_first = 0;
     c->blocked = 1;
@@ -617,6 +622,62 @@ static void test_alone_too_big_ends_length(void) {
   coll_destroy(&c);
 }
 
+/* on_token that says "stop" (1) to choice 0 at its 3rd token. */
+static int stop_choice0(void *cls, const sched_event *ev) {
+  on_token(cls, ev);
+  return ev->index == 0 && ev->n_generated == 3;
+}
+
+static void test_stop_and_eog(void) {
+  sched *s = new_sched(g_m, 4, 128, 0, 64);
+  CHECK(s != NULL);
+  if (!s)
+    return;
+  int32_t prompt[64];
+  int np = tokenize(g_m, texts[0], prompt, 64);
+  char err[256];
+  /* on_token 1 ends that choice only */
+  coll a;
+  coll_init(&a);
+  sched_req_params p = req(&a, prompt, np, 10);
+  p.n = 2;
+  p.on_token = stop_choice0;
+  CHECK_INT(sched_submit(s, &p, err, sizeof err), SCHED_OK);
+  coll_wait(&a);
+  CHECK_INT(a.n_toks[0], 3);
+  CHECK_INT(a.why[0], SCHED_FINISH_STOP);
+  CHECK_INT(a.n_toks[1], 10);
+  CHECK_INT(a.why[1], SCHED_FINISH_LENGTH);
+  CHECK_INT(a.usage.completion_tokens, 13);
+  CHECK(a.lp[1][0] == 0); /* logprobs not asked: not computed */
+  /* an end-of-generation token (forced by a bias) stops, is reported and
+   * counted; with ignore_eos it does not stop */
+  int32_t eos = eng_token_eos(g_m);
+  CHECK(eos >= 0 && eng_token_is_eog(g_m, eos));
+  sampler_logit_bias bias = {eos, 100.0f};
+  for (int ign = 0; ign < 2; ign++) {
+    coll b;
+    coll_init(&b);
+    p = req(&b, prompt, np, 6);
+    p.ignore_eos = ign;
+    p.sampling.logit_bias = &bias;
+    p.sampling.n_logit_bias = 1;
+    p.logprobs = 1;
+    CHECK_INT(sched_submit(s, &p, err, sizeof err), SCHED_OK);
+    coll_wait(&b);
+    CHECK_INT(b.n_toks[0], ign ? 6 : 1);
+    CHECK_INT(b.toks[0][0], eos);
+    CHECK_INT(b.why[0], ign ? SCHED_FINISH_LENGTH : SCHED_FINISH_STOP);
+    CHECK_INT(b.usage.completion_tokens, ign ? 6 : 1);
+    /* logprobs asked: the model's (a bias does not change them) */
+    CHECK(b.lp[0][0] < 0 && b.lp[0][0] > -1e9);
+    CHECK_INT(b.n_top[0][0], 0);
+    coll_destroy(&b);
+  }
+  coll_destroy(&a);
+  sched_free(s);
+}
+
 /* Text of a token list. */
 static void detok(eng_model *m, const int32_t *t, int n, char *out, int len) {
   int k = 0;
@@ -815,6 +876,7 @@ int main(void) {
   RUN(test_preemption_same_tokens);
   RUN(test_n_choices_preempted);
   RUN(test_alone_too_big_ends_length);
+  RUN(test_stop_and_eog);
   RUN(test_json_object);
   RUN(test_shutdown_cancels);
   RUN(test_pool_load_once);
