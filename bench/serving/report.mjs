@@ -71,6 +71,14 @@ if (loads.length) {
       + `| ${fmt(median(rs.map((r) => r.ttft_ms_median)))} | ${Object.entries(fin).map(([k, v]) => `${k} ${v}`).join(', ')} `
       + `| ${rs.map((r) => fmt(r.tok_s)).join(', ')} |`);
   }
+  const rd = rows.filter((r) => r.mode === 'raw_decode');
+  if (rd.length) {
+    const d = median(rd.map((r) => r.decode_tok_s));
+    p();
+    p(`For scale: the engine alone (\`hearth bench --prompt-tokens ${rd[0].prompt_tokens} --gen-tokens ${rd[0].gen_tokens} --reps 2\`, `
+      + `greedy, best of 2, in the same rounds) decodes one sequence at ${fmt(d)} tok/s (median over rounds: ${rd.map((r) => fmt(r.decode_tok_s)).join(', ')}); `
+      + `1 client through the server: ${byC.has(1) ? fmt(tokS(1) / d * 100, 0) : 'n/a'}% of it.`);
+  }
   p();
 } else p('(no load measurements)\n');
 

@@ -9,6 +9,8 @@
 #   raw   `hearth bench` time to first token (prefill of as many prompt
 #         tokens as the server prefilled + picking the first token; a
 #         separate process, while the server idles)
+#   raw decode  `hearth bench` greedy decode tokens/s of one sequence (the
+#         engine's single-stream speed, for scale)
 #   load  1, 4, 16 concurrent streaming clients, each R requests back to
 #         back of max_tokens 128 (ignore_eos: hearth's benchmark extension,
 #         when the server takes it): aggregate tokens/s
@@ -147,6 +149,10 @@ for r in $(seq 1 "$rounds"); do
   echo "[round $r] raw engine: hearth bench --prompt-tokens $ptok" >&2
   "$HEARTH" bench --model "$f" "${bench_threads[@]}" --prompt-tokens "$ptok" --gen-tokens 1 \
     --reps "$ttft_n" --no-bandwidth --json | tail -n 1 | sed "s/^{/{\"mode\":\"raw\",\"reps\":$ttft_n,/" | tag "$r"
+  echo "[round $r] raw engine decode: hearth bench --prompt-tokens $load_ptok --gen-tokens $max_tokens" >&2
+  "$HEARTH" bench --model "$f" "${bench_threads[@]}" --prompt-tokens "$load_ptok" \
+    --gen-tokens "$max_tokens" --reps 2 --no-bandwidth --json | tail -n 1 |
+    sed 's/^{/{"mode":"raw_decode",/' | tag "$r"
   for c in $clients; do
     echo "[round $r] load, $c clients x $requests requests x $max_tokens tokens" >&2
     load load --clients "$c" --requests "$requests" --max-tokens "$max_tokens" \
