@@ -752,10 +752,17 @@ static int advance(gen_job *j, int idx, int final) {
 
 /* ------------------------------------------------- sched callbacks */
 
+/* The client is gone, or so far behind that writing to it would block
+ * the worker (api_stream_write waits past API_STREAM_MAX_BUFFERED). */
+static int client_lost(gen_job *j) {
+  return j->stream && (api_stream_cancelled(j->stream) ||
+                       api_stream_buffered(j->stream) > GEN_MAX_UNREAD);
+}
+
 static int cb_token(void *cls, const sched_event *ev) {
   gen_sub *sub = cls;
   gen_job *j = sub->j;
-  if (atomic_load(&j->failed) || atomic_load(&j->cancelled))
+  if (atomic_load(&j->failed) || atomic_load(&j->cancelled) || client_lost(j))
     return -1;
   int idx = sub->prompt * j->n + ev->index;
   cstate *c = &j->cs[idx];
@@ -845,7 +852,7 @@ static void cb_done(void *cls, const sched_usage *u) {
 static int cb_cancelled(void *cls) {
   gen_job *j = ((gen_sub *)cls)->j;
   return atomic_load(&j->failed) || atomic_load(&j->cancelled) ||
-         (j->stream && api_stream_cancelled(j->stream));
+         client_lost(j);
 }
 
 /* ------------------------------------------------------- start */

@@ -23,6 +23,9 @@
  * model, so the callbacks of one job never run concurrently). The HTTP
  * thread never waits for generation: non-streaming responses are streamed
  * bodies too (Content-Type application/json) written whole in on_done.
+ * The worker never waits for a client either: a client that leaves more
+ * than GEN_MAX_UNREAD bytes unread is treated as gone (its job cancels)
+ * instead of stalling every sequence of the model behind a blocked write.
  *
  * Hearth extension (non-standard, for benchmarks): "ignore_eos": true in the
  * body makes end-of-generation tokens not stop a choice (finish_reason then
@@ -43,7 +46,8 @@
 #include "engine/sched.h"
 
 #define GEN_MAX_STOP 4
-#define GEN_MAX_N 128 /* the platform's bound on n */
+#define GEN_MAX_N 128            /* the platform's bound on n */
+#define GEN_MAX_UNREAD (2 << 20) /* bytes a streaming client may lag */
 
 /* ------------------------------------------------------------ parameters */
 

@@ -128,6 +128,13 @@ int api_stream_cancelled(api_stream *s) {
   return c;
 }
 
+size_t api_stream_buffered(api_stream *s) {
+  pthread_mutex_lock(&s->mu);
+  size_t n = s->len - s->head;
+  pthread_mutex_unlock(&s->mu);
+  return n;
+}
+
 void api_stream_end(api_stream *s) {
   pthread_mutex_lock(&s->mu);
   s->ended = 1;

@@ -28,6 +28,9 @@ int api_stream_sse(api_stream *s, const char *event, const json_t *data);
 int api_stream_sse_done(api_stream *s);
 /* 1 once the client disconnected (or the server is shutting down). */
 int api_stream_cancelled(api_stream *s);
+/* Bytes written and not yet read by the client: a producer that must not
+ * block (e.g. a model's decode thread) checks this before writing. */
+size_t api_stream_buffered(api_stream *s);
 /* Ends the body and drops the producer's reference: call exactly once,
  * also after a failed write. */
 void api_stream_end(api_stream *s);

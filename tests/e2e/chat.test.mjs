@@ -9,6 +9,7 @@
 // against CreateChatCompletionStreamResponse here (the harness validates
 // JSON bodies only).
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { suite, INVALID } from './lib/harness.mjs';
 import { hearth, REPO } from './lib/server.mjs';
@@ -527,5 +528,39 @@ suite('chat queue', {
     assert.ok(Date.now() - t0 < 20000);
     const after = await t.client.chat.completions.create({ model: MODEL, messages: USER, max_tokens: 3, ignore_eos: true }, EXT);
     assert.equal(after.usage.completion_tokens, 3);
+  }, { timeoutMs: 60000 });
+});
+
+// A client that stops reading its stream must not stall the model's other
+// requests (the decode thread never blocks on one client): once it lags by
+// megabytes its generation is cancelled, its stream cut short (no [DONE]),
+// and everyone else goes on.
+suite('chat slow client', {
+  setup: async (d) => fixture(d, TINY, 'tiny-qwen2'),
+  server: { extraArgs: ['--parallel', '4', '--ctx', '4096'] },
+}, (test) => {
+  test('a client that never reads is dropped, not waited for', async (t) => {
+    const body = JSON.stringify({ model: TINY, messages: USER, max_tokens: 4000, n: 4, ignore_eos: true, stream: true, logprobs: true, top_logprobs: 20 });
+    const sock = net.connect(t.server.port, '127.0.0.1');
+    sock.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    let got = 0, tail = '';
+    const ended = new Promise((resolve) => {
+      sock.on('data', (d) => {
+        got += d.length;
+        tail = (tail + d.toString('latin1')).slice(-64);
+        if (tail.endsWith('\r\n0\r\n\r\n')) resolve();
+      });
+    });
+    sock.pause(); // never reads: the kernel buffers fill, then the server's
+    await new Promise((r) => setTimeout(r, 1500));
+    const t0 = Date.now();
+    const other = await t.client.chat.completions.create({ model: TINY, messages: USER, max_tokens: 8, ignore_eos: true }, EXT);
+    assert.equal(other.usage.completion_tokens, 8);
+    assert.ok(Date.now() - t0 < 10000, `another request completed in ${Date.now() - t0} ms`);
+    sock.resume();
+    await ended;
+    sock.destroy();
+    assert.ok(!/\[DONE\]/.test(tail), 'the stalled stream was cut short');
+    assert.ok(got < 4 * 4000 * 1000, `${got} bytes: far less than the full stream`);
   }, { timeoutMs: 60000 });
 });
