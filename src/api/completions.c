@@ -889,7 +889,8 @@ static void answer_without_generation(cmpl *c, api_resp *resp) {
  * still the caller's). */
 static int start_job(cmpl *c, api_resp *resp, api_error *e) {
   int saved_n = c->p.n;
-  c->p.n = c->best_of; /* the driver generates best_of per prompt */
+  c->p.n = c->best_of;            /* the driver generates best_of per prompt */
+  c->p.score = c->best_of > c->n; /* ranking needs each sum_logprob */
   int nc = c->n_prompts * c->best_of;
   if (c->p.stream) {
     c->echo_sent = calloc((size_t)nc, sizeof *c->echo_sent);

@@ -268,19 +268,28 @@ suite('completions', { setup, server: { extraArgs: [] } }, (test) => {
 
   test('n and best_of: best_of candidates, the n with the best mean logprob returned', async (t) => {
     // End tokens banned: every candidate has exactly 5 tokens, all listed.
-    const body = { model: FIM, prompt: 'Pick one:', max_tokens: 5, temperature: 1.5, seed: 7, logit_bias: NO_EOG };
-    const all = await t.client.completions.create({ ...body, n: 3, logprobs: 0 });
-    checkCompletion(all, { choices: 3 });
+    const body = { model: FIM, prompt: 'Pick one:', max_tokens: 5, temperature: 1.5, logit_bias: NO_EOG };
     const mean = (ch) => ch.logprobs.token_logprobs.reduce((a, x) => a + x, 0) / ch.logprobs.token_logprobs.length;
-    const ranked = [...all.choices].sort((a, b) => mean(b) - mean(a));
-    const best = await t.client.completions.create({ ...body, n: 1, best_of: 3, logprobs: 0 });
+    // A seed whose n=3 candidates are not already in rank order, so that
+    // returning them unranked would fail.
+    let seed, all, ranked;
+    for (seed = 1; seed < 40; seed++) {
+      all = await t.client.completions.create({ ...body, seed, n: 3, logprobs: 0 });
+      ranked = [...all.choices].sort((a, b) => mean(b) - mean(a));
+      if (ranked[0].index !== 0 && ranked[1].index !== 1) break;
+    }
+    assert.ok(seed < 40, 'a seed with candidates out of rank order');
+    checkCompletion(all, { choices: 3 });
+    // ranked without logprobs asked (the server scores candidates anyway)
+    const best = await t.client.completions.create({ ...body, seed, n: 1, best_of: 3 });
     checkCompletion(best, { choices: 1 });
     assert.equal(best.usage.completion_tokens, 15, 'every candidate is counted');
     assert.equal(best.choices[0].text, ranked[0].text, 'the best candidate (same seeds as n=3)');
-    const two = await t.client.completions.create({ ...body, n: 2, best_of: 3 });
+    assert.equal(best.choices[0].logprobs, null, 'no logprobs unless asked');
+    const two = await t.client.completions.create({ ...body, seed, n: 2, best_of: 3, logprobs: 1 });
     checkCompletion(two, { choices: 2 });
     assert.deepEqual(two.choices.map((c) => c.text), ranked.slice(0, 2).map((c) => c.text), 'best first');
-    assert.equal(two.choices[0].logprobs, null, 'no logprobs unless asked');
+    assert.ok(mean(two.choices[0]) >= mean(two.choices[1]));
   });
 
   test('seed: same seed, same sampled text; n choices differ', async (t) => {
