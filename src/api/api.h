@@ -63,6 +63,8 @@ typedef struct api_ctx {
   struct sched_pool *pool;   /* loaded models (engine/sched.h), own lock */
   const char *default_model; /* opt-in: model for unknown chat model names,
                                 NULL = unknown names answer 404 */
+  struct gen_shared *gen;    /* api/gen.h: chat templates of loaded models,
+                                background work; own lock; may be NULL */
 } api_ctx;
 
 /* Visitor of query parameters (api_query_each): nonzero stops the walk. */

@@ -23,11 +23,12 @@
  *     cannot change the status any more: a stream gets one more event
  *     {"error": ...}, a non-streamed body is that error object (status 200).
  *
- * Parsed chat templates are cached per loaded model (section "template
- * cache"), keyed by the model's address and file fingerprint.
+ * Parsed chat templates are cached per loaded model (gen_template_acquire)
+ * and stored completions are written on the background thread of api/gen.h
+ * (gen_defer), never on a model's decode thread; the response's last bytes
+ * go out after the store, so a client that reads [DONE] finds it stored.
  * Knows nothing about libmicrohttpd. */
 #include <ctype.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,92 +41,6 @@
 #include "core/jsonbody.h"
 #include "core/metadata.h"
 #include "engine/chat.h"
-
-/* ====================================================== template cache */
-
-#define TMPL_CACHE_MAX 8
-
-typedef struct tmpl_entry {
-  const eng_model *model;
-  char fp[32];
-  chat_template *t;
-  int refs;
-  unsigned long long used; /* last use, for eviction */
-} tmpl_entry;
-
-static pthread_mutex_t tmpl_mu = PTHREAD_MUTEX_INITIALIZER;
-static tmpl_entry tmpl_cache[TMPL_CACHE_MAX];
-static unsigned long long tmpl_clock;
-
-/* Frees the least recently used unreferenced entry; 0, or -1 when every
- * entry is in use (lock held). */
-static int tmpl_evict(void) {
-  int victim = -1;
-  for (int i = 0; i < TMPL_CACHE_MAX; i++)
-    if (tmpl_cache[i].t && !tmpl_cache[i].refs &&
-        (victim < 0 || tmpl_cache[i].used < tmpl_cache[victim].used))
-      victim = i;
-  if (victim < 0)
-    return -1;
-  chat_template_free(tmpl_cache[victim].t);
-  memset(&tmpl_cache[victim], 0, sizeof tmpl_cache[victim]);
-  return 0;
-}
-
-/* The template of m (parsed once per loaded model); release with
- * tmpl_release. NULL with err when it does not parse. */
-static chat_template *tmpl_acquire(const gen_model *gm, char *err,
-                                   size_t errlen) {
-  const eng_model *m = sched_model(gm->s);
-  chat_template *t = NULL;
-  pthread_mutex_lock(&tmpl_mu);
-  for (int i = 0; i < TMPL_CACHE_MAX && !t; i++)
-    if (tmpl_cache[i].t && tmpl_cache[i].model == m &&
-        !strcmp(tmpl_cache[i].fp, gm->fingerprint)) {
-      tmpl_cache[i].refs++;
-      tmpl_cache[i].used = ++tmpl_clock;
-      t = tmpl_cache[i].t;
-    }
-  pthread_mutex_unlock(&tmpl_mu);
-  if (t)
-    return t;
-  t = chat_template_new(m, err, errlen); /* parsed outside the lock */
-  if (!t)
-    return NULL;
-  pthread_mutex_lock(&tmpl_mu);
-  int slot = -1;
-  for (int i = 0; i < TMPL_CACHE_MAX && slot < 0; i++)
-    if (!tmpl_cache[i].t)
-      slot = i;
-  if (slot < 0 && tmpl_evict() == 0)
-    for (int i = 0; i < TMPL_CACHE_MAX && slot < 0; i++)
-      if (!tmpl_cache[i].t)
-        slot = i;
-  if (slot >= 0) {
-    tmpl_entry *e = &tmpl_cache[slot];
-    e->model = m;
-    snprintf(e->fp, sizeof e->fp, "%s", gm->fingerprint);
-    e->t = t;
-    e->refs = 1;
-    e->used = ++tmpl_clock;
-  }
-  pthread_mutex_unlock(&tmpl_mu);
-  /* slot < 0: every entry busy; this one is private to the request */
-  return t;
-}
-
-static void tmpl_release(chat_template *t) {
-  int found = 0;
-  pthread_mutex_lock(&tmpl_mu);
-  for (int i = 0; i < TMPL_CACHE_MAX; i++)
-    if (tmpl_cache[i].t == t) {
-      tmpl_cache[i].refs--;
-      found = 1;
-    }
-  pthread_mutex_unlock(&tmpl_mu);
-  if (!found)
-    chat_template_free(t);
-}
 
 /* ====================================================== validation */
 
@@ -395,7 +310,7 @@ static void chat_req_free(chat_req *c) {
   if (!c)
     return;
   if (c->tmpl)
-    tmpl_release(c->tmpl);
+    gen_template_release(c->ctx->gen, c->tmpl);
   gen_model_release(&c->model);
   free(c->model_name);
   free(c->project);
@@ -534,26 +449,10 @@ static void write_error(chat_req *c, api_stream *s, const char *why) {
   json_decref(j);
 }
 
-static void on_done(gen_job *j, void *cls, const gen_usage *u,
-                    const char *error) {
-  chat_req *c = cls;
-  api_stream *s = gen_job_stream(j);
-  if (error && !strcmp(error, "cancelled")) {
-    chat_req_free(c);
-    return;
-  }
-  if (error) {
-    write_error(c, s, error);
-    chat_req_free(c);
-    return;
-  }
-  json_t *obj = NULL;
-  if (!c->stream || c->store)
-    obj = completion_json(c, j, u);
-  /* stored before the last bytes go out: a client that reads [DONE] (or
-   * the body) and then lists its stored completions finds this one */
-  if (c->store && obj)
-    api_chat_store_save(c->ctx, c->project, obj, c->messages, c->metadata);
+/* The response's last bytes: the whole object (not streaming), or the
+ * usage chunk and [DONE]. */
+static void write_final(chat_req *c, api_stream *s, json_t *obj,
+                        const gen_usage *u) {
   if (c->stream) {
     if (c->include_usage)
       write_chunk(c, s, json_array(), gen_usage_json(u));
@@ -564,6 +463,49 @@ static void on_done(gen_job *j, void *cls, const gen_usage *u,
       api_stream_write(s, txt, strlen(txt));
     free(txt);
   }
+}
+
+/* store: true, finished on the background thread: store, then the last
+ * bytes, then the end of the stream. */
+typedef struct store_task {
+  chat_req *c;
+  json_t *obj;
+  api_stream *s;
+  gen_usage u;
+} store_task;
+
+static void store_and_finish(void *arg) {
+  store_task *t = arg;
+  if (t->obj)
+    api_chat_store_save(t->c->ctx, t->c->project, t->obj, t->c->messages,
+                        t->c->metadata);
+  write_final(t->c, t->s, t->obj, &t->u);
+  api_stream_end(t->s);
+  json_decref(t->obj);
+  chat_req_free(t->c);
+  free(t);
+}
+
+static void on_done(gen_job *j, void *cls, const gen_usage *u,
+                    const char *error) {
+  chat_req *c = cls;
+  api_stream *s = gen_job_stream(j);
+  if (error && strcmp(error, "cancelled"))
+    write_error(c, s, error);
+  if (error) {
+    chat_req_free(c);
+    return;
+  }
+  json_t *obj = !c->stream || c->store ? completion_json(c, j, u) : NULL;
+  store_task *t = c->store ? malloc(sizeof *t) : NULL;
+  if (t) {
+    *t = (store_task){c, obj, gen_job_take_stream(j), *u};
+    gen_defer(c->ctx->gen, store_and_finish, t);
+    return;
+  }
+  if (c->store && obj) /* out of memory for the task: store inline */
+    api_chat_store_save(c->ctx, c->project, obj, c->messages, c->metadata);
+  write_final(c, s, obj, u);
   json_decref(obj);
   chat_req_free(c);
 }
@@ -599,7 +541,7 @@ static int prompt_tokens(chat_req *c, json_t *body, int32_t **toks,
   char *text = NULL;
   size_t len = 0;
   json_t *tools = json_object_get(body, "tools");
-  c->tmpl = tmpl_acquire(&c->model, err, sizeof err);
+  c->tmpl = gen_template_acquire(c->ctx->gen, &c->model, err, sizeof err);
   if (!c->tmpl) {
     err_server(e, "The chat template of model `%s` does not parse: %s",
                c->model_name, err);

@@ -13,6 +13,7 @@
  * on_done (unless the start failed), ends the stream and frees the job. */
 #include "api/gen.h"
 
+#include <assert.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -540,6 +541,12 @@ gen_job *gen_job_new(const gen_model *m, const gen_params *p,
   return j;
 }
 
+api_stream *gen_job_take_stream(gen_job *j) {
+  api_stream *s = j->stream;
+  j->stream = NULL;
+  return s;
+}
+
 gen_choice *gen_job_choices(gen_job *j, int *n) {
   if (n)
     *n = j->n_choices;
@@ -918,6 +925,199 @@ int gen_job_start(gen_job *j, const int32_t *const *prompts,
   }
   job_unref(j);
   return 0;
+}
+
+/* ====================================================== shared state */
+
+#define TMPL_CACHE_MAX 8
+
+typedef struct tmpl_entry {
+  const eng_model *model; /* key (compared, never dereferenced) ... */
+  char fp[32];            /* ... with the file's fingerprint */
+  chat_template *t;
+  int refs;
+  unsigned long long used; /* last use, for eviction */
+} tmpl_entry;
+
+typedef struct gen_task {
+  void (*fn)(void *);
+  void *arg;
+  struct gen_task *next;
+} gen_task;
+
+struct gen_shared {
+  pthread_mutex_t mu; /* guards everything below */
+  pthread_cond_t cv;
+  tmpl_entry tmpl[TMPL_CACHE_MAX];
+  unsigned long long clock;
+  gen_task *head, *tail; /* deferred work, oldest first */
+  int running;           /* the background thread runs */
+  pthread_t th;
+};
+
+static void *bg_main(void *arg) {
+  gen_shared *g = arg;
+  pthread_mutex_lock(&g->mu);
+  for (;;) {
+    while (g->running && !g->head)
+      pthread_cond_wait(&g->cv, &g->mu);
+    gen_task *t = g->head;
+    if (!t)
+      break; /* stopping and drained */
+    g->head = t->next;
+    if (!g->head)
+      g->tail = NULL;
+    pthread_mutex_unlock(&g->mu);
+    t->fn(t->arg);
+    free(t);
+    pthread_mutex_lock(&g->mu);
+  }
+  pthread_mutex_unlock(&g->mu);
+  return NULL;
+}
+
+gen_shared *gen_shared_new(void) {
+  gen_shared *g = calloc(1, sizeof *g);
+  if (!g)
+    return NULL;
+  pthread_mutex_init(&g->mu, NULL);
+  pthread_cond_init(&g->cv, NULL);
+  g->running = 1;
+  if (pthread_create(&g->th, NULL, bg_main, g) != 0)
+    g->running = 0; /* deferred work runs inline */
+  return g;
+}
+
+void gen_shared_stop(gen_shared *g) {
+  if (!g)
+    return;
+  pthread_mutex_lock(&g->mu);
+  int was = g->running;
+  g->running = 0;
+  pthread_cond_broadcast(&g->cv);
+  pthread_mutex_unlock(&g->mu);
+  if (was)
+    pthread_join(g->th, NULL);
+}
+
+void gen_shared_free(gen_shared *g) {
+  if (!g)
+    return;
+  gen_shared_stop(g);
+  for (int i = 0; i < TMPL_CACHE_MAX; i++) {
+    assert(!g->tmpl[i].refs);
+    chat_template_free(g->tmpl[i].t);
+  }
+  pthread_cond_destroy(&g->cv);
+  pthread_mutex_destroy(&g->mu);
+  free(g);
+}
+
+void gen_defer(gen_shared *g, void (*fn)(void *), void *arg) {
+  gen_task *t = g ? malloc(sizeof *t) : NULL;
+  if (t) {
+    t->fn = fn;
+    t->arg = arg;
+    t->next = NULL;
+    pthread_mutex_lock(&g->mu);
+    if (g->running) {
+      if (g->tail)
+        g->tail->next = t;
+      else
+        g->head = t;
+      g->tail = t;
+      pthread_cond_signal(&g->cv);
+      t = NULL; /* queued */
+    }
+    pthread_mutex_unlock(&g->mu);
+    if (!t)
+      return;
+    free(t);
+  }
+  fn(arg); /* no background thread (any more): inline */
+}
+
+/* The cached template of (m, fp) with a new reference, or NULL (lock
+ * held). */
+static chat_template *tmpl_find(gen_shared *g, const eng_model *m,
+                                const char *fp) {
+  for (int i = 0; i < TMPL_CACHE_MAX; i++) {
+    tmpl_entry *e = &g->tmpl[i];
+    if (e->t && e->model == m && !strcmp(e->fp, fp)) {
+      e->refs++;
+      e->used = ++g->clock;
+      return e->t;
+    }
+  }
+  return NULL;
+}
+
+/* A free entry, evicting the least recently used unreferenced one if need
+ * be; NULL when every entry is in use (lock held). */
+static tmpl_entry *tmpl_slot(gen_shared *g) {
+  tmpl_entry *victim = NULL;
+  for (int i = 0; i < TMPL_CACHE_MAX; i++) {
+    tmpl_entry *e = &g->tmpl[i];
+    if (!e->t)
+      return e;
+    if (!e->refs && (!victim || e->used < victim->used))
+      victim = e;
+  }
+  if (victim) {
+    chat_template_free(victim->t);
+    memset(victim, 0, sizeof *victim);
+  }
+  return victim;
+}
+
+chat_template *gen_template_acquire(gen_shared *g, const gen_model *gm,
+                                    char *err, size_t errlen) {
+  const eng_model *m = sched_model(gm->s);
+  chat_template *t = NULL;
+  if (g) {
+    pthread_mutex_lock(&g->mu);
+    t = tmpl_find(g, m, gm->fingerprint);
+    pthread_mutex_unlock(&g->mu);
+    if (t)
+      return t;
+  }
+  t = chat_template_new(m, err, errlen); /* parsed outside the lock */
+  if (!t || !g)
+    return t;
+  pthread_mutex_lock(&g->mu);
+  chat_template *other = tmpl_find(g, m, gm->fingerprint); /* a racer's */
+  tmpl_entry *e = other ? NULL : tmpl_slot(g);
+  if (e) {
+    e->model = m;
+    snprintf(e->fp, sizeof e->fp, "%s", gm->fingerprint);
+    e->t = t;
+    e->refs = 1;
+    e->used = ++g->clock;
+  }
+  pthread_mutex_unlock(&g->mu);
+  if (other) {
+    chat_template_free(t);
+    return other;
+  }
+  return t; /* not cached when every entry is busy: private, freed on
+               release */
+}
+
+void gen_template_release(gen_shared *g, chat_template *t) {
+  int cached = 0;
+  if (!t)
+    return;
+  if (g) {
+    pthread_mutex_lock(&g->mu);
+    for (int i = 0; i < TMPL_CACHE_MAX; i++)
+      if (g->tmpl[i].t == t) {
+        g->tmpl[i].refs--;
+        cached = 1;
+      }
+    pthread_mutex_unlock(&g->mu);
+  }
+  if (!cached)
+    chat_template_free(t);
 }
 
 /* ====================================================== helpers */

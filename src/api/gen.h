@@ -43,6 +43,7 @@
 #include "api/api.h"
 #include "api/stream.h"
 #include "core/error.h"
+#include "engine/chat.h"
 #include "engine/sched.h"
 
 #define GEN_MAX_STOP 4
@@ -219,6 +220,39 @@ int gen_job_start(gen_job *j, const int32_t *const *prompts,
 gen_choice *gen_job_choices(gen_job *j, int *n);
 int gen_job_n_choices(const gen_job *j);
 api_stream *gen_job_stream(gen_job *j);
+
+/* Only from on_done: the endpoint takes the producer's end of the stream
+ * (the job will not end it) to finish the response later, from any thread
+ * (e.g. after gen_defer'd work); it must api_stream_end it. */
+api_stream *gen_job_take_stream(gen_job *j);
+
+/* ------------------------------------------------ shared server state */
+
+/* What generation endpoints keep for the server's lifetime (api_ctx.gen):
+ * parsed chat templates of loaded models, and a background thread for work
+ * that must not run on a model's decode thread (storing a completion).
+ * Thread-safe. Every function accepts g == NULL: no cache (a template per
+ * request) and deferred work runs inline. */
+typedef struct gen_shared gen_shared;
+
+gen_shared *gen_shared_new(void);
+/* Runs the deferred work still queued and joins the background thread;
+ * later gen_defer calls run inline. Call once HTTP has stopped and before
+ * the models and the store go away. */
+void gen_shared_stop(gen_shared *g);
+/* Frees the template cache (no request may hold one any more). */
+void gen_shared_free(gen_shared *g);
+
+/* The chat template of m's model, parsed once per loaded model (keyed by
+ * the model's address and file fingerprint; at most 8 kept, least recently
+ * used unreferenced one evicted). NULL with err when the template does not
+ * parse. Release with gen_template_release. */
+chat_template *gen_template_acquire(gen_shared *g, const gen_model *m,
+                                    char *err, size_t errlen);
+void gen_template_release(gen_shared *g, chat_template *t);
+
+/* Runs fn(arg) on the background thread, in submission order. */
+void gen_defer(gen_shared *g, void (*fn)(void *arg), void *arg);
 
 /* --------------------------------------------------------- helpers */
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "api/gen.h"
 #include "cli/cli.h"
 #include "core/auth.h"
 #include "core/paths.h"
@@ -297,7 +298,8 @@ static int ctx_init(api_ctx *ctx, const serve_opts *o, const char *data) {
             "hearth serve: warning: --default-model %s is not in %s (yet)\n",
             o->default_model, ctx->models_dir);
   ctx->pool = sched_pool_new(&o->pool);
-  return ctx->models_cache && ctx->pool ? 0 : -1;
+  ctx->gen = gen_shared_new();
+  return ctx->models_cache && ctx->pool && ctx->gen ? 0 : -1;
 }
 
 /* Open mode (any bearer token) only on loopback without keys; refuses a
@@ -387,8 +389,13 @@ static int run(serve_opts *o, const char *data) {
   rc = 0;
 out:
   http_stop(srv, o->grace);
-  if (ctx.pool) /* after HTTP: no request can acquire a model any more */
+  /* Order: no new request (HTTP stopped); finish deferred work (stored
+   * completions) while models and store are there; unload the models
+   * (cancelling what still runs); free the template cache; the store. */
+  gen_shared_stop(ctx.gen);
+  if (ctx.pool)
     sched_pool_free(ctx.pool);
+  gen_shared_free(ctx.gen);
   sweeper_stop(sw);
   store_close(st);
   api_models_cache_free(ctx.models_cache);

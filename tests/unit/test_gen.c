@@ -5,6 +5,7 @@
  * the end, logprob tokens and offsets, n choices, a failed write cancelling,
  * a full queue answering 429. */
 #include <pthread.h>
+#include <stdint.h>
 #include <unistd.h>
 
 #include "api/gen.h"
@@ -523,6 +524,63 @@ static void test_json_helpers(void) {
   json_decref(j);
 }
 
+/* Deferred work runs in order on the background thread; after stop, inline
+ * on the caller's. */
+typedef struct order {
+  int seen[8], n;
+  pthread_t th[8];
+} order;
+
+static order g_order;
+
+static void record(void *arg) {
+  g_order.th[g_order.n] = pthread_self();
+  g_order.seen[g_order.n++] = (int)(intptr_t)arg;
+}
+
+static void test_shared_defer(void) {
+  gen_shared *g = gen_shared_new();
+  CHECK(g != NULL);
+  memset(&g_order, 0, sizeof g_order);
+  for (int i = 0; i < 5; i++)
+    gen_defer(g, record, (void *)(intptr_t)i);
+  gen_shared_stop(g); /* drains */
+  CHECK_INT(g_order.n, 5);
+  for (int i = 0; i < 5; i++) {
+    CHECK_INT(g_order.seen[i], i);
+    CHECK(!pthread_equal(g_order.th[i], pthread_self()));
+  }
+  gen_defer(g, record, (void *)(intptr_t)5);
+  CHECK_INT(g_order.n, 6);
+  CHECK(pthread_equal(g_order.th[5], pthread_self()));
+  gen_defer(NULL, record, (void *)(intptr_t)6); /* no shared state: inline */
+  CHECK_INT(g_order.n, 7);
+  gen_shared_free(g);
+}
+
+/* One parsed template per loaded model, shared while referenced. */
+static void test_shared_templates(void) {
+  char err[256];
+  gen_model gm = {.s = g_s};
+  if (!g_s)
+    SKIP("no fixture model");
+  snprintf(gm.fingerprint, sizeof gm.fingerprint, "fp_test");
+  gen_shared *g = gen_shared_new();
+  chat_template *a = gen_template_acquire(g, &gm, err, sizeof err);
+  chat_template *b = gen_template_acquire(g, &gm, err, sizeof err);
+  CHECK(a && a == b);
+  snprintf(gm.fingerprint, sizeof gm.fingerprint, "fp_other");
+  chat_template *c = gen_template_acquire(g, &gm, err, sizeof err);
+  CHECK(c && c != a); /* another file at the same address */
+  gen_template_release(g, a);
+  gen_template_release(g, b);
+  gen_template_release(g, c);
+  chat_template *p = gen_template_acquire(NULL, &gm, err, sizeof err);
+  CHECK(p != NULL);
+  gen_template_release(NULL, p); /* private: freed */
+  gen_shared_free(g);
+}
+
 int main(void) {
   RUN(test_params_defaults);
   RUN(test_params_values);
@@ -537,6 +595,8 @@ int main(void) {
   RUN(test_job_n_choices);
   RUN(test_job_write_failure_cancels);
   RUN(test_job_queue_full);
+  RUN(test_shared_defer);
+  RUN(test_shared_templates);
   if (g_s)
     sched_free(g_s);
   eng_model_free(g_m);
