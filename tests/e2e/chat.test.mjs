@@ -564,3 +564,39 @@ suite('chat slow client', {
     assert.ok(got < 4 * 4000 * 1000, `${got} bytes: far less than the full stream`);
   }, { timeoutMs: 60000 });
 });
+
+// Server options of the model pool: --default-model answers unknown names
+// (echoing the requested one), --max-models 1 swaps models in and out,
+// --keep-alive 0 unloads an idle model at the next tick; a model unloaded
+// and loaded again (its parsed chat template cached by file) answers the
+// same greedy text.
+suite('chat pool options', {
+  setup: async (d) => {
+    await fixture(d, TINY, 'tiny-qwen2');
+    await fixture(d, 'tiny-b', 'tiny-llama');
+  },
+  server: { extraArgs: ['--default-model', TINY, '--max-models', '1', '--keep-alive', '0'] },
+}, (test) => {
+  const ask = (t, model) => t.client.chat.completions.create({ model, messages: USER, max_tokens: 6, temperature: 0, ignore_eos: true }, EXT);
+
+  test('--default-model serves unknown names, echoing them', async (t) => {
+    const r = await ask(t, 'gpt-5.4-mini');
+    assert.equal(r.model, 'gpt-5.4-mini');
+    const direct = await ask(t, TINY);
+    assert.equal(r.choices[0].message.content, direct.choices[0].message.content);
+    assert.equal(r.system_fingerprint, direct.system_fingerprint);
+  });
+
+  test('--max-models 1 and --keep-alive 0: models unloaded and reloaded give the same text', async (t) => {
+    const a1 = await ask(t, TINY);
+    const b1 = await ask(t, 'tiny-b'); // evicts tiny
+    const a2 = await ask(t, TINY); // reloads it
+    assert.equal(a2.choices[0].message.content, a1.choices[0].message.content);
+    await new Promise((r) => setTimeout(r, 2500)); // idle past keep-alive: unloaded
+    const b2 = await ask(t, 'tiny-b');
+    assert.equal(b2.choices[0].message.content, b1.choices[0].message.content);
+    const both = await Promise.all([ask(t, TINY), ask(t, 'tiny-b')]); // both at once, one model allowed
+    assert.equal(both[0].choices[0].message.content, a1.choices[0].message.content);
+    assert.equal(both[1].choices[0].message.content, b1.choices[0].message.content);
+  }, { timeoutMs: 60000 });
+});
