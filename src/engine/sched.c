@@ -4,14 +4,14 @@
  * One worker thread per sched owns the eng_ctx, the slots and every
  * admitted request; the only state shared with other threads is the
  * incoming list, the stop flag and the published stats, all under one mutex
- * taken twice per step. A step: splice incoming requests into the worker's
- * wait list, drop cancelled ones, admit waiting requests into free slots
- * (prefix reuse), build one batch (one token of each generating choice
- * first, then prompt chunks up to n_batch), eng_decode it (dropping idle
- * cached sequences, then preempting, when the KV cache is full), fork n > 1
- * requests once their prompt is in, sample, report, and reap finished
- * requests. Nothing is allocated per step: per-request memory is allocated
- * at submit, per-slot memory at sched_new.
+ * taken a few times per step (uncontended but for submits). A step: splice
+ * incoming requests into the worker's wait list, drop cancelled ones, admit
+ * waiting requests into free slots (prefix reuse), build one batch (one token
+ * of each generating choice first, then prompt chunks up to n_batch),
+ * eng_decode it (dropping idle cached sequences, then preempting, when the KV
+ * cache is full), fork n > 1 requests once their prompt is in, sample, report,
+ * and reap finished requests. Nothing is allocated per step: per-request memory
+ * is allocated at submit, per-slot memory at sched_new.
  *
  * A slot is one KV sequence id. While a choice runs in it, it is owned;
  * once the choice ends its KV stays (an idle cached sequence) and hist
@@ -20,8 +20,6 @@
  * any other sequence (eng_kv_reuse_prefix). */
 #include "engine/sched.h"
 
-#include <errno.h>
-#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -59,7 +57,6 @@ typedef struct sreq {
   int leader;      /* the choice that prefills the shared prompt */
   int admitted;    /* ever admitted (cached_tokens counted) */
   int cancel;      /* on_token asked to cancel */
-  int failed;      /* finished by an engine error */
   long long seqno; /* admission order (preemption picks the latest) */
   int logprobs;
   sched_usage usage;
@@ -493,7 +490,6 @@ static void admit(sched *s) {
       break;
     if (req_grammars(s, r)) {
       wait_unlink(s, r);
-      r->failed = 1;
       req_finish_all(s, r, SCHED_FINISH_ERROR, "out of memory (grammar)", 0);
       req_done(r);
       continue;
@@ -604,7 +600,6 @@ static int decode_step(sched *s) {
     }
     const char *msg = eng_ctx_last_error(s->ctx);
     for (int i = 0; i < s->n_run; i++) {
-      s->run[i]->failed = 1;
       req_finish_all(s, s->run[i], SCHED_FINISH_ERROR, msg, 0);
     }
     reap(s);
@@ -768,7 +763,7 @@ static void *worker(void *arg) {
       sample_all(s);
     }
     s->st.busy_s += mono_s() - t0; /* before reap publishes */
-    poll_running(s, 0); /* on_token said cancel; also reaps */
+    poll_running(s, 0);            /* on_token said cancel; also reaps */
     pthread_mutex_lock(&s->mu);
   }
   pthread_mutex_unlock(&s->mu);
