@@ -606,10 +606,13 @@ static int detok_into(gen_job *j, cstate *c, int32_t tok) {
   return 0;
 }
 
-/* A token's own bytes (special tokens rendered) into buf; a piece longer
- * than buf (never seen in real vocabularies) is reported empty. */
-static int piece(const eng_model *m, int32_t tok, char *buf, int len) {
-  int n = eng_token_piece(m, tok, 1, buf, len);
+/* A token's own bytes into buf; a piece longer than buf (never seen in
+ * real vocabularies) is reported empty. The chosen token is rendered as the
+ * content is (control tokens empty), so the tokens add up to the text;
+ * alternatives render control tokens ("<|im_end|>") to say what they are. */
+static int piece(const eng_model *m, int32_t tok, int special, char *buf,
+                 int len) {
+  int n = eng_token_piece(m, tok, special, buf, len);
   return n < 0 ? 0 : n;
 }
 
@@ -624,11 +627,11 @@ static int token_add(gen_job *j, cstate *c, const sched_event *ev,
   if (grow((void **)&c->ptok, &cap, (size_t)c->nptok + 1, sizeof *c->ptok) < 0)
     return -1;
   c->cptok = (int)cap;
-  lens[0] = piece(j->em, ev->token, tmp[0], sizeof tmp[0]);
+  lens[0] = piece(j->em, ev->token, 0, tmp[0], sizeof tmp[0]);
   total += lens[0] + 1;
   for (int i = 0; i < n_top; i++) {
     lens[i + 1] =
-        piece(j->em, ev->info.top[i].token, tmp[i + 1], sizeof tmp[i + 1]);
+        piece(j->em, ev->info.top[i].token, 1, tmp[i + 1], sizeof tmp[i + 1]);
     total += lens[i + 1] + 1;
   }
   char *block = malloc((size_t)total);
