@@ -471,6 +471,42 @@ suite('chat', { setup, server: { extraArgs: ['--alias', 'gpt-4o-mini=smol', '--p
     expectErrorBody(bad, { status: 400 });
   });
 
+  // Seeded mutations of a full request body (every field swapped for values
+  // of other types, nulls, huge numbers, deep nesting, or dropped): every
+  // answer is a 200 or a 4xx error object, never a crash or a 5xx.
+  test('mutated bodies: 200 or a clean 4xx, never a crash', async (t) => {
+    let seed = Number(process.env.HEARTH_E2E_SEED || 7);
+    const rnd = (n) => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n; };
+    const deep = (d) => (d ? [deep(d - 1)] : 1);
+    const values = [null, 0, -1, 1.5, 1e308, -1e308, 2 ** 53, '', 'x', 'system', 'json_object', 'x'.repeat(5000), '\u0000\uFFFF', [], {}, true, false, deep(200), [null], [{}], { type: 'text' }, { role: 'user' }];
+    const base = () => ({
+      model: TINY, max_tokens: 2, temperature: 0.7, top_p: 0.9, n: 2, stop: ['a', 'b'], seed: 3,
+      presence_penalty: 0.1, frequency_penalty: 0.1, logit_bias: { 5: 1 }, logprobs: true, top_logprobs: 2,
+      user: 'u', metadata: { k: 'v' }, store: false, stream: false, response_format: { type: 'text' }, ignore_eos: true,
+      messages: [{ role: 'system', content: 'sys' }, { role: 'user', content: [{ type: 'text', text: 'hi json' }] }, { role: 'assistant', content: 'ok' }, { role: 'user', content: 'more' }],
+    });
+    const paths = (o, pre = []) => (o && typeof o === 'object' ? Object.keys(o).flatMap((k) => [[...pre, k], ...paths(o[k], [...pre, k])]) : []);
+    const statuses = {};
+    for (let i = 0; i < 150; i++) {
+      const b = base();
+      for (let m = 0; m <= rnd(3); m++) {
+        const ps = paths(b);
+        const p = ps[rnd(ps.length)];
+        let o = b;
+        for (const k of p.slice(0, -1)) o = o[k];
+        if (rnd(5) === 0) delete o[p.at(-1)];
+        else o[p.at(-1)] = structuredClone(values[rnd(values.length)]);
+      }
+      const r = await t.json('/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(b) });
+      statuses[r.status] = (statuses[r.status] || 0) + 1;
+      assert.ok(r.status === 200 || (r.status >= 400 && r.status < 500), `status ${r.status} for ${JSON.stringify(b).slice(0, 300)}: ${JSON.stringify(r.body).slice(0, 300)}`);
+      if (r.status !== 200) expectErrorBody(r, {});
+    }
+    t.note(`statuses: ${JSON.stringify(statuses)}`);
+    const ok = await t.client.chat.completions.create({ model: TINY, messages: USER, max_tokens: 1 });
+    assert.equal(ok.choices.length, 1, 'the server is still there');
+  }, { timeoutMs: 120000 });
+
   test('context too long: 400 context_length_exceeded', async (t) => {
     const long = [{ role: 'user', content: 'word '.repeat(1100) }];
     let e = await expectApiError(t.client.chat.completions.create({ model: MODEL, messages: long }), { status: 400, code: 'context_length_exceeded', param: 'messages' });
