@@ -147,6 +147,9 @@ static int apply_engine(serve_opts *o, const char *name, const char *v) {
       continue;
     if (parse_ll(name, v, lim[i].min, &x) < 0)
       return -1;
+    if (!strcmp(name, "--ctx") && x == 1)
+      return fprintf(stderr, "hearth serve: --ctx is 0 (default) or >= 2\n"),
+             -1;
     if (x > lim[i].max)
       return fprintf(stderr, "hearth serve: %s is at most %lld\n", name,
                      lim[i].max),
