@@ -207,11 +207,13 @@ gen_job *gen_job_new(const gen_model *m, const gen_params *p,
 /* Submits the prompts (tokens, copied), each with p->n choices (prompt i's
  * choices are indices i*n .. i*n+n-1). json_object: constrain output to a
  * JSON object (engine/grammar.h). Returns 0: callbacks will run and the job
- * ends the stream and frees itself after on_done. -1: nothing will run
- * (prompts already submitted are cancelled and drained first); e is set
- * (429 rate_limit_exceeded with *retry_after_s set when the queue is full,
- * 400 context_length_exceeded, 503 when shutting down, 500), the stream is
- * ended and the job freed; the endpoint answers e. */
+ * ends the stream and frees itself after on_done. -1: none of the
+ * endpoint's callbacks will run (prompts already submitted are cancelled;
+ * the job ends the stream and frees itself once the sched let go of them,
+ * maybe later, on the worker thread); e is set (429 rate_limit_exceeded
+ * with *retry_after_s set when the queue is full, 400
+ * context_length_exceeded, 503 when shutting down, 500); the endpoint
+ * answers e and must not touch j again. */
 int gen_job_start(gen_job *j, const int32_t *const *prompts,
                   const int *n_prompt, int json_object, int *retry_after_s,
                   api_error *e);
