@@ -558,6 +558,28 @@ static int prompt_tokens(chat_req *c, json_t *body, int32_t **toks,
   return n;
 }
 
+/* The response's identity: id, created, the model name as requested, the
+ * project to store in, and the chunk template every streamed chunk copies.
+ */
+static int identify(chat_req *c, const api_req *req, json_t *body,
+                    api_error *e) {
+  gen_new_id("chatcmpl-", c->id, sizeof c->id);
+  c->created = (long long)time(NULL);
+  c->model_name = strdup(json_string_value(json_object_get(body, "model")));
+  c->project = strdup(req->project ? req->project : "");
+  if (c->model_name)
+    c->chunk =
+        json_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "id", c->id, "object",
+                  "chat.completion.chunk", "created", (json_int_t)c->created,
+                  "model", c->model_name, "service_tier", "default",
+                  "system_fingerprint", c->model.fingerprint);
+  if (!c->model_name || !c->project || !c->chunk) {
+    err_server(e, "Out of memory.");
+    return -1;
+  }
+  return 0;
+}
+
 /* Starts the job; on failure resp->err is set. */
 static void start(chat_req *c, const gen_params *gp, int32_t *toks, int n_tok,
                   int json_object, api_resp *resp) {
@@ -599,21 +621,8 @@ void api_chat_create(api_req *req, api_resp *resp) {
   if (check_body(body, c, &gp, &json_object, e) < 0 ||
       gen_model_acquire(req->ctx, body, &c->model, e) < 0)
     goto fail;
-  c->model_name = strdup(json_string_value(json_object_get(body, "model")));
-  c->project = strdup(req->project ? req->project : "");
-  c->chunk = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "id", "", "object",
-                       "chat.completion.chunk", "created", (json_int_t)0,
-                       "model", "", "service_tier", "default",
-                       "system_fingerprint", c->model.fingerprint);
-  if (!c->model_name || !c->project || !c->chunk) {
-    err_server(e, "Out of memory.");
+  if (identify(c, req, body, e) < 0)
     goto fail;
-  }
-  gen_new_id("chatcmpl-", c->id, sizeof c->id);
-  c->created = (long long)time(NULL);
-  json_object_set_new(c->chunk, "id", json_string(c->id));
-  json_object_set_new(c->chunk, "created", json_integer(c->created));
-  json_object_set_new(c->chunk, "model", json_string(c->model_name));
   int n_tok = prompt_tokens(c, body, &toks, e);
   if (n_tok < 0 ||
       gen_check_context(&c->model, &gp, n_tok, "messages", "messages", e) < 0)
