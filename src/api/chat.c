@@ -13,9 +13,9 @@
  *   - "model" in responses echoes the name the request used (an alias such
  *     as gpt-4o-mini stays gpt-4o-mini), so stored completions filter by
  *     the names applications use;
- *   - "system_fingerprint" is "fp_" + 10 hex digits of a hash of the model
- *     file's name, size and modification time (see gen.h): it changes
- *     exactly when the weights serving the name change;
+ *   - "system_fingerprint" is "fp_" + 10 hex digits of a hash of the loaded
+ *     model (file name and size, shapes, chat template; see gen.h): it
+ *     changes when the weights or template serving the name change;
  *   - image, audio and file content parts answer 400: no local model
  *     supported today reads them; response_format json_schema answers 400
  *     until structured outputs land;

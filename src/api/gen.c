@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core/ids.h"
 #include "core/jsonbody.h"
@@ -290,16 +289,24 @@ static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
   return h;
 }
 
-/* system_fingerprint: names the model file's identity (name, size and
- * modification time), so it changes when the file does. */
-static void fingerprint(const char *name, const char *path, char *out,
+/* system_fingerprint: a hash of the LOADED model's identity (file name and
+ * size, shapes, chat template), so it changes when the weights or the
+ * template serving a name change, and says what is loaded even when the
+ * file on disk was replaced and the old one is still in memory. */
+static void fingerprint(const char *name, const eng_model *m, char *out,
                         size_t outlen) {
-  struct stat sb;
-  uint64_t h = fnv1a(0xcbf29ce484222325ULL, name, strlen(name));
-  if (stat(path, &sb) == 0) {
-    long long v[2] = {(long long)sb.st_size, (long long)sb.st_mtime};
-    h = fnv1a(h, v, sizeof v);
-  }
+  uint64_t h = fnv1a(0xcbf29ce484222325ULL, name, strlen(name) + 1);
+  const char *arch = eng_model_arch(m), *tmpl = eng_model_chat_template(m);
+  long long v[6] = {(long long)eng_model_file_bytes(m),
+                    (long long)eng_model_weight_bytes(m),
+                    eng_model_n_vocab(m),
+                    eng_model_n_layer(m),
+                    eng_model_n_embd(m),
+                    eng_model_n_ctx_train(m)};
+  h = fnv1a(h, v, sizeof v);
+  h = fnv1a(h, arch, strlen(arch) + 1);
+  if (tmpl)
+    h = fnv1a(h, tmpl, strlen(tmpl));
   snprintf(out, outlen, "fp_%010llx",
            (unsigned long long)(h & 0xffffffffffULL));
 }
@@ -335,7 +342,7 @@ int gen_model_acquire(const api_ctx *ctx, json_t *body, gen_model *m,
   }
   m->pool = ctx->pool;
   snprintf(m->name, sizeof m->name, "%s", file);
-  fingerprint(file, path, m->fingerprint, sizeof m->fingerprint);
+  fingerprint(file, sched_model(m->s), m->fingerprint, sizeof m->fingerprint);
   return 0;
 }
 

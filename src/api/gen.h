@@ -99,8 +99,9 @@ typedef struct gen_model {
                            gen_model_release */
   sched_pool *pool;     /* where it came from */
   char name[256];       /* the model's name as listed (file stem) */
-  char fingerprint[32]; /* "fp_" + 10 hex of a hash of the model file's
-                           name and size: changes when the file does */
+  char fingerprint[32]; /* "fp_" + 10 hex of a hash of the loaded model
+                           (file name and size, shapes, chat template):
+                           changes when what serves the name does */
 } gen_model;
 
 /* Resolves the body's "model" (required string) through api_model_resolve

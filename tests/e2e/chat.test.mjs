@@ -626,6 +626,7 @@ suite('chat pool options', {
   test('--max-models 1 and --keep-alive 0: models unloaded and reloaded give the same text', async (t) => {
     const a1 = await ask(t, TINY);
     const b1 = await ask(t, 'tiny-b'); // evicts tiny
+    assert.notEqual(b1.system_fingerprint, a1.system_fingerprint, 'another model, another fingerprint');
     const a2 = await ask(t, TINY); // reloads it
     assert.equal(a2.choices[0].message.content, a1.choices[0].message.content);
     await new Promise((r) => setTimeout(r, 2500)); // idle past keep-alive: unloaded
