@@ -123,7 +123,7 @@ const greedy = (extra = {}) => ({ model: MODEL, messages: USER, temperature: 0, 
 // request validation for it.
 const EXT = INVALID;
 
-suite('chat', { setup, server: { extraArgs: ['--alias', 'gpt-4o-mini=smol', '--parallel', '4', '--ctx', '1024', '--engine-threads', '2'] } }, (test) => {
+suite('chat', { setup, server: { extraArgs: ['--alias', 'gpt-4o-mini=smol', '--parallel', '4', '--ctx', '4096', '--engine-threads', '2'] } }, (test) => {
   test('non-streaming: the chat.completion object', async (t) => {
     const r = await t.client.chat.completions.create({ model: MODEL, messages: USER, max_tokens: 5 });
     assert.equal(r.object, 'chat.completion');
@@ -346,12 +346,15 @@ suite('chat', { setup, server: { extraArgs: ['--alias', 'gpt-4o-mini=smol', '--p
     await expectApiError(t.client.chat.completions.retrieve(n.id), { status: 404 });
   });
 
-  test('a real template (Llama 3.1): the prompt is its golden rendering, BOS once', async (t) => {
+  test('a real template (Llama 3.1, tools too): the prompt is its golden rendering, BOS once', async (t) => {
     if (!TEMPLATES) t.skip('no ../shared/testdata/templates');
-    for (const id of ['a_user', 'b_system_user', 'c_multi_turn']) {
+    // The goldens hold tool-call arguments as objects; the wire has them as
+    // JSON strings (the renderer parses them back).
+    const wire = (msgs) => msgs.map((m) => (m.tool_calls ? { ...m, tool_calls: m.tool_calls.map((c) => ({ ...c, function: { ...c.function, arguments: JSON.stringify(c.function.arguments) } })) } : m));
+    for (const id of ['a_user', 'b_system_user', 'c_multi_turn', 'e_tools', 'f_tool_call_roundtrip']) {
       const g = golden(LLAMA31, id);
       const want = await cliTokens(t.server.dataDir, 'llama31', g.expected);
-      const r = await t.client.chat.completions.create({ model: 'llama31', messages: g.input.messages, max_tokens: 1 });
+      const r = await t.client.chat.completions.create({ model: 'llama31', messages: wire(g.input.messages), ...(g.input.tools ? { tools: g.input.tools } : {}), max_tokens: 1 });
       assert.equal(r.usage.prompt_tokens, want, `${id}: prompt tokens of the golden rendering`);
     }
   });
@@ -508,11 +511,11 @@ suite('chat', { setup, server: { extraArgs: ['--alias', 'gpt-4o-mini=smol', '--p
   }, { timeoutMs: 120000 });
 
   test('context too long: 400 context_length_exceeded', async (t) => {
-    const long = [{ role: 'user', content: 'word '.repeat(1100) }];
+    const long = [{ role: 'user', content: 'word '.repeat(4300) }];
     let e = await expectApiError(t.client.chat.completions.create({ model: MODEL, messages: long }), { status: 400, code: 'context_length_exceeded', param: 'messages' });
-    assert.match(e.error.message, /^This model's maximum context length is 1024 tokens\. However, your messages resulted in \d+ tokens/);
+    assert.match(e.error.message, /^This model's maximum context length is 4096 tokens\. However, your messages resulted in \d+ tokens/);
     e = await expectApiError(t.client.chat.completions.create({ model: MODEL, messages: USER, max_tokens: 5000 }), { status: 400, code: 'context_length_exceeded' });
-    assert.match(e.error.message, /^This model's maximum context length is 1024 tokens\. However, you requested (\d+) tokens \((\d+) in the messages, 5000 in the completion\)\. Please reduce the length of the messages or completion\.$/);
+    assert.match(e.error.message, /^This model's maximum context length is 4096 tokens\. However, you requested (\d+) tokens \((\d+) in the messages, 5000 in the completion\)\. Please reduce the length of the messages or completion\.$/);
     const m = /requested (\d+) tokens \((\d+) in/.exec(e.error.message);
     assert.equal(Number(m[1]), Number(m[2]) + 5000);
   });
@@ -520,7 +523,7 @@ suite('chat', { setup, server: { extraArgs: ['--alias', 'gpt-4o-mini=smol', '--p
   test('without max_tokens a generation can run to the end of the context', async (t) => {
     const r = await t.client.chat.completions.create({ model: TINY, messages: USER, ignore_eos: true }, EXT);
     assert.equal(r.choices[0].finish_reason, 'length');
-    assert.equal(r.usage.total_tokens, 1024, '--ctx 1024');
+    assert.equal(r.usage.total_tokens, 4096, '--ctx 4096');
   });
 });
 
