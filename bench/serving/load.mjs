@@ -10,7 +10,9 @@
 //     temperature 0: time from writing the request to the first chunk that
 //     carries content (or, if the first token yields no text, a
 //     finish_reason). Reports every sample, prompt_tokens and cached_tokens
-//     from usage.
+//     from usage, and the median time to the stream's first event (the
+//     role chunk, written before generation starts: HTTP + request
+//     handling without the engine).
 //
 //   node bench/serving/load.mjs load --base URL --key K --model M
 //        [--clients 1] [--requests 2] [--max-tokens 128] [--prompt-tokens 32]
@@ -131,6 +133,7 @@ function stream(body) {
         let c;
         try { c = JSON.parse(payload); } catch { r.bad = (r.bad || 0) + 1; continue; }
         if (c.usage) r.usage = c.usage;
+        if (r.t_event === undefined) r.t_event = t; // first event (the role chunk)
         for (const ch of c.choices || []) {
           const text = ch.delta?.content;
           if (text) {
@@ -187,7 +190,7 @@ const round3 = (x) => Math.round(x * 1000) / 1000;
 
 async function ttft() {
   const w = await calibrate(opt['prompt-tokens']);
-  const samples = [], uncached = [];
+  const samples = [], uncached = [], firstEvent = [];
   let prompt_tokens = 0, cached = 0;
   for (let i = 0; i < opt.n; i++) {
     const r = await send({
@@ -195,6 +198,7 @@ async function ttft() {
       max_tokens: 1, temperature: 0,
     });
     samples.push(round3(r.t_first - r.t_sent));
+    firstEvent.push(r.t_event - r.t_sent);
     const c = r.usage.prompt_tokens_details?.cached_tokens ?? 0;
     prompt_tokens = r.usage.prompt_tokens;
     cached = Math.max(cached, c);
@@ -205,6 +209,7 @@ async function ttft() {
     uncached_tokens_median: Math.round(median(uncached)),
     uncached_tokens_range: [Math.min(...uncached), Math.max(...uncached)],
     ttft_ms_median: round3(median(samples)), ttft_ms_min: Math.min(...samples), samples,
+    first_event_ms_median: round3(median(firstEvent)),
     ignore_eos: ignoreEos, ignore_eos_refused: ignoreEosRefused,
   };
 }
