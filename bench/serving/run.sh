@@ -20,7 +20,7 @@
 # bench/out/serving-results.jsonl, the table to bench/serving/RESULTS.md
 # (bench/serving/report.mjs) and stdout.
 #
-# Usage: bench/serving/run.sh [--rounds 3] [--clients "1 4 16"]
+# Usage: bench/serving/run.sh [--rounds 5] [--clients "1 4 16"]
 #          [--requests 2] [--max-tokens 128] [--load-prompt-tokens 32]
 #          [--ttft-prompt-tokens 64] [--ttft-n 10] [--threads N]
 #          [--cache DIR] [--out bench/serving/RESULTS.md]
@@ -33,7 +33,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-rounds=3
+rounds=5
 clients="1 4 16"
 requests=2
 max_tokens=128
