@@ -33,7 +33,8 @@ p('# Serving benchmark');
 p();
 p(`\`${cmdline}\` — ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, commit ${meta.commit?.[0] ?? '?'}, `
   + `${meta.cpus?.[0] ?? '?'} CPUs (${meta.cpu?.[0] ?? '?'}), engine threads: ${meta.threads?.[0] ?? '?'}, `
-  + `load average before/after: ${(meta.loadavg || []).join(' / ')}.`);
+  + `load average before/after: ${(meta.loadavg || []).join(' / ')}; `
+  + `\`hearth serve\` flags: ${meta.serve_args?.[0] ? `\`${meta.serve_args[0]}\`` : 'defaults'}.`);
 p();
 p('Model: SmolLM2-135M-shaped random-weight fixture, Q8_0 (`hearth fixture --preset smollm2-135m --type q8_0 --seed 1`), '
   + `served as an alias; ${rounds.length} round(s), medians over rounds.`);

@@ -129,6 +129,7 @@ meta cpus "$(nproc)"
 meta cpu "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
 meta commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 meta threads "${threads:-all cores}"
+meta serve_args "${SERVE_ARGS:-}"
 tag() { sed "s/^{/{\"round\":$1,/" >>"$jsonl"; }
 
 # Warm-up: loads the model, and shows the plumbing works (or why not).
