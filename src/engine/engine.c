@@ -326,6 +326,7 @@ struct eng_ctx {
 
   /* Whole-batch state. */
   int32_t *all_cells; /* (capacity) cells claimed for the batch */
+  int32_t *all_seq;   /* (capacity) sequence of each batch token */
   int all_cap;
   float *logits;     /* (n_out, n_vocab) */
   float *hidden;     /* (n_out, n_embd) final normalized hidden states */
@@ -470,6 +471,7 @@ void eng_ctx_free(eng_ctx *c) {
   free(c->attn_s);
   free(c->attn_p16);
   free(c->all_cells);
+  free(c->all_seq);
   free(c->logits);
   free(c->hidden);
   free(c->out_row);
@@ -650,7 +652,7 @@ static void attn_item_run(eng_ctx *c, int il, const eng_batch_tok *tok,
     }
   }
   /* S[r][j] = sum_d qf[r][d] * K[g][d][lo + j]: long f16 axpys over cells */
-  const size_t nc = (size_t)kv->n_cells;
+  const size_t nc = (size_t)kv->pitch;
   const uint16_t *K = kv->k[il] + (size_t)it->g * hd * nc + gr->lo;
   /* register-blocked AVX2 (or AVX-512) loops when the range is a multiple
    * of 16 cells */
@@ -758,7 +760,7 @@ static void qkv_post(eng_ctx *c, const mlayer *L, int il, int t, int32_t pos) {
   k_rope(q, m->n_head, hd, pos, &rp);
   k_rope(k, m->n_head_kv, hd, pos, &rp);
   /* keys and values transposed: K[g][d][cell], V[g][d][cell] */
-  const size_t cell = (size_t)c->cell_of[t], nc = (size_t)c->kv.n_cells;
+  const size_t cell = (size_t)c->cell_of[t], nc = (size_t)c->kv.pitch;
   uint16_t v16[KV];
   k_f32_to_f16(v16, v, KV);
   uint16_t k16[KV];
@@ -972,6 +974,10 @@ static int reserve(eng_ctx *c, int n, int n_out) {
     if (!o)
       return -1;
     c->out_row = o;
+    int32_t *q = realloc(c->all_seq, sizeof(int32_t) * n);
+    if (!q)
+      return -1;
+    c->all_seq = q;
     c->all_cap = n;
   }
   if ((size_t)n_out > c->logits_cap) {
@@ -1006,8 +1012,11 @@ int eng_decode(eng_ctx *c, const eng_batch *b) {
     snprintf(c->err, sizeof c->err, "out of memory");
     return ENG_ERR_NOMEM;
   }
-  /* claim a cache cell for every token up front: all or nothing */
-  if (kv_find_free(&c->kv, n, c->all_cells)) {
+  /* claim a cache cell for every token up front, all or nothing, each
+   * sequence's cells kept together (attention scans a sequence's range) */
+  for (int i = 0; i < n; i++)
+    c->all_seq[i] = b->tok[i].seq_id;
+  if (kv_find_cells(&c->kv, c->all_seq, n, c->all_cells)) {
     snprintf(c->err, sizeof c->err,
              "kv cache full: %d tokens need cells, %d of %d free", n,
              c->kv.n_cells - c->kv.n_used, c->kv.n_cells);

@@ -22,10 +22,16 @@ typedef struct {
   int n_cells, n_layer, n_seq;
   int row; /* f16 elements per cell per layer: n_head_kv * head_dim */
   kv_cell *cells;
-  uint16_t **k; /* [n_layer] -> row x n_cells f16: keys (after rope),
-                   transposed: element d of cell c at [d * n_cells + c] */
-  uint16_t **v; /* [n_layer] -> row x n_cells f16: values, same layout */
+  int pitch;    /* f16 elements between K/V rows d and d+1: round32(n_cells)
+                   + 16 (>= n_cells + 16), so that a head's rows do not all map
+                   to the same CPU cache sets (4 KB aliasing at 2^k cells) */
+  uint16_t **k; /* [n_layer] -> row x pitch f16: keys (after rope),
+                   transposed: element d of cell c at [d * pitch + c] */
+  uint16_t **v; /* [n_layer] -> row x pitch f16: values, same layout */
   int n_used;
+  int32_t next[KV_MAX_SEQ]; /* cell after each sequence's last claimed one
+                               (-1: none): where it grows next */
+  uint8_t *mark;            /* (n_cells) scratch of kv_find_cells */
 } kv_cache;
 
 /* Allocates the cache. Returns 0 or -1 on allocation failure. */
@@ -36,6 +42,13 @@ uint64_t kv_bytes(const kv_cache *kv);
 /* Finds n free cells and writes their indices to out (ascending). Returns 0,
  * or -1 when fewer than n are free (nothing changed). Does not claim them. */
 int kv_find_free(const kv_cache *kv, int n, int32_t *out);
+/* Finds a free cell for each of n tokens of sequences seq[0..n) (in batch
+ * order) and writes them to out, keeping each sequence's cells together:
+ * a token goes to the cell after its sequence's last one when free, else
+ * to a new free run (a new sequence starts in the largest one, in its
+ * middle when the sequence before it may still grow). Returns 0, or -1
+ * when fewer than n are free (nothing changed). Does not claim them. */
+int kv_find_cells(kv_cache *kv, const int32_t *seq, int n, int32_t *out);
 /* Claims cell c for (seq, pos, token). */
 void kv_claim(kv_cache *kv, int c, int seq, int32_t pos, int32_t token);
 

@@ -790,9 +790,6 @@ static void sched_destroy(sched *s) {
   free(s);
 }
 
-/* Cells added to a KV size that is a multiple of 256. */
-#define SCHED_KV_PAD 16
-
 /* Fills the defaults of p for model m and checks it. */
 static int resolve_params(const eng_model *m, sched_params *p, char *err,
                           size_t errlen) {
@@ -815,11 +812,6 @@ static int resolve_params(const eng_model *m, sched_params *p, char *err,
     p->n_kv = p->n_ctx_seq;
   if ((long long)p->n_kv > (long long)p->n_ctx_seq * p->n_slots)
     p->n_kv = p->n_ctx_seq * p->n_slots;
-  /* the engine stores K/V transposed, rows n_kv cells apart: a multiple of
-   * 256 cells puts the rows of a head in the same CPU cache sets (B
-   * measured +4..16 ms of prefill at 16384 cells, none at 16400) */
-  if (p->n_kv % 256 == 0)
-    p->n_kv += SCHED_KV_PAD;
   if (p->n_batch <= 0)
     p->n_batch = 512;
   if (p->n_batch < p->n_slots)

@@ -60,10 +60,7 @@ typedef struct sched_params {
   int n_ctx_seq; /* most tokens (prompt + output) of one sequence
                     (0 = default: min(n_ctx_train, 4096)) */
   int n_kv;      /* KV cells in all (0 = default: n_ctx_seq * 4; clamped
-                    to at least n_ctx_seq, at most n_ctx_seq * n_slots;
-                    then a multiple of 256 gets 16 more, as a power-of-two
-                    cell count makes the engine's K/V rows alias in the
-                    CPU caches) */
+                    to at least n_ctx_seq, at most n_ctx_seq * n_slots) */
   int n_batch;   /* most tokens per forward pass (default 512, at least
                     n_slots); prompt prefill is chunked so generating
                     sequences keep going */

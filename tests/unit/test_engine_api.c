@@ -14,6 +14,7 @@
 #include "engine/engine.h"
 #include "engine/fixture.h"
 #include "engine/kernels.h"
+#include "engine/kvcache.h"
 #include "engine/quant.h"
 #include "t.h"
 
@@ -433,6 +434,113 @@ static void test_long_context_fragmented(void) {
   eng_model_free(m);
 }
 
+/* Each sequence's cells of s form one run: count == hi - lo + 1. */
+static int seq_contiguous(const kv_cache *kv, int s, int *count) {
+  int lo = -1, hi = -1, n = 0;
+  for (int c = 0; c < kv->n_cells; c++)
+    if (kv->cells[c].seqs >> s & 1) {
+      if (lo < 0)
+        lo = c;
+      hi = c;
+      n++;
+    }
+  *count = n;
+  return n == 0 || hi - lo + 1 == n;
+}
+
+/* 16 sequences admitted one per step (a 40-token prompt each) while the
+ * others decode one token per step, then 64 steps all together: every
+ * sequence's cells stay one run (attention scans a sequence's cell range,
+ * so interleaved cells would make each query scan all 16 sequences). */
+static void test_kv_placement_contiguous(void) {
+  kv_cache kv;
+  CHECK(kv_init(&kv, 4096, 1, 8, 16) == 0);
+  int32_t seq[64], cells[64], pos[16] = {0};
+  for (int step = 0; step < 16 + 64; step++) {
+    int n = 0;
+    for (int s = 0; s < 16 && s < step; s++)
+      seq[n++] = s; /* one decode token each */
+    if (step < 16)
+      for (int i = 0; i < 40; i++)
+        seq[n++] = step; /* the new prompt */
+    CHECK(kv_find_cells(&kv, seq, n, cells) == 0);
+    for (int i = 0; i < n; i++) {
+      CHECK(kv.cells[cells[i]].seqs == 0);
+      kv_claim(&kv, cells[i], seq[i], pos[seq[i]]++, 7);
+    }
+  }
+  for (int s = 0; s < 16; s++) {
+    int count;
+    CHECKF(seq_contiguous(&kv, s, &count), "sequence %d not contiguous", s);
+    CHECK_INT(count, pos[s]);
+  }
+  CHECK_INT(kv.n_used, 16 * (40 + 79) - 15 * 16 / 2);
+  /* a sequence that is dropped leaves a hole; a trimmed one grows after its
+   * own last cell again */
+  kv_seq_rm(&kv, 3, 0, -1);
+  kv_seq_rm(&kv, 5, 50, -1);
+  pos[5] = 50;
+  for (int i = 0; i < 10; i++)
+    seq[i] = 5;
+  CHECK(kv_find_cells(&kv, seq, 10, cells) == 0);
+  for (int i = 0; i < 10; i++)
+    kv_claim(&kv, cells[i], 5, pos[5]++, 7);
+  int count;
+  CHECK(seq_contiguous(&kv, 5, &count));
+  CHECK_INT(count, 60);
+  /* more than is free: nothing is handed out */
+  int32_t *big = malloc(sizeof(int32_t) * 4096),
+          *out = big ? malloc(sizeof(int32_t) * 4096) : NULL;
+  CHECK(out != NULL);
+  if (out) {
+    for (int i = 0; i < 4096; i++)
+      big[i] = 15;
+    int free_n = kv.n_cells - kv.n_used;
+    CHECK(kv_find_cells(&kv, big, free_n + 1, out) == -1);
+    CHECK(kv_find_cells(&kv, big, free_n, out) == 0);
+  }
+  free(big);
+  free(out);
+  kv_free(&kv);
+}
+
+/* 16 sequences decoding together, their cells placed by kv_find_cells,
+ * give each sequence the logits it gets alone. */
+static void test_sixteen_together_equal_alone(void) {
+  eng_model *m = load_fixture("tiny-llama", "f32");
+  CHECK(m != NULL);
+  if (!m)
+    return;
+  int nv = eng_model_n_vocab(m);
+  enum { NS = 16, PL = 6, STEPS = 5 };
+  int32_t toks[NS][PL + STEPS];
+  for (int s = 0; s < NS; s++)
+    for (int i = 0; i < PL + STEPS; i++)
+      toks[s][i] = i ? 3 + (s * 37 + i * 11) % 400 : 1;
+  eng_ctx *c = new_ctx(m, 1024, NS, 64);
+  eng_batch b = eng_batch_init(NS * PL);
+  for (int s = 0; s < NS; s++) /* all prompts, interleaved */
+    for (int i = 0; i < PL; i++)
+      eng_batch_add(&b, toks[s][i], i, s, 0);
+  CHECK(eng_decode(c, &b) == ENG_OK);
+  float *ref = malloc(sizeof(float) * nv);
+  for (int k = 0; k < STEPS; k++) {
+    eng_batch_clear(&b);
+    for (int s = 0; s < NS; s++)
+      eng_batch_add(&b, toks[s][PL + k], PL + k, s, 1);
+    CHECK(eng_decode(c, &b) == ENG_OK);
+  }
+  for (int s = 0; s < NS; s += 5) {
+    CHECK(logits_alone(m, toks[s], PL + STEPS, ref) == 0);
+    double d = max_diff(eng_get_logits(c, s), ref, nv);
+    CHECKF(d < 1e-4, "sequence %d: 16 together vs alone %g", s, d);
+  }
+  free(ref);
+  eng_batch_free(&b);
+  eng_ctx_free(c);
+  eng_model_free(m);
+}
+
 /* Asking logits for only some tokens (the last block then finishes only
  * those) gives the same logits as asking for all of them. */
 static void test_logits_subset(void) {
@@ -479,6 +587,8 @@ int main(void) {
   RUN(test_prefix_reuse);
   RUN(test_logits_subset);
   RUN(test_long_context_fragmented);
+  RUN(test_kv_placement_contiguous);
+  RUN(test_sixteen_together_equal_alone);
   RUN(test_rules_and_full);
   RUN(test_model_info);
   RUN(test_load_errors);
