@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Serving benchmark (issue 4): `hearth serve` with the SmolLM2-135M-shaped
 # Q8_0 random-weight fixture, driven by bench/serving/load.mjs over raw HTTP
-# with streaming chat completions. Self-contained: builds ./hearth if
-# missing, makes (or reuses) the fixture in the bench cache shared with
+# with streaming chat completions. Self-contained: builds ./hearth (make)
+# unless HEARTH_BIN is set, makes (or reuses) the fixture in the cache of
 # bench/engine/run.sh, starts a quiet server on a free port with a temp data
 # directory and a key, and stops it at the end. In each round, alternating:
 #   ttft  1 client: request sent -> first content chunk, unique prompts
