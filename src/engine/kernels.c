@@ -192,6 +192,12 @@ static void init_once(void) {
   const char *pf = getenv("HEARTH_PF");
   for (int l = 0; l < 3; l++)
     g_ops[l].pf_dist = pf ? atoi(pf) : 8192;
+  /* HEARTH_PN_MAX=n: most tokens of a matmul that go row by row against
+   * the raw weights (vec_dot_pn) rather than through prepared weight
+   * tiles (0: never) */
+  const char *pn = getenv("HEARTH_PN_MAX");
+  for (int l = 0; l < 3; l++)
+    g_ops[l].pn_max_tok = pn ? atoi(pn) : 7;
   int want = level_from_env();
   while (want > 0 && !g_avail[want])
     want--;
@@ -320,9 +326,11 @@ static inline void prefetch_ahead(const uint8_t **pf, const uint8_t *upto,
  * ranges sees one uninterrupted stream. */
 static void mv_rows(const mm_job *j, int64_t r0, int64_t r1, int fresh) {
   k_vec_dot_fn f = j->o->vec_dot[j->wtype];
+  k_vec_dot_n_fn fn = NULL;
   const void *x = j->X;
   if (j->Xp) { /* prepared activations */
     f = j->o->vec_dot_p[j->wtype];
+    fn = j->n_tok > 1 ? j->o->vec_dot_pn[j->wtype] : NULL;
     x = j->Xp;
   }
   const uint8_t *w = j->W + (size_t)r0 * j->wrow;
@@ -332,11 +340,22 @@ static void mv_rows(const mm_job *j, int64_t r0, int64_t r1, int fresh) {
   for (int64_t r = r0; r < r1; r++, w += j->wrow) {
     if (dist)
       prefetch_ahead(&pf, w + j->wrow + dist, end);
-    if (f)
+    if (fn) /* a small batch: every token against this row */
+      fn((int)j->cols, &j->Y[r], (size_t)j->rows, w, x, j->xprow,
+         (int)j->n_tok);
+    else if (f)
       f((int)j->cols, &j->Y[r], w, x);
     else
       q_vec_dot_ref(j->wtype, (int)j->cols, &j->Y[r], w, j->X);
   }
+}
+
+/* 1 when a matmul of n_tok > 1 tokens goes row by row like decode, every
+ * token against each weight row as it streams past (vec_dot_pn): small
+ * batches, where preparing the weights would cost more than it saves. */
+static int pn_small(const k_ops *o, int wtype, int64_t n_tok) {
+  return n_tok > 1 && n_tok <= o->pn_max_tok && o->vec_dot_pn[wtype] &&
+         o->xprep_q8_0 && qtype(wtype)->vec_dot_type == QT_Q8_0;
 }
 
 /* Prepared path limits: tokens per block (their prepared activations stay
@@ -352,6 +371,8 @@ static int pp_usable(const k_ops *o, int wtype, int64_t cols, int64_t n_tok) {
   if (n_tok == 1) /* decode: vec_dot against prepared activations */
     return o->vec_dot_p[wtype] && o->xprep_q8_0 &&
            qtype(wtype)->vec_dot_type == QT_Q8_0;
+  if (pn_small(o, wtype, n_tok))
+    return 1;
   return o->wprep[wtype] && o->xprep_q8_0 &&
          qtype(wtype)->vec_dot_type == QT_Q8_0 && cols > 0;
 }
@@ -412,7 +433,7 @@ static void mm_part_tile(const mm_job *j, int64_t r0, int64_t r1) {
 
 static void mm_part(const mm_job *j, int64_t r0, int64_t r1, int ith,
                     int fresh) {
-  if (j->n_tok == 1)
+  if (j->n_tok == 1 || (j->Xp && pn_small(j->o, j->wtype, j->n_tok)))
     mv_rows(j, r0, r1, fresh);
   else if (j->Xp)
     mm_part_prep(j, r0, r1, ith);
@@ -512,7 +533,7 @@ static void mm_dyn_worker(void *arg, int ith, int nth) {
  * rows are few. */
 static int64_t mm_chunk(const mm_job *m, int n, int nth) {
   int64_t total = total_rows(m, n), c;
-  if (m[0].n_tok == 1) {
+  if (m[0].n_tok == 1 || pn_small(m[0].o, m[0].wtype, m[0].n_tok)) {
     int per = nth > 1 ? 32 : 8;
     c = (total + per * nth - 1) / (per * nth);
   } else {
@@ -557,13 +578,19 @@ static size_t xp_wb_stride(const mm_job *m, int64_t chunk) {
   return (b + 63) & ~(size_t)63;
 }
 
-/* Bytes of that buffer the jobs need (0: prepared path unused). */
+/* Bytes of that buffer the jobs need (0: prepared path unused): weight
+ * buffers only when some job prepares its weights (not decode, not a small
+ * batch). */
 static size_t xp_bytes(const mm_job *m, int n, int nth, int64_t chunk) {
+  int act = 0, wb = 0;
   for (int i = 0; i < n; i++)
-    if (pp_usable(m[i].o, m[i].wtype, m[i].cols, m[i].n_tok))
-      return xp_act_bytes(m) +
-             (m->n_tok > 1 ? (size_t)nth * xp_wb_stride(m, chunk) : 0);
-  return 0;
+    if (pp_usable(m[i].o, m[i].wtype, m[i].cols, m[i].n_tok)) {
+      act = 1;
+      wb |= m[i].n_tok > 1 && !pn_small(m[i].o, m[i].wtype, m[i].n_tok);
+    }
+  if (!act)
+    return 0;
+  return xp_act_bytes(m) + (wb ? (size_t)nth * xp_wb_stride(m, chunk) : 0);
 }
 
 /* Prepares the activations into buf and points the jobs that can use the
@@ -580,7 +607,9 @@ static void xp_attach(tpool *pool, mm_job *m, int n, uint8_t *buf,
     if (pp_usable(m[i].o, m[i].wtype, m[i].cols, m[i].n_tok)) {
       m[i].Xp = buf;
       m[i].xprow = m[0].xprow;
-      m[i].wb = m->n_tok > 1 ? buf + xp_act_bytes(m) : NULL;
+      m[i].wb = m->n_tok > 1 && !pn_small(m[i].o, m[i].wtype, m->n_tok)
+                    ? buf + xp_act_bytes(m)
+                    : NULL;
       m[i].wb_stride = xp_wb_stride(m, chunk);
     }
 }
@@ -627,6 +656,13 @@ static int mm_run(tpool *pool, mm_job *m, int n) {
   mm_exec(pool, m, n, xp, chunk);
   free(own);
   return 0;
+}
+
+int k_small_batch_max(int wtype) {
+  const k_ops *o = ops();
+  if (wtype < 0 || wtype >= QT_COUNT || !qtype(wtype) || !pn_small(o, wtype, 2))
+    return 0;
+  return o->pn_max_tok;
 }
 
 int k_matmul_q(tpool *pool, int wtype, const void *W, int64_t rows,

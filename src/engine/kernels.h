@@ -95,6 +95,14 @@ typedef struct {
 int k_matmul_q_multi(tpool *pool, const k_mat *mats, int n_mats, int64_t cols,
                      const void *Xq, int64_t n_tok);
 
+/* Small batches: up to this many tokens (0: none at the current path),
+ * a matmul with weights of wtype streams each weight row once, like decode,
+ * dotting it against every token (no weight repacking, which only pays for
+ * itself over more tokens), and each token's outputs are bit-identical to
+ * a matmul of that token alone. Env HEARTH_PN_MAX=n overrides the limit
+ * (default 7; 0: off). */
+int k_small_batch_max(int wtype);
+
 /* Quantizes n_tok rows of X (cols each) for wtype into Xq, split over the
  * pool. Xq must hold n_tok * k_act_row_size(wtype, cols) bytes. */
 void k_quantize_rows(tpool *pool, int wtype, const float *X, int64_t n_tok,

@@ -608,41 +608,88 @@ static void tile_pp(int np, const void *Wp, size_t wps, int nr, const void *Xp,
       Y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
-/* Decode on prepared activations (xpair: bytes, -128 * sum, lane scales
- * loaded, not recomputed per row); the pair's two weight scales converted
- * together. */
-static void vdp_q8_0(int n, float *s, const void *vx, const void *vp) {
+/* vec_dot_p of one Q8_0 row against NT tokens' prepared pairs: each weight
+ * pair is decoded once for all of them, and each token's dot takes the same
+ * operations in the same order as a lone one (two accumulators alternating
+ * by pair, the odd last block alone), so a token's result does not depend
+ * on how many tokens share the call. Always inlined with a constant NT. */
+static inline __attribute__((always_inline)) void
+vdpn_q8_0_body(int n, float *Y, size_t ldy, const void *vx, const void *Xp,
+               size_t xps, const int NT) {
   const block_q8_0 *x = vx;
-  const xpair *y = vp;
   const __m512i bias = _mm512_set1_epi8((char)0x80);
   const __m512i lane_blk =
       _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
   const int nb = n / 32;
-  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-  int i = 0;
-  for (; i + 2 <= nb; i += 2, y++) {
+  __m512 a0[8], a1[8];
+  for (int t = 0; t < NT; t++)
+    a0[t] = a1[t] = _mm512_setzero_ps();
+  int i = 0, k = 0;
+  for (; i + 2 <= nb; i += 2, k++) {
     __m512i uq =
         _mm512_xor_si512(zpair(dec_q8_0(&x[i]), dec_q8_0(&x[i + 1])), bias);
-    __m512i p = _mm512_dpbusd_epi32(_mm512_load_si512(y->neg), uq,
-                                    _mm512_load_si512(y->y));
     __m128i h = _mm_insert_epi16(_mm_cvtsi32_si128(x[i].d), x[i + 1].d, 1);
     __m512 dx = _mm512_permutexvar_ps(lane_blk,
                                       _mm512_castps128_ps512(_mm_cvtph_ps(h)));
-    __m512 d = _mm512_mul_ps(dx, _mm512_load_ps(y->d));
-    if (i & 2)
-      a1 = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), a1);
-    else
-      a0 = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), a0);
+    for (int t = 0; t < NT; t++) {
+      const xpair *y = (const xpair *)((const char *)Xp + t * xps) + k;
+      __m512i p = _mm512_dpbusd_epi32(_mm512_load_si512(y->neg), uq,
+                                      _mm512_load_si512(y->y));
+      __m512 d = _mm512_mul_ps(dx, _mm512_load_ps(y->d));
+      if (i & 2)
+        a1[t] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), a1[t]);
+      else
+        a0[t] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), a0[t]);
+    }
   }
   if (i < nb) { /* last block: its pair's high half is zero */
     __m512i uq =
         _mm512_xor_si512(zpair(dec_q8_0(&x[i]), _mm256_setzero_si256()), bias);
-    __m512i p = _mm512_dpbusd_epi32(_mm512_load_si512(y->neg), uq,
-                                    _mm512_load_si512(y->y));
-    __m512 d = _mm512_mul_ps(_mm512_set1_ps(f16(x[i].d)), _mm512_load_ps(y->d));
-    a0 = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), a0);
+    __m512 dx = _mm512_set1_ps(f16(x[i].d));
+    for (int t = 0; t < NT; t++) {
+      const xpair *y = (const xpair *)((const char *)Xp + t * xps) + k;
+      __m512i p = _mm512_dpbusd_epi32(_mm512_load_si512(y->neg), uq,
+                                      _mm512_load_si512(y->y));
+      __m512 d = _mm512_mul_ps(dx, _mm512_load_ps(y->d));
+      a0[t] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), a0[t]);
+    }
   }
-  *s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+  for (int t = 0; t < NT; t++)
+    Y[t * ldy] = _mm512_reduce_add_ps(_mm512_add_ps(a0[t], a1[t]));
+}
+
+/* Decode on prepared activations (xpair: bytes, -128 * sum, lane scales
+ * loaded, not recomputed per row); the pair's two weight scales converted
+ * together. */
+static void vdp_q8_0(int n, float *s, const void *vx, const void *vp) {
+  vdpn_q8_0_body(n, s, 0, vx, vp, 0, 1);
+}
+
+/* Small batches: the tokens in near-equal groups of at most 8, one pass
+ * over the (cached) row per group. */
+static void vdpn_q8_0(int n, float *Y, size_t ldy, const void *vx,
+                      const void *Xp, size_t xps, int nt) {
+  while (nt > 0) {
+    int groups = (nt + 7) / 8, g = (nt + groups - 1) / groups;
+    switch (g) {
+#define K_VDPN_CASE(G)                                                         \
+  case G:                                                                      \
+    vdpn_q8_0_body(n, Y, ldy, vx, Xp, xps, G);                                 \
+    break;
+      K_VDPN_CASE(1)
+      K_VDPN_CASE(2)
+      K_VDPN_CASE(3)
+      K_VDPN_CASE(4)
+      K_VDPN_CASE(5)
+      K_VDPN_CASE(6)
+      K_VDPN_CASE(7)
+      K_VDPN_CASE(8)
+#undef K_VDPN_CASE
+    }
+    nt -= g;
+    Y += (size_t)g * ldy;
+    Xp = (const char *)Xp + (size_t)g * xps;
+  }
 }
 
 static void set_tile(k_ops *o, int type, k_tile_fn f, int mr, int nt) {
@@ -675,6 +722,7 @@ void k_register_avx512(k_ops *o, int has_vnni) {
   o->wprep[QT_IQ4_NL] = wprep_iq4_nl;
   o->xprep_q8_0 = xprep_q8_0;
   o->vec_dot_p[QT_Q8_0] = vdp_q8_0;
+  o->vec_dot_pn[QT_Q8_0] = vdpn_q8_0;
   o->tile_p = tile_pp;
   o->tile_p_mr = PP_MR;
   o->tile_p_nt = PP_NT;

@@ -31,6 +31,11 @@ typedef void (*k_tilep_fn)(int npairs, const void *Wp, size_t wps, int nr,
                            const void *Xp, size_t xps, int nt, float *Y,
                            size_t ldy);
 
+/* Y[t * ldy] = dot(W row x, token t's prepared pairs at Xp + t * xps), for
+ * t < nt (any nt >= 1). */
+typedef void (*k_vec_dot_n_fn)(int n, float *Y, size_t ldy, const void *x,
+                               const void *Xp, size_t xps, int nt);
+
 typedef struct {
   k_vec_dot_fn vec_dot[QT_COUNT]; /* by weight type; NULL: q_vec_dot_ref */
   k_quant_fn quant[QT_COUNT];     /* by activation type; NULL: q_quant_row */
@@ -41,6 +46,10 @@ typedef struct {
   k_tilep_fn tile_p;         /* up to tile_p_mr rows x tile_p_nt tokens */
   /* decode: one weight row (raw blocks) . prepared activation pairs */
   k_vec_dot_fn vec_dot_p[QT_COUNT];
+  /* small batches: vec_dot_p of one weight row against nt tokens' prepared
+   * pairs, bit-identical to nt vec_dot_p calls (batch-size invariant) */
+  k_vec_dot_n_fn vec_dot_pn[QT_COUNT];
+  int pn_max_tok; /* most tokens per matmul served by vec_dot_pn */
   int tile_p_mr, tile_p_nt;
   int pf_dist; /* decode software prefetch distance in bytes (0: off) */
 

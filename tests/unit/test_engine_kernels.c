@@ -193,12 +193,49 @@ static void test_matmul(void) {
 
 static int close_arr(const float *a, const float *b, int n, float tol);
 
+/* A small batch (k_small_batch_max) gives each token the outputs of a
+ * matmul of that token alone, bit for bit, with 1 or 2 threads. */
+static void test_small_batch_exact(void) {
+  const int64_t rows = 70, cols = 576;
+  int type = QT_Q8_0, nmax = k_small_batch_max(type);
+  if (nmax < 2)
+    SKIP("no small-batch path on %s", k_simd_name(k_simd()));
+  size_t wr = qtype_row_size(type, cols);
+  unsigned char *W = malloc(wr * rows);
+  float *tmp = malloc(sizeof(float) * cols);
+  for (int64_t r = 0; r < rows; r++) {
+    fill(tmp, cols, 1.0f);
+    q_quant_row(type, tmp, W + r * wr, cols);
+  }
+  float *X = malloc(sizeof(float) * cols * nmax);
+  fill(X, cols * nmax, 2.0f);
+  float *Y = malloc(sizeof(float) * rows * nmax), *y1 = malloc(4 * rows);
+  tpool *pool = tpool_create(2);
+  for (int nt = 2; nt <= nmax; nt++) {
+    CHECK_INT(k_matmul(nt & 1 ? pool : NULL, type, W, rows, cols, X, nt, Y), 0);
+    for (int t = 0; t < nt; t++) {
+      CHECK_INT(k_matmul(pool, type, W, rows, cols, X + t * cols, 1, y1), 0);
+      CHECKF(!memcmp(y1, Y + t * rows, 4 * rows),
+             "%d tokens: token %d differs from alone", nt, t);
+    }
+  }
+  /* one more token: the tiled path, within float tolerance */
+  float *Yb = malloc(sizeof(float) * rows * (nmax + 1));
+  float *Xb = malloc(sizeof(float) * cols * (nmax + 1));
+  memcpy(Xb, X, sizeof(float) * cols * nmax);
+  fill(Xb + cols * nmax, cols, 2.0f);
+  CHECK_INT(k_matmul(pool, type, W, rows, cols, Xb, nmax + 1, Yb), 0);
+  CHECK(close_arr(Yb, Y, (int)(rows * nmax), 1e-5f));
+  tpool_free(pool);
+  free(W), free(tmp), free(X), free(Y), free(y1), free(Yb), free(Xb);
+}
+
 /* k_matmul_q_multi == one k_matmul_q per matrix. */
 static void test_matmul_multi(void) {
   const int64_t cols = 512, rows[3] = {40, 17, 70};
   const int types[3] = {QT_Q5_0, QT_Q8_0, QT_Q4_0}; /* all Q8_0 activations */
   tpool *p = tpool_create(3);
-  for (int nt = 1; nt <= 9; nt += 8) {
+  for (int nt = 1; nt <= 9; nt += nt < 3 ? 2 : 6) { /* 1, 3 and 9 */
     float *X = malloc(sizeof(float) * cols * nt), *tmp = malloc(4 * cols);
     fill(X, cols * nt, 1.0f);
     size_t xr = k_act_row_size(QT_Q8_0, cols);
@@ -414,6 +451,7 @@ int main(void) {
   RUN(test_quantize_act_exact);
   RUN(test_matmul);
   RUN(test_matmul_multi);
+  RUN(test_small_batch_exact);
   RUN(test_f32_helpers);
   RUN(test_attn_rows);
   RUN(test_rope);
