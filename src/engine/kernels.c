@@ -169,6 +169,10 @@ static int level_from_env(void) {
   return K_SIMD_AVX512;
 }
 
+/* Most tokens of the bit-exact small-batch path (vec_dot_pn keeps two
+ * accumulators per token in registers). */
+enum { K_PN_EXACT = 7 };
+
 static void init_once(void) {
   cpu_features f;
   cpu_detect(&f);
@@ -197,7 +201,10 @@ static void init_once(void) {
    * tiles (0: never) */
   const char *pn = getenv("HEARTH_PN_MAX");
   for (int l = 0; l < 3; l++)
-    g_ops[l].pn_max_tok = pn ? atoi(pn) : 7;
+    g_ops[l].pn_max_tok = pn ? atoi(pn) : 16;
+  for (int l = 0; l < 3; l++) /* one accumulator pair per token: <= 8 */
+    g_ops[l].pn_exact_tok =
+        g_ops[l].pn_max_tok < K_PN_EXACT ? g_ops[l].pn_max_tok : K_PN_EXACT;
   int want = level_from_env();
   while (want > 0 && !g_avail[want])
     want--;
@@ -327,10 +334,12 @@ static inline void prefetch_ahead(const uint8_t **pf, const uint8_t *upto,
 static void mv_rows(const mm_job *j, int64_t r0, int64_t r1, int fresh) {
   k_vec_dot_fn f = j->o->vec_dot[j->wtype];
   k_vec_dot_n_fn fn = NULL;
+  k_vec_dot_n2_fn fn2 = NULL;
   const void *x = j->X;
   if (j->Xp) { /* prepared activations */
     f = j->o->vec_dot_p[j->wtype];
     fn = j->n_tok > 1 ? j->o->vec_dot_pn[j->wtype] : NULL;
+    fn2 = j->n_tok > j->o->pn_exact_tok ? j->o->vec_dot_pn2[j->wtype] : NULL;
     x = j->Xp;
   }
   const uint8_t *w = j->W + (size_t)r0 * j->wrow;
@@ -340,7 +349,13 @@ static void mv_rows(const mm_job *j, int64_t r0, int64_t r1, int fresh) {
   for (int64_t r = r0; r < r1; r++, w += j->wrow) {
     if (dist)
       prefetch_ahead(&pf, w + j->wrow + dist, end);
-    if (fn) /* a small batch: every token against this row */
+    if (fn2 && r + 1 < r1) { /* two rows at a time, every token */
+      if (dist)
+        prefetch_ahead(&pf, w + 2 * j->wrow + dist, end);
+      fn2((int)j->cols, &j->Y[r], (size_t)j->rows, w, j->wrow, x, j->xprow,
+          (int)j->n_tok);
+      r++, w += j->wrow;
+    } else if (fn) /* a small batch: every token against this row */
       fn((int)j->cols, &j->Y[r], (size_t)j->rows, w, x, j->xprow,
          (int)j->n_tok);
     else if (f)
@@ -354,8 +369,12 @@ static void mv_rows(const mm_job *j, int64_t r0, int64_t r1, int fresh) {
  * token against each weight row as it streams past (vec_dot_pn): small
  * batches, where preparing the weights would cost more than it saves. */
 static int pn_small(const k_ops *o, int wtype, int64_t n_tok) {
-  return n_tok > 1 && n_tok <= o->pn_max_tok && o->vec_dot_pn[wtype] &&
-         o->xprep_q8_0 && qtype(wtype)->vec_dot_type == QT_Q8_0;
+  if (n_tok < 2 || !o->xprep_q8_0 || qtype(wtype)->vec_dot_type != QT_Q8_0)
+    return 0;
+  if (n_tok <= o->pn_exact_tok && o->vec_dot_pn[wtype])
+    return 1;
+  return n_tok <= o->pn_max_tok && o->vec_dot_pn[wtype] &&
+         o->vec_dot_pn2[wtype];
 }
 
 /* Prepared path limits: tokens per block (their prepared activations stay
@@ -662,7 +681,7 @@ int k_small_batch_max(int wtype) {
   const k_ops *o = ops();
   if (wtype < 0 || wtype >= QT_COUNT || !qtype(wtype) || !pn_small(o, wtype, 2))
     return 0;
-  return o->pn_max_tok;
+  return o->pn_exact_tok;
 }
 
 int k_matmul_q(tpool *pool, int wtype, const void *W, int64_t rows,

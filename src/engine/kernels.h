@@ -99,8 +99,10 @@ int k_matmul_q_multi(tpool *pool, const k_mat *mats, int n_mats, int64_t cols,
  * a matmul with weights of wtype streams each weight row once, like decode,
  * dotting it against every token (no weight repacking, which only pays for
  * itself over more tokens), and each token's outputs are bit-identical to
- * a matmul of that token alone. Env HEARTH_PN_MAX=n overrides the limit
- * (default 7; 0: off). */
+ * a matmul of that token alone. Somewhat larger batches (up to 16) stream
+ * the rows two at a time, within float tolerance. Env HEARTH_PN_MAX=n: the
+ * most tokens that stream rows (default 16; 0: off; the bit-identical limit
+ * is min(n, 7)). */
 int k_small_batch_max(int wtype);
 
 /* Quantizes n_tok rows of X (cols each) for wtype into Xq, split over the

@@ -658,6 +658,84 @@ vdpn_q8_0_body(int n, float *Y, size_t ldy, const void *vx, const void *Xp,
     Y[t * ldy] = _mm512_reduce_add_ps(_mm512_add_ps(a0[t], a1[t]));
 }
 
+/* Two Q8_0 rows (x, x + xrow bytes) against NT tokens' prepared pairs, one
+ * accumulator per (row, token): the token loads are shared by the rows.
+ * Y[t * ldy + r] for r < 2, t < NT. Within float tolerance of vdp_q8_0
+ * (not bit-identical: one accumulator). Always inlined, constant NT. */
+static inline __attribute__((always_inline)) void
+vdpn2_q8_0_body(int n, float *Y, size_t ldy, const void *vx, size_t xrow,
+                const void *Xp, size_t xps, const int NT) {
+  const block_q8_0 *x0 = vx;
+  const block_q8_0 *x1 = (const block_q8_0 *)((const char *)vx + xrow);
+  const __m512i bias = _mm512_set1_epi8((char)0x80);
+  const __m512i lane_blk =
+      _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const int nb = n / 32;
+  __m512 a[2][8];
+  for (int t = 0; t < NT; t++)
+    a[0][t] = a[1][t] = _mm512_setzero_ps();
+  for (int i = 0, k = 0; i < nb; i += 2, k++) {
+    const int two = i + 1 < nb;
+    __m512i u0 =
+        _mm512_xor_si512(zpair(dec_q8_0(&x0[i]), two ? dec_q8_0(&x0[i + 1])
+                                                     : _mm256_setzero_si256()),
+                         bias);
+    __m512i u1 =
+        _mm512_xor_si512(zpair(dec_q8_0(&x1[i]), two ? dec_q8_0(&x1[i + 1])
+                                                     : _mm256_setzero_si256()),
+                         bias);
+    __m128i h0 =
+        _mm_insert_epi16(_mm_cvtsi32_si128(x0[i].d), two ? x0[i + 1].d : 0, 1);
+    __m128i h1 =
+        _mm_insert_epi16(_mm_cvtsi32_si128(x1[i].d), two ? x1[i + 1].d : 0, 1);
+    __m512 d0 = _mm512_permutexvar_ps(lane_blk,
+                                      _mm512_castps128_ps512(_mm_cvtph_ps(h0)));
+    __m512 d1 = _mm512_permutexvar_ps(lane_blk,
+                                      _mm512_castps128_ps512(_mm_cvtph_ps(h1)));
+    for (int t = 0; t < NT; t++) {
+      const xpair *y = (const xpair *)((const char *)Xp + t * xps) + k;
+      __m512i yv = _mm512_load_si512(y->y), ng = _mm512_load_si512(y->neg);
+      __m512 dy = _mm512_load_ps(y->d);
+      __m512i p0 = _mm512_dpbusd_epi32(ng, u0, yv);
+      __m512i p1 = _mm512_dpbusd_epi32(ng, u1, yv);
+      a[0][t] = _mm512_fmadd_ps(_mm512_mul_ps(d0, dy), _mm512_cvtepi32_ps(p0),
+                                a[0][t]);
+      a[1][t] = _mm512_fmadd_ps(_mm512_mul_ps(d1, dy), _mm512_cvtepi32_ps(p1),
+                                a[1][t]);
+    }
+  }
+  for (int t = 0; t < NT; t++) {
+    Y[t * ldy] = _mm512_reduce_add_ps(a[0][t]);
+    Y[t * ldy + 1] = _mm512_reduce_add_ps(a[1][t]);
+  }
+}
+
+/* Two rows, any number of tokens: near-equal groups of at most 8. */
+static void vdpn2_q8_0(int n, float *Y, size_t ldy, const void *vx, size_t xrow,
+                       const void *Xp, size_t xps, int nt) {
+  while (nt > 0) {
+    int groups = (nt + 7) / 8, g = (nt + groups - 1) / groups;
+    switch (g) {
+#define K_VDPN2_CASE(G)                                                        \
+  case G:                                                                      \
+    vdpn2_q8_0_body(n, Y, ldy, vx, xrow, Xp, xps, G);                          \
+    break;
+      K_VDPN2_CASE(1)
+      K_VDPN2_CASE(2)
+      K_VDPN2_CASE(3)
+      K_VDPN2_CASE(4)
+      K_VDPN2_CASE(5)
+      K_VDPN2_CASE(6)
+      K_VDPN2_CASE(7)
+      K_VDPN2_CASE(8)
+#undef K_VDPN2_CASE
+    }
+    nt -= g;
+    Y += (size_t)g * ldy;
+    Xp = (const char *)Xp + (size_t)g * xps;
+  }
+}
+
 /* Decode on prepared activations (xpair: bytes, -128 * sum, lane scales
  * loaded, not recomputed per row); the pair's two weight scales converted
  * together. */
@@ -723,6 +801,7 @@ void k_register_avx512(k_ops *o, int has_vnni) {
   o->xprep_q8_0 = xprep_q8_0;
   o->vec_dot_p[QT_Q8_0] = vdp_q8_0;
   o->vec_dot_pn[QT_Q8_0] = vdpn_q8_0;
+  o->vec_dot_pn2[QT_Q8_0] = vdpn2_q8_0;
   o->tile_p = tile_pp;
   o->tile_p_mr = PP_MR;
   o->tile_p_nt = PP_NT;

@@ -36,6 +36,10 @@ typedef void (*k_tilep_fn)(int npairs, const void *Wp, size_t wps, int nr,
 typedef void (*k_vec_dot_n_fn)(int n, float *Y, size_t ldy, const void *x,
                                const void *Xp, size_t xps, int nt);
 
+typedef void (*k_vec_dot_n2_fn)(int n, float *Y, size_t ldy, const void *x,
+                                size_t xrow, const void *Xp, size_t xps,
+                                int nt);
+
 typedef struct {
   k_vec_dot_fn vec_dot[QT_COUNT]; /* by weight type; NULL: q_vec_dot_ref */
   k_quant_fn quant[QT_COUNT];     /* by activation type; NULL: q_quant_row */
@@ -49,7 +53,12 @@ typedef struct {
   /* small batches: vec_dot_p of one weight row against nt tokens' prepared
    * pairs, bit-identical to nt vec_dot_p calls (batch-size invariant) */
   k_vec_dot_n_fn vec_dot_pn[QT_COUNT];
-  int pn_max_tok; /* most tokens per matmul served by vec_dot_pn */
+  /* the same for two rows at once (rows x and x + xrow bytes, outputs
+   * Y[t * ldy + 0..1]), within float tolerance, for more tokens */
+  k_vec_dot_n2_fn vec_dot_pn2[QT_COUNT];
+  int pn_exact_tok; /* most tokens per matmul on vec_dot_pn (bit-exact) */
+  int pn_max_tok;   /* most tokens per matmul streaming rows (vec_dot_pn,
+                       then vec_dot_pn2 above pn_exact_tok) */
   int tile_p_mr, tile_p_nt;
   int pf_dist; /* decode software prefetch distance in bytes (0: off) */
 

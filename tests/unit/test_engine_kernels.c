@@ -182,6 +182,9 @@ static void test_matmul(void) {
   check_matmul(QT_Q4_K, 48, 512, 70, pools[2]);
   check_matmul(QT_Q6_K, 33, 256, 67, pools[0]);
   check_matmul(QT_Q5_0, 9, 32 * 601, 5, pools[1]); /* a very wide row */
+  /* small batches streaming two rows at a time, an odd row left over */
+  check_matmul(QT_Q8_0, 37, 576, 12, pools[1]);
+  check_matmul(QT_Q8_0, 37, 544, 16, NULL);
   /* errors */
   float y;
   CHECK_INT(k_matmul(NULL, QT_IQ2_XXS, &y, 1, 256, &y, 1, &y), -1);
