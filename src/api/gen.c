@@ -16,6 +16,7 @@
 #include <assert.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -992,9 +993,16 @@ gen_shared *gen_shared_new(void) {
     return NULL;
   pthread_mutex_init(&g->mu, NULL);
   pthread_cond_init(&g->cv, NULL);
+  /* The thread never takes process signals (hearth serve waits for
+   * SIGINT/SIGTERM on its main thread; a signal delivered here would run
+   * the default action and kill the process). */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
   g->running = 1;
   if (pthread_create(&g->th, NULL, bg_main, g) != 0)
     g->running = 0; /* deferred work runs inline */
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
   return g;
 }
 
