@@ -730,7 +730,7 @@ static void attn_task(void *arg, int ith, int nth) {
 /* Per-token steps of a block, run over the chunk's tokens in parallel. */
 enum {
   STEP_ATTN_IN,  /* xb = rmsnorm(x) * attn_norm */
-  STEP_QKV_POST, /* biases, q/k norm, rope, k/v to f16 (then kv_store) */
+  STEP_QKV_POST, /* biases, q/k norm, rope, k/v to f16 and the cache */
   STEP_FFN_IN,   /* x += xb; xb = rmsnorm(x) * ffn_norm */
   STEP_SILU,     /* hb = silu(hb) * hb2 */
   STEP_RESID,    /* x += xb */
@@ -742,9 +742,17 @@ typedef struct {
   const eng_batch_tok *tok;
 } step_args;
 
+/* Tokens in a chunk from which its keys and values go to the cache row by
+ * row (kv_store, one more pool barrier) rather than token by token: enough
+ * of them that many share each row's pages (a prefill's cells are
+ * contiguous); decode steps stay token by token. */
+enum { KV_STORE_ROWS_MIN = 32 };
+
 /* Biases, per-head q/k norm (qwen3) and rope of token t's q, k, v; k and v
- * converted to f16 into row t of c->kv16 (kv_store puts them in the cache). */
-static void qkv_post(eng_ctx *c, const mlayer *L, int t, int32_t pos) {
+ * converted to f16 into row t of c->kv16, and stored in the cache here when
+ * the chunk is short (else kv_store does it). */
+static void qkv_post(eng_ctx *c, const mlayer *L, int il, int n, int t,
+                     int32_t pos) {
   const eng_model *m = c->m;
   const int hd = m->head_dim, Q = m->n_head * hd, KV = m->n_head_kv * hd;
   float *q = c->q + (size_t)t * Q, *k = c->k + (size_t)t * KV;
@@ -766,6 +774,15 @@ static void qkv_post(eng_ctx *c, const mlayer *L, int t, int32_t pos) {
   uint16_t *kv16 = c->kv16 + (size_t)t * 2 * KV;
   k_f32_to_f16(kv16, k, KV);
   k_f32_to_f16(kv16 + KV, v, KV);
+  if (n >= KV_STORE_ROWS_MIN)
+    return;
+  /* transposed: K[g][d][cell], V[g][d][cell] */
+  const size_t cell = (size_t)c->cell_of[t], nc = (size_t)c->kv.pitch;
+  uint16_t *K = c->kv.k[il], *V = c->kv.v[il];
+  for (int i = 0; i < KV; i++) {
+    K[(size_t)i * nc + cell] = kv16[i];
+    V[(size_t)i * nc + cell] = kv16[KV + i];
+  }
 }
 
 typedef struct {
@@ -795,16 +812,17 @@ static void kv_store_task(void *arg, int ith, int nth) {
   }
 }
 
-/* kv_store_task over the chunk: inline for a single token. */
+/* kv_store_task over the pool, for chunks of KV_STORE_ROWS_MIN tokens or
+ * more (qkv_post stores shorter ones). */
 static void kv_store(eng_ctx *c, int il, int n) {
   kv_store_args a = {c, il, n};
-  if (n == 1)
-    kv_store_task(&a, 0, 1);
-  else
+  if (n >= KV_STORE_ROWS_MIN)
     tpool_run(c->pool, kv_store_task, &a);
 }
 
-static void step_token(eng_ctx *c, int il, int step, int t, int32_t pos) {
+/* Step `step` of token t of a chunk of n tokens. */
+static void step_token(eng_ctx *c, int il, int step, int n, int t,
+                       int32_t pos) {
   const eng_model *m = c->m;
   const mlayer *L = &m->layers[il];
   const int E = m->n_embd, F = m->n_ff;
@@ -814,7 +832,7 @@ static void step_token(eng_ctx *c, int il, int step, int t, int32_t pos) {
     k_rmsnorm(xb, x, L->attn_norm, E, m->rms_eps);
     break;
   case STEP_QKV_POST:
-    qkv_post(c, L, t, pos);
+    qkv_post(c, L, il, n, t, pos);
     break;
   case STEP_FFN_IN:
     k_add(x, x, xb, E);
@@ -835,7 +853,7 @@ static void step_task(void *arg, int ith, int nth) {
   long long t0, t1;
   tpool_split(a->n, ith, nth, 1, &t0, &t1);
   for (long long t = t0; t < t1; t++)
-    step_token(a->c, a->il, a->step, (int)t, a->tok[t].pos);
+    step_token(a->c, a->il, a->step, a->n, (int)t, a->tok[t].pos);
 }
 
 /* Runs one per-token step over the chunk: inline for a single token (decode:
