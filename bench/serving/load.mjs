@@ -5,7 +5,8 @@
 //
 //   node bench/serving/load.mjs ttft --base URL --key K --model M
 //        [--prompt-tokens 64] [--n 10] [--tag STR]
-//     1 client, n requests one after another, each with a unique prompt
+//     1 client over a bare TCP socket (see streamRaw), n requests one
+//     after another, each with a unique prompt
 //     (a random word first, so only the template's opening can be cached) and max_tokens 1 at
 //     temperature 0: time from writing the request to the first chunk that
 //     carries content (or, if the first token yields no text, a
@@ -28,6 +29,7 @@
 // words per prompt calibrated by two short requests first); usage reports
 // the exact count. --no-ignore-eos never sends the extension field.
 import http from 'node:http';
+import net from 'node:net';
 
 const argv = process.argv.slice(2);
 const mode = argv[0];
@@ -89,12 +91,53 @@ async function calibrate(tokens) {
   return Math.max(1, Math.round((tokens - base) / slope));
 }
 
-// One streaming request. Resolves {status, error, t_sent, t_first, t_last,
-// chunks, finish, usage, ignore_eos_refused} with times in ms (now()).
+// Handles one SSE event (its text, arrival time t) of a streaming reply into r.
+function onEvent(r, ev, t) {
+  for (const line of ev.split('\n')) {
+    if (!line.startsWith('data:')) continue;
+    const payload = line.slice(5).trim();
+    if (payload === '[DONE]') { r.done = true; continue; }
+    let c;
+    try { c = JSON.parse(payload); } catch { r.bad = (r.bad || 0) + 1; continue; }
+    if (c.usage) r.usage = c.usage;
+    if (r.t_event === undefined) r.t_event = t; // first event (the role chunk)
+    for (const ch of c.choices || []) {
+      const text = ch.delta?.content;
+      if (text) {
+        r.chunks++;
+        r.times.push(t);
+        if (r.t_first === null) r.t_first = t;
+        r.t_last = t;
+      }
+      if (ch.finish_reason) {
+        r.finish = ch.finish_reason;
+        if (r.t_first === null) r.t_first = t; // first token made no text
+      }
+    }
+  }
+}
+
+// Splits complete SSE events off r.buf and handles them.
+function drainEvents(r, t) {
+  let i;
+  while ((i = r.buf.indexOf('\n\n')) >= 0) {
+    const ev = r.buf.slice(0, i);
+    r.buf = r.buf.slice(i + 2);
+    onEvent(r, ev, t);
+  }
+}
+
+const newResult = () => ({
+  status: 0, chunks: 0, t_first: null, t_last: null, finish: null, usage: null, times: [], buf: '',
+});
+
+// One streaming request over node:http (keep-alive agent). Resolves
+// {status, error, t_sent, t_event, t_first, t_last, chunks, finish, usage}
+// with times in ms (now()).
 function stream(body) {
   return new Promise((resolve, reject) => {
     const data = JSON.stringify(body);
-    const r = { status: 0, chunks: 0, t_first: null, t_last: null, finish: null, usage: null, times: [] };
+    const r = newResult();
     const req = http.request(url, {
       method: 'POST', agent,
       headers: {
@@ -104,55 +147,80 @@ function stream(body) {
       timeout: opt.timeout * 1000,
     }, (res) => {
       r.status = res.statusCode;
-      let buf = '';
       res.setEncoding('utf8');
       res.on('data', (s) => {
         const t = now();
-        buf += s;
-        if (r.status !== 200) return;
-        let i;
-        while ((i = buf.indexOf('\n\n')) >= 0) {
-          const ev = buf.slice(0, i);
-          buf = buf.slice(i + 2);
-          onEvent(ev, t);
-        }
+        r.buf += s;
+        if (r.status === 200) drainEvents(r, t);
       });
       res.on('end', () => {
         if (r.status !== 200) {
-          try { r.error = JSON.parse(buf).error; } catch { r.error = { message: buf.slice(0, 300) }; }
+          try { r.error = JSON.parse(r.buf).error; } catch { r.error = { message: r.buf.slice(0, 300) }; }
         }
         resolve(r);
       });
       res.on('error', reject);
     });
-    function onEvent(ev, t) {
-      for (const line of ev.split('\n')) {
-        if (!line.startsWith('data:')) continue;
-        const payload = line.slice(5).trim();
-        if (payload === '[DONE]') { r.done = true; continue; }
-        let c;
-        try { c = JSON.parse(payload); } catch { r.bad = (r.bad || 0) + 1; continue; }
-        if (c.usage) r.usage = c.usage;
-        if (r.t_event === undefined) r.t_event = t; // first event (the role chunk)
-        for (const ch of c.choices || []) {
-          const text = ch.delta?.content;
-          if (text) {
-            r.chunks++;
-            r.times.push(t);
-            if (r.t_first === null) r.t_first = t;
-            r.t_last = t;
-          }
-          if (ch.finish_reason) {
-            r.finish = ch.finish_reason;
-            if (r.t_first === null) r.t_first = t; // first token made no text
-          }
-        }
-      }
-    }
     req.on('timeout', () => req.destroy(new Error('request timed out')));
     req.on('error', reject);
     r.t_sent = now();
     req.end(data);
+  });
+}
+
+// The same over a bare TCP socket (connected before the clock starts,
+// TCP_NODELAY, one write): node:http's client adds about 2 ms between
+// req.end() and the first 'data' event on this machine (a raw-socket
+// client sees the role chunk after 0.3-0.6 ms, node:http after 2.5-4.5),
+// which would count as server overhead in the time to first token. Decodes
+// the chunked body itself.
+function streamRaw(body) {
+  return new Promise((resolve, reject) => {
+    const data = Buffer.from(JSON.stringify(body));
+    const u = new URL(url);
+    const head = `POST ${u.pathname} HTTP/1.1\r\nHost: ${u.host}\r\n` +
+      'Content-Type: application/json\r\nConnection: close\r\n' +
+      (opt.key ? `Authorization: Bearer ${opt.key}\r\n` : '') +
+      `Content-Length: ${data.length}\r\n\r\n`;
+    const msg = Buffer.concat([Buffer.from(head), data]);
+    const r = newResult();
+    let raw = Buffer.alloc(0), headerDone = false, chunked = false;
+    const sock = net.connect({ host: u.hostname, port: Number(u.port) || 80 });
+    sock.setNoDelay(true);
+    sock.setTimeout(opt.timeout * 1000, () => sock.destroy(new Error('request timed out')));
+    sock.on('connect', () => { r.t_sent = now(); sock.write(msg); });
+    sock.on('data', (d) => {
+      const t = now();
+      raw = Buffer.concat([raw, d]);
+      if (!headerDone) {
+        const e = raw.indexOf('\r\n\r\n');
+        if (e < 0) return;
+        const h = raw.subarray(0, e).toString('latin1');
+        r.status = Number(h.split(' ')[1]);
+        chunked = /^transfer-encoding:\s*chunked/im.test(h);
+        raw = raw.subarray(e + 4);
+        headerDone = true;
+      }
+      if (!chunked) { r.buf += raw.toString('utf8'); raw = Buffer.alloc(0); }
+      for (;;) { // whole chunks only
+        if (!chunked) break;
+        const e = raw.indexOf('\r\n');
+        if (e < 0) break;
+        const n = parseInt(raw.subarray(0, e).toString('latin1'), 16);
+        if (raw.length < e + 2 + n + 2) break;
+        r.buf += raw.subarray(e + 2, e + 2 + n).toString('utf8');
+        raw = raw.subarray(e + 4 + n);
+        if (n === 0) break;
+      }
+      if (r.status === 200) drainEvents(r, t);
+    });
+    sock.on('end', () => {
+      if (r.status !== 200) {
+        try { r.error = JSON.parse(r.buf).error; } catch { r.error = { message: r.buf.slice(0, 300) }; }
+      }
+      resolve(r);
+    });
+    sock.on('error', reject);
   });
 }
 
@@ -171,11 +239,12 @@ function body(extra) {
 // field for the rest of the run and sends again.
 async function send(extra) {
   const b = body(extra);
-  let r = await stream(b);
+  const send1 = mode === 'ttft' ? streamRaw : stream;
+  let r = await send1(b);
   if (r.status === 400 && b.ignore_eos && /ignore_eos/.test(JSON.stringify(r.error))) {
     ignoreEos = false; // concurrent clients may all land here: fine
     ignoreEosRefused = true;
-    r = await stream(body(extra));
+    r = await send1(body(extra));
   }
   if (r.status !== 200) throw new Error(`HTTP ${r.status}: ${JSON.stringify(r.error)}`);
   if (!r.usage) throw new Error('no usage chunk (stream_options.include_usage)');
