@@ -1,5 +1,5 @@
 // Load generator of the serving benchmark (bench/serving/run.sh): streaming
-// chat completions against a running `hearth serve` over raw node:http (no
+// chat completions against a running `hearth serve` over raw node:http and, for time to first token, a bare socket (no
 // SDK in the timed path), parsing the SSE stream itself so each chunk gets
 // its arrival time. Prints one JSON object on stdout.
 //

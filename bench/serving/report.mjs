@@ -104,7 +104,7 @@ if (ttft.length && raw.length) {
   p(`Server: ${ttft[0].n} requests per round, one after another, unique prompts of ${uniq(ttft.map((r) => r.prompt_tokens))} tokens `
     + `(at most ${Math.max(...ttft.map((r) => r.max_cached_tokens))} found cached; uncached `
     + `${ranges.length ? `${Math.min(...ranges.map((x) => x[0]))}–${Math.max(...ranges.map((x) => x[1]))}` : '?'}), max_tokens 1, temperature 0; `
-    + 'request written → first content chunk read (raw node:http, SSE parsed by the client). '
+    + 'request written → first content chunk read (bare TCP socket, SSE parsed by the client). '
     + `Raw engine: \`hearth bench --prompt-tokens N --gen-tokens 1 --reps ${raw[0].reps ?? '?'}\` `
     + 'on the same file with N = the round\'s median uncached prompt tokens (prefill with the last token\'s logits + picking the first token), '
     + 'run in the same round right after, while the server idles. Overhead = server − raw per round (medians of the round), median over rounds; '
