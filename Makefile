@@ -76,6 +76,7 @@ e2e: all
 bench: all
 	bench/http/run.sh
 	bench/engine/run.sh
+	bench/serving/run.sh
 
 fuzz: deps
 	@scripts/fuzz.sh
