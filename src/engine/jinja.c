@@ -1433,9 +1433,9 @@ static void free_toks(toklist *t) {
 
 int jinja_parse(const char *src, size_t len, jinja_template **out,
                 jinja_error *err) {
-  jinja_error dummy;
+  jinja_error unused; /* err is optional (jinja.h) */
   if (!err)
-    err = &dummy;
+    err = &unused;
   memset(err, 0, sizeof *err);
   *out = NULL;
   /* As Jinja2: newlines normalized to \n, one trailing newline dropped
@@ -3949,9 +3949,9 @@ static int hidden_keys(json_t *v) {
 int jinja_render(const jinja_template *t, json_t *ctx,
                  const jinja_options *opts, char **out, size_t *out_len,
                  jinja_error *err) {
-  jinja_error dummy;
+  jinja_error unused; /* err is optional (jinja.h) */
   if (!err)
-    err = &dummy;
+    err = &unused;
   memset(err, 0, sizeof *err);
   *out = NULL;
   if (ctx && !json_is_object(ctx)) {

@@ -44,7 +44,8 @@ typedef struct {
   long long now;     /* strftime_now() time, Unix seconds UTC; 0 = now */
 } jinja_options;
 
-/* Parse src (len bytes). Returns 0 and *out, or -1 with *err filled. */
+/* Parse src (len bytes). Returns 0 and *out, or -1 with *err filled (err
+ * may be NULL, here and in jinja_render, when the detail is not wanted). */
 int jinja_parse(const char *src, size_t len, jinja_template **out,
                 jinja_error *err);
 
