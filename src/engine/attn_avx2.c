@@ -91,34 +91,5 @@ INL void pv_block(int R, const uint16_t *p, size_t ldp, const uint16_t *v0,
     out[r][d] += hsum8(a0[r]), out[r][d + 1] += hsum8(a1[r]);
 }
 
-/* Rows [0, R) over all value rows, for one block of nb cells. */
-INL void pv_rows(int R, const uint16_t *p, size_t ldp, const uint16_t *V,
-                 size_t ldv, int hd, int nb, float *const *out) {
-  for (int d = 0; d < hd; d += 2)
-    pv_block(R, p, ldp, V + (size_t)d * ldv, V + (size_t)(d + 1) * ldv, nb, out,
-             d);
-}
-
-#define PV_CB 256 /* cells per block: the block of V (hd rows) stays in L1 */
-
-void attn_pv_avx2(const uint16_t *P, size_t ldp, int nq, const uint16_t *V,
-                  size_t ldv, int hd, int nc, float *const *out) {
-  for (int j0 = 0; j0 < nc; j0 += PV_CB) {
-    int nb = nc - j0 < PV_CB ? nc - j0 : PV_CB;
-    int r0 = 0;
-    for (; r0 + 4 <= nq; r0 += 4)
-      pv_rows(4, P + (size_t)r0 * ldp + j0, ldp, V + j0, ldv, hd, nb, out + r0);
-    const uint16_t *pr = P + (size_t)r0 * ldp + j0;
-    switch (nq - r0) {
-    case 3:
-      pv_rows(3, pr, ldp, V + j0, ldv, hd, nb, out + r0);
-      break;
-    case 2:
-      pv_rows(2, pr, ldp, V + j0, ldv, hd, nb, out + r0);
-      break;
-    case 1:
-      pv_rows(1, pr, ldp, V + j0, ldv, hd, nb, out + r0);
-      break;
-    }
-  }
-}
+#define ATTN_PV_NAME attn_pv_avx2
+#include "engine/attn_pv_impl.h"
