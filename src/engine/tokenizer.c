@@ -1575,22 +1575,6 @@ static int bpe_fragment(const tok_vocab *v, const char *s, size_t n,
   return rc;
 }
 
-static int bpe_encode(const tok_vocab *v, const char *text, const fraglist *fl,
-                      int add_special, idbuf *out) {
-  if (add_special && v->add_bos && v->bos >= 0)
-    push_id(out, v->bos);
-  for (int i = 0; i < fl->n; i++) {
-    const frag *f = &fl->f[i];
-    if (f->tok >= 0)
-      push_id(out, f->tok);
-    else if (bpe_fragment(v, text + f->off, f->len, out))
-      return -1;
-  }
-  if (add_special && v->add_eos && v->eos >= 0)
-    push_id(out, v->eos);
-  return 0;
-}
-
 /* ======================= WordPiece (BERT) ======================= */
 
 /* Greedy longest-match of one "▁word" (w[0..n)), as llama.cpp: byte
@@ -1676,19 +1660,24 @@ static int wpm_fragment(const tok_vocab *v, const char *s, size_t n,
   return 0;
 }
 
-static int wpm_encode(const tok_vocab *v, const char *text, const fraglist *fl,
-                      int add_special, idbuf *out) {
+/* BPE and WordPiece: special fragments are their token, raw ones go through
+ * frag_fn; BOS first and end (EOS for BPE, SEP for WordPiece) last when
+ * add_special asks and the vocabulary adds them. */
+typedef int (*frag_fn)(const tok_vocab *v, const char *s, size_t n, idbuf *out);
+static int encode_frags(const tok_vocab *v, const char *text,
+                        const fraglist *fl, int add_special, frag_fn fn,
+                        int add_end, int32_t end, idbuf *out) {
   if (add_special && v->add_bos && v->bos >= 0)
     push_id(out, v->bos);
   for (int i = 0; i < fl->n; i++) {
     const frag *f = &fl->f[i];
     if (f->tok >= 0)
       push_id(out, f->tok);
-    else if (wpm_fragment(v, text + f->off, f->len, out))
+    else if (fn(v, text + f->off, f->len, out))
       return -1;
   }
-  if (add_special && v->add_sep && v->sep >= 0)
-    push_id(out, v->sep);
+  if (add_special && add_end && end >= 0)
+    push_id(out, end);
   return 0;
 }
 
@@ -1706,8 +1695,10 @@ int tok_encode(const tok_vocab *v, const char *text, size_t len,
   idbuf ob = {out, max_out, 0};
   int rc = v->kind == TOK_KIND_SPM ? spm_encode(v, text, &fl, add_special, &ob)
            : v->kind == TOK_KIND_WPM
-               ? wpm_encode(v, text, &fl, add_special, &ob)
-               : bpe_encode(v, text, &fl, add_special, &ob);
+               ? encode_frags(v, text, &fl, add_special, wpm_fragment,
+                              v->add_sep, v->sep, &ob)
+               : encode_frags(v, text, &fl, add_special, bpe_fragment,
+                              v->add_eos, v->eos, &ob);
   free(fl.f);
   if (rc)
     return TOK_ERR_NOMEM;
