@@ -803,6 +803,15 @@ static int build_tries(grammar_vocab *v) {
   return rc;
 }
 
+/* Builds v's tries: v, or NULL (v freed) on OOM. */
+static grammar_vocab *vocab_finish(grammar_vocab *v) {
+  if (build_tries(v)) {
+    grammar_vocab_free(v);
+    return NULL;
+  }
+  return v;
+}
+
 grammar_vocab *grammar_vocab_new(const eng_model *m) {
   if (!m)
     return NULL;
@@ -820,11 +829,7 @@ grammar_vocab *grammar_vocab_new(const eng_model *m) {
       return NULL;
     }
   }
-  if (build_tries(v)) {
-    grammar_vocab_free(v);
-    return NULL;
-  }
-  return v;
+  return vocab_finish(v);
 }
 
 grammar_vocab *grammar_vocab_new_pieces(int n, const char *const *pieces,
@@ -842,11 +847,7 @@ grammar_vocab *grammar_vocab_new_pieces(int n, const char *const *pieces,
       return NULL;
     }
   }
-  if (build_tries(v)) {
-    grammar_vocab_free(v);
-    return NULL;
-  }
-  return v;
+  return vocab_finish(v);
 }
 
 void grammar_vocab_free(grammar_vocab *v) {
