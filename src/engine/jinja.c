@@ -1147,6 +1147,14 @@ static int end_tag(parser *P) {
   return expect_kind(P, TK_BLOCK_END, "'%}'");
 }
 
+/* After `{% else`: its '%}', then the body up to `{% END`. */
+static node *parse_else(parser *P, const char *end) {
+  const char *ends[] = {end}, *which = NULL;
+  if (end_tag(P))
+    return NULL;
+  return parse_body(P, ends, 1, &which);
+}
+
 static node *parse_if(parser *P, int line) {
   node *n = new_node(N_IF, line);
   static const char *ends[] = {"elif", "else", "endif"};
@@ -1167,10 +1175,7 @@ static node *parse_if(parser *P, int line) {
     return n;
   }
   if (!strcmp(which, "else")) {
-    static const char *e2[] = {"endif"};
-    if (end_tag(P))
-      goto fail;
-    n->c = parse_body(P, e2, 1, &which);
+    n->c = parse_else(P, "endif");
     if (!n->c)
       goto fail;
   }
@@ -1216,10 +1221,7 @@ static node *parse_for(parser *P, int line) {
     goto fail;
   add_child(n, body, NULL);
   if (!strcmp(which, "else")) {
-    static const char *e2[] = {"endfor"};
-    if (end_tag(P))
-      goto fail;
-    n->d = parse_body(P, e2, 1, &which);
+    n->d = parse_else(P, "endfor");
     if (!n->d)
       goto fail;
   }
