@@ -20,6 +20,7 @@
 typedef struct {
   const char *model;
   int threads, prompt_tokens, gen_tokens, reps, json, no_bw;
+  int parallel; /* sequences decoded together, one token each per pass */
 } bench_opts;
 
 static void bench_usage(FILE *f) {
@@ -32,6 +33,11 @@ static void bench_usage(FILE *f) {
              "  --threads N          threads (default: all cores)\n"
              "  --prompt-tokens N    prompt length for prefill (default 512)\n"
              "  --gen-tokens N       tokens decoded one by one (default 128)\n"
+             "  --parallel N         decode N sequences together (each with its "
+             "own prompt),\n"
+             "                       one token of each per pass; decode tok/s "
+             "counts all\n"
+             "                       of them (default 1)\n"
              "  --reps N             repetitions; the best of each is reported "
              "(default 1;\n"
              "                       time to first token: best and median)\n"
@@ -55,9 +61,10 @@ static int to_int(const char *flag, const char *v, int lo, int hi, int *out) {
 
 static int bench_parse(int argc, char **argv, bench_opts *o) {
   static const char *flags[] = {"--model", "--threads", "--prompt-tokens",
-                                "--gen-tokens", "--reps"};
-  const char *val[5];
-  for (int f = 0; f < 5; f++)
+                                "--gen-tokens", "--reps", "--parallel"};
+  enum { NF = sizeof flags / sizeof *flags };
+  const char *val[NF];
+  for (int f = 0; f < NF; f++)
     val[f] = cli_env("HEARTH_", flags[f]);
   o->json = getenv("HEARTH_JSON") != NULL;
   o->no_bw = getenv("HEARTH_NO_BANDWIDTH") != NULL;
@@ -75,11 +82,11 @@ static int bench_parse(int argc, char **argv, bench_opts *o) {
       continue;
     }
     int f = 0;
-    while (f < 5 && strcmp(argv[i], flags[f]))
+    while (f < NF && strcmp(argv[i], flags[f]))
       f++;
-    if (f == 5 || i + 1 >= argc) {
+    if (f == NF || i + 1 >= argc) {
       fprintf(stderr, "hearth bench: %s '%s' (see --help)\n",
-              f == 5 ? "unknown option" : "missing value for", argv[i]);
+              f == NF ? "unknown option" : "missing value for", argv[i]);
       return -1;
     }
     val[f] = argv[++i];
@@ -89,10 +96,12 @@ static int bench_parse(int argc, char **argv, bench_opts *o) {
   o->prompt_tokens = 512;
   o->gen_tokens = 128;
   o->reps = 1;
+  o->parallel = 1;
   if ((val[1] && to_int(flags[1], val[1], 1, 1024, &o->threads)) ||
       (val[2] && to_int(flags[2], val[2], 1, 1 << 20, &o->prompt_tokens)) ||
       (val[3] && to_int(flags[3], val[3], 0, 1 << 20, &o->gen_tokens)) ||
-      (val[4] && to_int(flags[4], val[4], 1, 100, &o->reps)))
+      (val[4] && to_int(flags[4], val[4], 1, 100, &o->reps)) ||
+      (val[5] && to_int(flags[5], val[5], 1, 64, &o->parallel)))
     return -1;
   if (!o->model) {
     fprintf(stderr, "hearth bench: --model is required (see --help)\n");
@@ -135,10 +144,13 @@ typedef struct {
   double ttft_s; /* prefill + choosing the first generated token */
 } bench_times;
 
-/* One measurement: prefill of the prompt, then greedy decode. */
+/* One measurement: prefill of the prompt, then greedy decode of
+ * o->parallel sequences (each prefilled with the prompt, as separate
+ * requests of a server are), one token each per pass. */
 static int bench_once(eng_ctx *ctx, int n_vocab, const int32_t *prompt,
                       const bench_opts *o, bench_times *t) {
-  eng_batch b = eng_batch_init(o->prompt_tokens);
+  int np = o->parallel;
+  eng_batch b = eng_batch_init(o->prompt_tokens > np ? o->prompt_tokens : np);
   if (!b.tok)
     return -1;
   eng_kv_clear(ctx);
@@ -150,12 +162,22 @@ static int bench_once(eng_ctx *ctx, int n_vocab, const int32_t *prompt,
   int32_t tok =
       rc ? 0 : argmax(eng_get_logits(ctx, o->prompt_tokens - 1), n_vocab);
   double tf = now_s(); /* the first token is known */
+  for (int s = 1; !rc && s < np; s++) { /* each sequence its own cells */
+    eng_batch_clear(&b);
+    for (int i = 0; i < o->prompt_tokens; i++)
+      eng_batch_add(&b, prompt[i], i, s, i == o->prompt_tokens - 1);
+    rc = eng_decode(ctx, &b);
+  }
+  int32_t toks[64];
+  for (int s = 0; s < np; s++)
+    toks[s] = tok;
   for (int g = 0; !rc && g < o->gen_tokens; g++) {
     eng_batch_clear(&b);
-    eng_batch_add(&b, tok, o->prompt_tokens + g, 0, 1);
+    for (int s = 0; s < np; s++)
+      eng_batch_add(&b, toks[s], o->prompt_tokens + g, s, 1);
     rc = eng_decode(ctx, &b);
-    if (!rc)
-      tok = argmax(eng_get_logits(ctx, 0), n_vocab);
+    for (int s = 0; !rc && s < np; s++)
+      toks[s] = argmax(eng_get_logits(ctx, s), n_vocab);
   }
   double t2 = now_s();
   eng_batch_free(&b);
@@ -199,19 +221,22 @@ static double median(double *v, int n) {
 static void report(const bench_opts *o, const eng_model *m, int threads,
                    const bench_times *best, double ttft_med, double bw) {
   double pf = o->prompt_tokens / best->prefill_s;
-  double dc = o->gen_tokens > 0 ? o->gen_tokens / best->decode_s : 0;
+  double dc =
+      o->gen_tokens > 0 ? (double)o->gen_tokens * o->parallel / best->decode_s
+                        : 0;
   double bytes = (double)eng_model_decode_bytes(m);
-  double share = bw > 0 ? bytes * dc / (bw * 1e9) : 0;
+  /* the weights are read once per pass, whatever the sequences in it */
+  double share = bw > 0 ? bytes * dc / o->parallel / (bw * 1e9) : 0;
   double rss = rss_mb();
   if (o->json) {
     printf("{\"model\":");
     json_str(eng_model_name(m));
-    printf(",\"threads\":%d,\"prompt_tokens\":%d,"
+    printf(",\"threads\":%d,\"parallel\":%d,\"prompt_tokens\":%d,"
            "\"gen_tokens\":%d,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,"
            "\"read_bandwidth_gb_s\":%.2f,\"decode_bytes_per_token\":%.0f,"
            "\"decode_bandwidth_share\":%.4f,\"rss_mb\":%.1f,"
            "\"file_mb\":%.1f,\"ttft_ms\":%.3f,\"ttft_ms_median\":%.3f}\n",
-           threads, o->prompt_tokens, o->gen_tokens, pf, dc, bw, bytes, share,
+           threads, o->parallel, o->prompt_tokens, o->gen_tokens, pf, dc, bw, bytes, share,
            rss, eng_model_file_bytes(m) / 1048576.0, best->ttft_s * 1e3,
            ttft_med * 1e3);
     return;
@@ -220,7 +245,8 @@ static void report(const bench_opts *o, const eng_model *m, int threads,
          eng_model_arch(m), eng_model_file_bytes(m) / 1048576.0);
   printf("threads          %d\n", threads);
   printf("prefill          %.1f tok/s (%d tokens)\n", pf, o->prompt_tokens);
-  printf("decode           %.1f tok/s (%d tokens)\n", dc, o->gen_tokens);
+  printf("decode           %.1f tok/s (%d tokens x %d sequences)\n", dc,
+         o->gen_tokens, o->parallel);
   printf("first token      %.2f ms best, %.2f ms median (prefill + pick)\n",
          best->ttft_s * 1e3, ttft_med * 1e3);
   printf("read bandwidth   %.1f GB/s\n", bw);
@@ -244,8 +270,11 @@ int cli_bench(int argc, char **argv) {
   }
   eng_ctx_params cp = eng_ctx_default_params();
   cp.n_threads = o.threads;
-  cp.n_ctx = o.prompt_tokens + o.gen_tokens + 1;
+  cp.n_ctx = (o.prompt_tokens + o.gen_tokens) * o.parallel + 1;
   cp.n_batch = o.prompt_tokens < 512 ? o.prompt_tokens : 512;
+  if (cp.n_batch < o.parallel)
+    cp.n_batch = o.parallel;
+  cp.n_seq_max = o.parallel;
   eng_ctx *ctx = NULL;
   int32_t *prompt = malloc(sizeof(int32_t) * (size_t)o.prompt_tokens);
   double *ttft = NULL; /* each rep's time to first token */
