@@ -1,11 +1,9 @@
 /* engine.c: the public engine API (engine.h) over the internal pieces: model
  * loading (model.c), the f16 KV cache (kvcache.c), kernels and thread pool
- * (kernels.c, threadpool.c; attention inner loops in attn_avx2.c and
- * attn_avx512.c),
- * tokenizer (tokenizer.c). Holds the forward pass of the decoder-only
- * transformer (llama / qwen2 / qwen3), batched over several sequences: read
- * forward_chunk() and forward_layer() top to bottom. Knows nothing about
- * HTTP, JSON or the server. */
+ * (kernels.c, threadpool.c), attention (attn.c), tokenizer (tokenizer.c). Holds
+ * the forward pass of the decoder-only transformer (llama / qwen2 / qwen3),
+ * batched over several sequences: read forward_chunk() and forward_layer() top
+ * to bottom. Knows nothing about HTTP, JSON or the server. */
 #include "engine/engine.h"
 
 #include <math.h>
@@ -16,7 +14,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "engine/attn_simd.h"
+#include "engine/attn.h"
 #include "engine/kernels.h"
 #include "engine/kvcache.h"
 #include "engine/model.h"
@@ -271,24 +269,6 @@ int eng_batch_add(eng_batch *b, int32_t token, int32_t pos, int32_t seq_id,
 /* Context                                                                  */
 /* ======================================================================== */
 
-#define ATTN_TB 16  /* most tokens per work item (fewer for long contexts) */
-#define ATTN_CB 256 /* cells per block of the score and value loops */
-/* Below this many multiply-adds (~5 us) the attention of a chunk runs on
- * the calling thread: handing it to the pool would cost about as much. */
-#define ATTN_INLINE_WORK 1e5
-
-/* The chunk's tokens grouped by sequence, and each group's cell range. */
-typedef struct attn_group {
-  int seq, lo, nr; /* cells [lo, lo+nr) hold every visible cell */
-  int t0, nt;      /* tokens c->attn_order[t0 .. t0+nt) */
-} attn_group;
-
-/* A work item: queries heads [h0, h0+nh) of kv head g for tokens
- * [t0, t0+nt) of group gi. */
-typedef struct attn_item {
-  int gi, g, h0, nh, t0, nt;
-} attn_item;
-
 struct eng_ctx {
   eng_model *m;
   int n_ctx, n_seq, n_batch, n_threads;
@@ -312,19 +292,7 @@ struct eng_ctx {
   int32_t *keep;           /* (n_batch) chunk tokens that want logits */
   eng_batch_tok *tok_keep; /* (n_batch) their batch entries */
   int32_t *seq_cells;      /* (n_ctx) scratch: a sequence's cells by position */
-  /* attention plan of the chunk and per-thread scratch */
-  int32_t *attn_order;         /* (n_batch) tokens grouped by sequence */
-  attn_group *attn_groups;     /* (n_seq) */
-  attn_item *attn_items;       /* ((n_batch + n_seq) * n_head) */
-  int attn_n_items, attn_rows; /* rows = attn_tb * heads per kv head */
-  int attn_tb;                 /* tokens per work item */
-  double attn_work;            /* multiply-adds of the chunk's attention */
-  float *attn_qf;              /* (n_threads, rows, head_dim) */
-  float **attn_outp;           /* (n_threads, rows) output row pointers */
-  int32_t *attn_vpos;          /* (n_threads, n_ctx) */
-  uint16_t *attn_q16;          /* (n_threads, rows, head_dim) */
-  float *attn_s;               /* (n_threads, rows, n_ctx) scores */
-  uint16_t *attn_p16;          /* (n_threads, rows, n_ctx) probabilities */
+  attn_state attn;         /* the chunk's attention plan and scratch */
 
   /* Whole-batch state. */
   int32_t *all_cells; /* (capacity) cells claimed for the batch */
@@ -389,22 +357,9 @@ static int ctx_alloc(eng_ctx *c) {
   c->keep = xcalloc(B, sizeof(int32_t), &bad);
   c->tok_keep = xcalloc(B, sizeof(eng_batch_tok), &bad);
   c->seq_cells = xcalloc((size_t)c->n_ctx, sizeof(int32_t), &bad);
-  size_t grp = (size_t)(m->n_head / m->n_head_kv), T = (size_t)c->n_threads;
-  /* tokens per item: up to ATTN_TB while a thread's scores and
-   * probabilities (rows x n_ctx x 6 bytes) stay within ~4 MB */
-  size_t tb = ((size_t)4 << 20) / (grp * (size_t)c->n_ctx * 6);
-  c->attn_tb = tb < 1 ? 1 : tb > ATTN_TB ? ATTN_TB : (int)tb;
-  c->attn_rows = (int)(c->attn_tb * grp);
-  c->attn_order = xcalloc(B, sizeof(int32_t), &bad);
-  c->attn_groups = xcalloc((size_t)c->n_seq, sizeof(attn_group), &bad);
-  c->attn_items =
-      xcalloc((B + c->n_seq) * (size_t)m->n_head, sizeof(attn_item), &bad);
-  c->attn_qf = xcalloc(T * c->attn_rows * m->head_dim, sizeof(float), &bad);
-  c->attn_outp = xcalloc(T * c->attn_rows, sizeof(float *), &bad);
-  c->attn_vpos = xcalloc(T * c->n_ctx, sizeof(int32_t), &bad);
-  c->attn_q16 = xcalloc(T * c->attn_rows * m->head_dim, 2, &bad);
-  c->attn_s = xcalloc(T * c->attn_rows * c->n_ctx, sizeof(float), &bad);
-  c->attn_p16 = xcalloc(T * c->attn_rows * c->n_ctx, 2, &bad);
+  if (attn_init(&c->attn, c->n_batch, c->n_seq, c->n_ctx, c->n_threads,
+                m->n_head, m->n_head_kv, m->head_dim))
+    bad = 1;
   if (bad)
     return ENG_ERR_NOMEM;
   if (kv_init(&c->kv, c->n_ctx, m->n_layer, (int)KV, c->n_seq))
@@ -465,15 +420,7 @@ void eng_ctx_free(eng_ctx *c) {
   free(c->keep);
   free(c->tok_keep);
   free(c->seq_cells);
-  free(c->attn_order);
-  free(c->attn_groups);
-  free(c->attn_items);
-  free(c->attn_q16);
-  free(c->attn_qf);
-  free(c->attn_vpos);
-  free(c->attn_outp);
-  free(c->attn_s);
-  free(c->attn_p16);
+  attn_free(&c->attn);
   free(c->all_cells);
   free(c->all_seq);
   free(c->logits);
@@ -534,197 +481,6 @@ static int matmul_group(eng_ctx *c, const float *X, int n, int64_t cols,
     j0 += nm;
   }
   return 0;
-}
-
-/* ---- attention ------------------------------------------------------------
- * The cache of a layer holds, per kv head g, keys and values transposed:
- * K[g][d][cell] and V[g][d][cell] (f16). For a sequence whose visible cells
- * lie in [lo, lo+nr), the scores of a query are hd long f16 axpys over the
- * cell range (sum over d of q[d] * K[g][d][lo..]) and its output is hd
- * nr-long f16 dot products of V rows with the probabilities: long vectors
- * for the SIMD kernels, and the numerics of llama.cpp's f16 KQ and KQV
- * products (q and the probabilities rounded to f16). Cells of the range that
- * belong to other sequences, or lie at later positions, are masked out. */
-
-typedef struct {
-  eng_ctx *c;
-  int il;
-  const eng_batch_tok *tok;
-  atomic_int next; /* items taken so far (tpool_run_dyn) */
-} attn_args;
-
-/* Groups the chunk's tokens by sequence (keeping order within one), finds
- * each group's cell range, and cuts the work into items. */
-static void attn_plan(eng_ctx *c, const eng_batch_tok *tok, int n) {
-  const eng_model *m = c->m;
-  const kv_cache *kv = &c->kv;
-  int ng = 0, k = 0;
-  for (int s = 0; s < c->n_seq; s++) {
-    int32_t maxpos = -1, nt = 0;
-    for (int t = 0; t < n; t++)
-      if (tok[t].seq_id == s) {
-        c->attn_order[k + nt++] = t;
-        if (tok[t].pos > maxpos)
-          maxpos = tok[t].pos;
-      }
-    if (!nt)
-      continue;
-    uint64_t bit = 1ull << s;
-    int lo = kv->n_cells, hi = -1;
-    for (int cell = 0; cell < kv->n_cells; cell++)
-      if ((kv->cells[cell].seqs & bit) && kv->cells[cell].pos <= maxpos) {
-        if (cell < lo)
-          lo = cell;
-        hi = cell;
-      }
-    attn_group *g = &c->attn_groups[ng++];
-    g->seq = s, g->lo = lo, g->nr = hi - lo + 1, g->t0 = k, g->nt = nt;
-    k += nt;
-  }
-  /* items: (group, kv head, token block); split heads when too few */
-  const int grp = m->n_head / m->n_head_kv;
-  int blocks = 0;
-  for (int gi = 0; gi < ng; gi++)
-    blocks += (c->attn_groups[gi].nt + c->attn_tb - 1) / c->attn_tb;
-  /* all query heads of a kv head in one item (each f16 K/V value widened
-   * once for all of them) unless that leaves a thread without work */
-  int hstep = blocks * m->n_head_kv < c->n_threads ? 1 : grp;
-  int ni = 0;
-  for (int gi = 0; gi < ng; gi++)
-    for (int t0 = 0; t0 < c->attn_groups[gi].nt; t0 += c->attn_tb)
-      for (int g = 0; g < m->n_head_kv; g++)
-        for (int h0 = 0; h0 < grp; h0 += hstep) {
-          attn_item *it = &c->attn_items[ni++];
-          it->gi = gi, it->g = g, it->h0 = g * grp + h0, it->nh = hstep;
-          it->t0 = t0;
-          it->nt = c->attn_groups[gi].nt - t0 < c->attn_tb
-                       ? c->attn_groups[gi].nt - t0
-                       : c->attn_tb;
-        }
-  c->attn_n_items = ni;
-  /* multiply-adds of the chunk's attention (scores and outputs) */
-  c->attn_work = 0;
-  for (int gi = 0; gi < ng; gi++)
-    c->attn_work += 2.0 * c->attn_groups[gi].nt * c->attn_groups[gi].nr *
-                    m->n_head * m->head_dim;
-}
-
-/* One item: scores, masked softmax, weighted sum of values. */
-static void attn_item_run(eng_ctx *c, int il, const eng_batch_tok *tok,
-                          const attn_item *it, int ith) {
-  const eng_model *m = c->m;
-  const kv_cache *kv = &c->kv;
-  const attn_group *gr = &c->attn_groups[it->gi];
-  const int hd = m->head_dim, Q = m->n_head * hd;
-  const float scale = 1.0f / sqrtf((float)hd);
-  const uint64_t bit = 1ull << gr->seq;
-  uint16_t *q16 = c->attn_q16 + (size_t)ith * c->attn_rows * hd;
-  float *S = c->attn_s + (size_t)ith * c->attn_rows * c->n_ctx;
-  uint16_t *P = c->attn_p16 + (size_t)ith * c->attn_rows * c->n_ctx;
-  float *qf = c->attn_qf + (size_t)ith * c->attn_rows * hd;
-  const int nq = it->nt * it->nh;
-  /* causal: cells past the last one this block of tokens sees are skipped */
-  int32_t maxpos = -1;
-  for (int ti = 0; ti < it->nt; ti++) {
-    int32_t p = tok[c->attn_order[gr->t0 + it->t0 + ti]].pos;
-    if (p > maxpos)
-      maxpos = p;
-  }
-  int nr = gr->nr;
-  while (nr > 1 && !((kv->cells[gr->lo + nr - 1].seqs & bit) &&
-                     kv->cells[gr->lo + nr - 1].pos <= maxpos))
-    nr--;
-  /* position of each cell of the range as this sequence sees it (INT32_MAX:
-   * not its cell); the range is padded to 16 cells for the SIMD loops */
-  int32_t *vpos = c->attn_vpos + (size_t)ith * c->n_ctx;
-  int np = (nr + 15) & ~15;
-  if (gr->lo + np > kv->n_cells)
-    np = nr;
-  for (int j = 0; j < np; j++) {
-    const kv_cell *cl = &kv->cells[gr->lo + j];
-    vpos[j] = j < nr && (cl->seqs & bit) ? cl->pos : INT32_MAX;
-  }
-  /* qf = the queries of the item rounded to f16, as llama.cpp rounds them
-   * for its f16 K.q product (row r = token r / nh, head h0 + r % nh) */
-  for (int ti = 0; ti < it->nt; ti++) {
-    int t = c->attn_order[gr->t0 + it->t0 + ti];
-    for (int j = 0; j < it->nh; j++) {
-      size_t r = (size_t)(ti * it->nh + j) * hd;
-      k_f32_to_f16(q16 + r, c->q + (size_t)t * Q + (size_t)(it->h0 + j) * hd,
-                   hd);
-      k_f16_to_f32(qf + r, q16 + r, hd);
-    }
-  }
-  /* S[r][j] = sum_d qf[r][d] * K[g][d][lo + j]: long f16 axpys over cells */
-  const size_t nc = (size_t)kv->pitch;
-  const uint16_t *K = kv->k[il] + (size_t)it->g * hd * nc + gr->lo;
-  /* register-blocked AVX2 (or AVX-512) loops when the range is a multiple
-   * of 16 cells */
-  const int simd = k_simd() >= K_SIMD_AVX2 && np % 16 == 0 && hd % 2 == 0;
-  const int avx512 = simd && k_simd() >= K_SIMD_AVX512;
-  if (avx512)
-    attn_qk_avx512(qf, nq, hd, K, nc, np, S, (size_t)np);
-  else if (simd)
-    attn_qk_avx2(qf, nq, hd, K, nc, np, S, (size_t)np);
-  else
-    memset(S, 0, sizeof(float) * (size_t)nq * np);
-  /* portable: blocks of ATTN_CB cells so the block of K (hd rows) stays in
-   * L1 while every query row passes over it */
-  for (int j0 = 0; !simd && j0 < np; j0 += ATTN_CB) {
-    int nb = np - j0 < ATTN_CB ? np - j0 : ATTN_CB;
-    for (int r = 0; r < nq; r++)
-      for (int d = 0; d < hd; d++)
-        k_axpy_f16(S + (size_t)r * np + j0, qf[(size_t)r * hd + d],
-                   K + d * nc + j0, nb);
-  }
-  /* per row: mask (other sequences, later positions), scale, softmax, and
-   * p rounded to f16 as llama.cpp's f16 V.p product does */
-  for (int r = 0; r < nq; r++) {
-    int32_t pos = tok[c->attn_order[gr->t0 + it->t0 + r / it->nh]].pos;
-    float *s = S + (size_t)r * np;
-    for (int j = 0; j < np; j++)
-      s[j] = vpos[j] <= pos ? s[j] * scale : -INFINITY;
-    k_softmax(s, np);
-    k_quantize_act(QT_F16, s, P + (size_t)r * np, np);
-  }
-  /* att[t][h][d] = sum_j V[g][d][lo + j] * p[r][j], in the same blocks */
-  const uint16_t *V = kv->v[il] + (size_t)it->g * hd * nc + gr->lo;
-  float **outp = c->attn_outp + (size_t)ith * c->attn_rows;
-  for (int r = 0; r < nq; r++) {
-    int t = c->attn_order[gr->t0 + it->t0 + r / it->nh];
-    outp[r] = c->att + (size_t)t * Q + (size_t)(it->h0 + r % it->nh) * hd;
-    memset(outp[r], 0, sizeof(float) * hd);
-  }
-  if (avx512)
-    attn_pv_avx512(P, (size_t)np, nq, V, nc, hd, np, outp);
-  else if (simd)
-    attn_pv_avx2(P, (size_t)np, nq, V, nc, hd, np, outp);
-  for (int j0 = 0; !simd && j0 < np; j0 += ATTN_CB) {
-    int nb = np - j0 < ATTN_CB ? np - j0 : ATTN_CB;
-    for (int r = 0; r < nq; r++) {
-      int t = c->attn_order[gr->t0 + it->t0 + r / it->nh];
-      float *out = c->att + (size_t)t * Q + (size_t)(it->h0 + r % it->nh) * hd;
-      const uint16_t *p = P + (size_t)r * np + j0;
-      for (int d = 0; d < hd; d++) {
-        float part;
-        k_vec_dot(QT_F16, nb, &part, V + d * nc + j0, p);
-        out[d] += part;
-      }
-    }
-  }
-}
-
-/* Items are taken from a shared counter (tpool_run_dyn: a preempted thread
- * holds the others up by one item at most), last first: later token blocks
- * see more cells (causal), so the big items go first and the small ones
- * even out the end. */
-static void attn_task(void *arg, int ith, int nth) {
-  attn_args *a = arg;
-  const int n = a->c->attn_n_items;
-  (void)nth;
-  for (int i;
-       (i = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed)) < n;)
-    attn_item_run(a->c, a->il, a->tok, &a->c->attn_items[n - 1 - i], ith);
 }
 
 /* Per-token steps of a block, run over the chunk's tokens in parallel. */
@@ -882,7 +638,7 @@ static void keep_rows(eng_ctx *c, const eng_batch_tok *tok, const int32_t *keep,
     memcpy(c->q + k * Q, c->q + t * Q, sizeof(float) * Q);
     memcpy(c->x + k * E, c->x + t * E, sizeof(float) * E);
   }
-  attn_plan(c, c->tok_keep, n_keep);
+  attn_plan(&c->attn, &c->kv, c->tok_keep, n_keep);
 }
 
 /* One transformer block on the chunk (n tokens in c->x). keep (the last
@@ -912,11 +668,8 @@ static int forward_layer(eng_ctx *c, int il, const eng_batch_tok *tok, int n,
     n = n_keep;
   }
   /* att = softmax(q k^T / sqrt(hd)) v, per sequence, causal */
-  attn_args aa = {c, il, tok, 0};
-  if (c->attn_work < ATTN_INLINE_WORK) /* a short decode step: no wake-up */
-    attn_task(&aa, 0, 1);
-  else
-    tpool_run_dyn(c->pool, attn_task, &aa);
+  const attn_layer lp = {1.0f / sqrtf((float)m->head_dim), 0, 0};
+  attn_run(&c->attn, c->pool, &c->kv, il, &lp, tok, c->q, c->att);
   /* xb = att @ wo^T */
   mm_job o = {&L->wo, c->xb};
   if (matmul_group(c, c->att, n, Q, &o, 1))
@@ -945,7 +698,7 @@ static int forward_chunk(eng_ctx *c, const eng_batch_tok *tok, int n,
   const eng_model *m = c->m;
   const int E = m->n_embd;
   memcpy(c->cell_of, cells, sizeof(int32_t) * n);
-  attn_plan(c, tok, n);
+  attn_plan(&c->attn, &c->kv, tok, n);
 
   /* x = token_embd[token] */
   for (int t = 0; t < n; t++)
