@@ -75,6 +75,8 @@ out.push("Prompt 512 tokens (one batch), then 128 tokens decoded one by one with
 out.push("");
 out.push("| model | thr | hearth prefill tok/s | llama.cpp prefill tok/s (FA) | prefill ratio | hearth decode tok/s | llama.cpp decode tok/s (FA) | decode ratio | hearth bw share | llama.cpp bw share | hearth RSS MB | file + KV MB | bar |");
 out.push("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+const bws = rows.filter((r) => r.engine === "hearth").map((r) => r.result.read_bandwidth_gb_s).filter((x) => x > 0);
+const machineBw = bws.length ? Math.max(...bws) : 0;
 for (const g of groups.values()) {
   const hp = stats(g.h, "prefill_tok_s");
   const hd = stats(g.h, "decode_tok_s");
@@ -82,15 +84,12 @@ for (const g of groups.values()) {
   const ld = bestRef(g.l, "decode_tok_s");
   const h0 = g.h[0]?.result ?? {};
   const l0 = g.l[0]?.result ?? {};
-  // hearth's share: as `hearth bench` reports it (its decode against the
-  // bandwidth it measured in the same process), best round; llama.cpp's:
-  // its decode against the median bandwidth hearth measured in this group.
-  const bwList = g.h.map((r) => r.result.read_bandwidth_gb_s).filter((x) => x > 0).sort((x, y) => x - y);
-  const bw = bwList.length ? bwList[bwList.length >> 1] : 0;
+  // Both shares: the best decode against the machine's read bandwidth, the
+  // best probe of the whole run (the probe swings with other work on a
+  // shared machine; the machine's bandwidth does not depend on the model).
   const bpt = h0.decode_bytes_per_token;
-  const hs = stats(g.h, "decode_bandwidth_share");
-  const hShare = hs.best;
-  const lShare = bw > 0 && bpt ? (bpt * ld.best) / (bw * 1e9) : undefined;
+  const hShare = machineBw > 0 && bpt ? (bpt * hd.best) / (machineBw * 1e9) : undefined;
+  const lShare = machineBw > 0 && bpt ? (bpt * ld.best) / (machineBw * 1e9) : undefined;
   const rss = g.h.length ? Math.max(...g.h.map((r) => r.result.rss_mb)) : undefined;
   const kv = l0.kv_mb ?? rows.find((r) => r.key === g.key && r.result.kv_mb !== undefined)?.result.kv_mb;
   const limit = h0.file_mb !== undefined && kv !== undefined ? h0.file_mb + kv : undefined;
@@ -109,11 +108,10 @@ for (const g of groups.values()) {
     `${f1(hd.best)}${spread(hd.xs)} | ${f1(ld.best)}${spread(ld.xs)} (${ld.fa}) | ${f2(dr)} | ${pct(hShare)} | ${pct(lShare)} | ` +
     `${f1(rss)} | ${f1(h0.file_mb)} + ${f1(kv)} | ${bar.join(", ")} |`);
 }
-const bws = rows.filter((r) => r.engine === "hearth").map((r) => r.result.read_bandwidth_gb_s).filter((x) => x > 0);
 out.push("");
 if (bws.length)
-  out.push(`Read bandwidth measured by hearth bench (one probe per run, after decode): ${f1(Math.min(...bws))}..${f1(Math.max(...bws))} GB/s. ` +
-    "hearth bw share = its own decode_bandwidth_share (best round); llama.cpp bw share uses the median probe of that model's hearth runs.");
+  out.push(`Read bandwidth measured by hearth bench (probes before and after decode in every run; each run's best): ${f1(Math.min(...bws))}..${f1(machineBw)} GB/s. ` +
+    `Both bw shares = best decode tok/s x bytes of weights per token / ${f1(machineBw)} GB/s, the best probe of the whole run.`);
 if (loads.length)
   out.push(`Load average (1, 5, 15 min) at start and end of the run: ${loads.join(" / ")} ` +
     `on ${os.cpus().length} cores: the other work on the machine competes for the same cores and memory bus.`);
