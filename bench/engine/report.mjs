@@ -20,7 +20,8 @@ const lines = fs
   .split("\n")
   .filter((l) => l.trim())
   .map((l) => JSON.parse(l));
-const rows = lines.filter((r) => !r.meta);
+const rows = lines.filter((r) => !r.meta && r.key !== "batched");
+const batched = lines.filter((r) => r.key === "batched");
 const loads = lines.filter((r) => r.meta === "loadavg").map((r) => r.value);
 
 const f1 = (x) => (x === undefined || !isFinite(x) ? "-" : x.toFixed(1));
@@ -112,6 +113,24 @@ out.push("");
 if (bws.length)
   out.push(`Read bandwidth measured by hearth bench (probes before and after decode in every run; each run's best): ${f1(Math.min(...bws))}..${f1(machineBw)} GB/s. ` +
     `Both bw shares = best decode tok/s x bytes of weights per token / ${f1(machineBw)} GB/s, the best probe of the whole run.`);
+if (batched.length) {
+  // best decode tok/s per number of sequences, and its ratio to 1 sequence
+  const byN = new Map();
+  for (const r of batched) {
+    const n = r.result.parallel;
+    byN.set(n, Math.max(byN.get(n) ?? 0, r.result.decode_tok_s));
+  }
+  const one = byN.get(1);
+  out.push("");
+  out.push(`Batched decode (hearth alone, ${batched[0].threads} threads, ${batched[0].file.split("/").pop()}, ` +
+    "32-token prompts, each pass one token of every sequence, as the server's continuous batching runs them; best round):");
+  out.push("");
+  out.push("| sequences | decode tok/s (all sequences) | x 1 sequence |");
+  out.push("|---:|---:|---:|");
+  for (const [n, v] of [...byN.entries()].sort((a, b) => a[0] - b[0]))
+    out.push(`| ${n} | ${f1(v)} | ${one ? f2(v / one) : "-"} |`);
+  out.push("");
+}
 if (loads.length)
   out.push(`Load average (1, 5, 15 min) at start and end of the run: ${loads.join(" / ")} ` +
     `on ${os.cpus().length} cores: the other work on the machine competes for the same cores and memory bus.`);

@@ -15,6 +15,7 @@
 #          [--engines "hearth llama.cpp"] [--fa "off on"] [--fa-mt off]
 #          [--ref-threads "1"]
 #          [--prompt-tokens 512] [--gen-tokens 128]
+#          [--parallel "1 4 16"]
 #          [--cache DIR] [--out bench/engine/RESULTS.md]
 #          [--quick]   (64-token prompt, 16 generated, 1 round, SmolLM2 only,
 #                       results to bench/out/RESULTS-quick.md: a smoke test)
@@ -22,6 +23,9 @@
 # better of the two is the reference; at more threads only --fa-mt (off).
 # llama.cpp runs only at --ref-threads (default 1: node-llama-cpp's binding
 # loses ~13 ms/token at 2 threads; 2 threads are judged by bandwidth share).
+# --parallel: hearth alone, batched decode of the first model at all cores,
+# N sequences (32-token prompts) one token each per pass, as the server's
+# continuous batching runs them ("" skips it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -34,6 +38,8 @@ fas_mt="off" # llama.cpp at >1 thread is context only (binding overhead)
 ref_threads="1" # thread counts at which llama.cpp runs too
 ptok=512
 gtok=128
+parallel="1 4 16"
+
 cache="${HEARTH_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth-bench}"
 out=bench/engine/RESULTS.md
 cmdline="bench/engine/run.sh $*"
@@ -49,13 +55,14 @@ while [ $# -gt 0 ]; do
   --ref-threads) ref_threads=$2; shift 2 ;;
   --prompt-tokens) ptok=$2; shift 2 ;;
   --gen-tokens) gtok=$2; shift 2 ;;
+  --parallel) parallel=$2; shift 2 ;;
   --cache) cache=$2; shift 2 ;;
   --out) out=$2; shift 2 ;;
   --quick)
-    rounds=1 ptok=64 gtok=16 models=smollm2-135m-q8_0
+    rounds=1 ptok=64 gtok=16 models=smollm2-135m-q8_0 parallel="1 4"
     out=bench/out/RESULTS-quick.md
     shift ;;
-  -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+  -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
   *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -127,6 +134,21 @@ for m in $models; do
     done
   done
 done
+
+# batched decode (hearth only): key "batched", one line per N and round
+if want hearth && [ -n "$parallel" ]; then
+  m=${models%% *}
+  f="$cache/$m.gguf"
+  t=$(nproc)
+  for r in $(seq 1 "$rounds"); do
+    for p in $parallel; do
+      echo "[$m t=$t round $r] hearth --parallel $p" >&2
+      j=$(./hearth bench --model "$f" --threads "$t" --prompt-tokens 32 \
+        --gen-tokens "$gtok" --parallel "$p" --no-bandwidth --json | tail -n 1)
+      emit "batched" "$f" "$t" hearth null "$r" "$j"
+    done
+  done
+fi
 
 loadavg
 node bench/engine/report.mjs "$jsonl" "$cmdline" >"$out"
