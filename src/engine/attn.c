@@ -1,7 +1,9 @@
 /* attn.c: the attention of one chunk over the f16 KV cache (attn.h): the
- * plan (tokens grouped by sequence, each group's cell range, work items)
- * and the items' scores, masked softmax and weighted values, with the SIMD
- * inner loops of attn_avx2.c / attn_avx512.c. */
+ * plan (tokens grouped by sequence, each group's cell range), the work
+ * items of a window size (token blocks x kv heads, long single-token ranges
+ * cut into chunks), and the items' scores, masked softmax, weighted values
+ * and the merge of chunks, with the SIMD inner loops of attn_avx2.c /
+ * attn_avx512.c. */
 #include "engine/attn.h"
 
 #include <math.h>
@@ -19,30 +21,49 @@
  * the calling thread: handing it to the pool would cost about as much. */
 #define ATTN_INLINE_WORK 1e5
 
+static int imin(int a, int b) {
+  return a < b ? a : b;
+}
+
 int attn_init(attn_state *a, int n_batch, int n_seq, int n_ctx, int n_threads,
               int n_head, int n_head_kv, int head_dim) {
   memset(a, 0, sizeof *a);
   a->n_head = n_head, a->n_head_kv = n_head_kv, a->head_dim = head_dim;
   a->n_ctx = n_ctx, a->n_seq = n_seq, a->n_threads = n_threads;
   size_t grp = (size_t)(n_head / n_head_kv), T = (size_t)n_threads;
-  size_t B = (size_t)n_batch, hd = (size_t)head_dim, C = (size_t)n_ctx;
+  size_t B = (size_t)n_batch, hd = (size_t)head_dim, H = (size_t)n_head;
+  /* a range is padded to 16 cells for the SIMD loops */
+  size_t C = (size_t)((n_ctx + 15) & ~15);
   /* tokens per item: up to ATTN_TB while a thread's scores and
    * probabilities (rows x n_ctx x 6 bytes) stay within ~4 MB */
   size_t tb = ((size_t)4 << 20) / (grp * C * 6);
   a->tb = tb < 1 ? 1 : tb > ATTN_TB ? ATTN_TB : (int)tb;
   a->rows = (int)(a->tb * grp);
   size_t R = (size_t)a->rows;
+  int mc = (n_ctx + ATTN_CHUNK - 1) / ATTN_CHUNK;
+  a->max_chunks = mc < 1 ? 1 : mc > ATTN_MAX_CHUNKS ? ATTN_MAX_CHUNKS : mc;
+  size_t MC = (size_t)a->max_chunks;
+  /* items: token blocks (at most n_batch / tb + n_seq) x n_head, plus up to
+   * max_chunks x n_head per single-token group */
+  a->max_items = (int)((B + (size_t)n_seq * (MC + 1)) * H);
+  a->max_units = imin(n_batch, n_seq) * n_head;
+  size_t U = (size_t)a->max_units;
   a->order = calloc(B, sizeof(int32_t));
   a->groups = calloc((size_t)n_seq, sizeof(attn_group));
-  a->items = calloc((B + (size_t)n_seq) * (size_t)n_head, sizeof(attn_item));
+  for (int i = 0; i < 2; i++)
+    a->lists[i].items = calloc((size_t)a->max_items, sizeof(attn_item));
   a->qf = calloc(T * R * hd, sizeof(float));
   a->outp = calloc(T * R, sizeof(float *));
   a->vpos = calloc(T * C, sizeof(int32_t));
   a->q16 = calloc(T * R * hd, 2);
   a->s = calloc(T * R * C, sizeof(float));
   a->p16 = calloc(T * R * C, 2);
-  return a->order && a->groups && a->items && a->qf && a->outp && a->vpos &&
-                 a->q16 && a->s && a->p16
+  a->part_o = calloc(U * MC * hd, sizeof(float));
+  a->part_ml = calloc(U * MC * 2, sizeof(float));
+  a->part_done = calloc(U, sizeof(atomic_int));
+  return a->order && a->groups && a->lists[0].items && a->lists[1].items &&
+                 a->qf && a->outp && a->vpos && a->q16 && a->s && a->p16 &&
+                 a->part_o && a->part_ml && a->part_done
              ? 0
              : -1;
 }
@@ -50,13 +71,17 @@ int attn_init(attn_state *a, int n_batch, int n_seq, int n_ctx, int n_threads,
 void attn_free(attn_state *a) {
   free(a->order);
   free(a->groups);
-  free(a->items);
+  for (int i = 0; i < 2; i++)
+    free(a->lists[i].items);
   free(a->qf);
   free(a->outp);
   free(a->vpos);
   free(a->q16);
   free(a->s);
   free(a->p16);
+  free(a->part_o);
+  free(a->part_ml);
+  free(a->part_done);
   memset(a, 0, sizeof *a);
 }
 
@@ -70,18 +95,19 @@ void attn_free(attn_state *a) {
  * products (q and the probabilities rounded to f16). Cells of the range that
  * belong to other sequences, or lie at later positions, are masked out. */
 
-/* Groups the chunk's tokens by sequence (keeping order within one), finds
- * each group's cell range, and cuts the work into items. */
+/* Groups the chunk's tokens by sequence (keeping order within one) and finds
+ * each group's cell range; the items are built per window size by
+ * attn_run. */
 void attn_plan(attn_state *a, const kv_cache *kv, const eng_batch_tok *tok,
                int n) {
   int ng = 0, k = 0;
   for (int s = 0; s < a->n_seq; s++) {
-    int32_t maxpos = -1, nt = 0;
+    int32_t maxpos = -1, minpos = INT32_MAX, nt = 0;
     for (int t = 0; t < n; t++)
       if (tok[t].seq_id == s) {
         a->order[k + nt++] = t;
-        if (tok[t].pos > maxpos)
-          maxpos = tok[t].pos;
+        maxpos = tok[t].pos > maxpos ? tok[t].pos : maxpos;
+        minpos = tok[t].pos < minpos ? tok[t].pos : minpos;
       }
     if (!nt)
       continue;
@@ -93,30 +119,15 @@ void attn_plan(attn_state *a, const kv_cache *kv, const eng_batch_tok *tok,
           lo = cell;
         hi = cell;
       }
+    if (hi < 0) /* no visible cell (the tokens' own are claimed first) */
+      lo = hi = 0;
     attn_group *g = &a->groups[ng++];
     g->seq = s, g->lo = lo, g->nr = hi - lo + 1, g->t0 = k, g->nt = nt;
+    g->minpos = minpos, g->maxpos = maxpos;
     k += nt;
   }
-  /* items: (group, kv head, token block); split heads when too few */
-  const int grp = a->n_head / a->n_head_kv;
-  int blocks = 0;
-  for (int gi = 0; gi < ng; gi++)
-    blocks += (a->groups[gi].nt + a->tb - 1) / a->tb;
-  /* all query heads of a kv head in one item (each f16 K/V value widened
-   * once for all of them) unless that leaves a thread without work */
-  int hstep = blocks * a->n_head_kv < a->n_threads ? 1 : grp;
-  int ni = 0;
-  for (int gi = 0; gi < ng; gi++)
-    for (int t0 = 0; t0 < a->groups[gi].nt; t0 += a->tb)
-      for (int g = 0; g < a->n_head_kv; g++)
-        for (int h0 = 0; h0 < grp; h0 += hstep) {
-          attn_item *it = &a->items[ni++];
-          it->gi = gi, it->g = g, it->h0 = g * grp + h0, it->nh = hstep;
-          it->t0 = t0;
-          it->nt =
-              a->groups[gi].nt - t0 < a->tb ? a->groups[gi].nt - t0 : a->tb;
-        }
-  a->n_items = ni;
+  a->n_groups = ng;
+  a->lists[0].valid = a->lists[1].valid = 0;
   /* multiply-adds of the chunk's attention (scores and outputs) */
   a->work = 0;
   for (int gi = 0; gi < ng; gi++)
@@ -124,10 +135,103 @@ void attn_plan(attn_state *a, const kv_cache *kv, const eng_batch_tok *tok,
         2.0 * a->groups[gi].nt * a->groups[gi].nr * a->n_head * a->head_dim;
 }
 
+/* ---- items ----------------------------------------------------------------*/
+
+/* Whether cell c may be seen by a query of sequence bit at a position in
+ * [minpos, maxpos] (window > 0: by the one at minpos, within its window). */
+static int cell_visible(const kv_cache *kv, int c, uint64_t bit, int32_t minpos,
+                        int32_t maxpos, int window) {
+  const kv_cell *cl = &kv->cells[c];
+  return (cl->seqs & bit) && cl->pos <= maxpos &&
+         (window <= 0 || cl->pos > minpos - window);
+}
+
+/* Narrows [*lo, *lo + *nr) to its first and last cells visible to queries at
+ * [minpos, maxpos] (at least one cell is kept). */
+static void trim_range(const kv_cache *kv, uint64_t bit, int32_t minpos,
+                       int32_t maxpos, int window, int *lo, int *nr) {
+  int l = *lo, h = *lo + *nr - 1;
+  while (l < h && !cell_visible(kv, l, bit, minpos, maxpos, window))
+    l++;
+  while (h > l && !cell_visible(kv, h, bit, minpos, maxpos, window))
+    h--;
+  *lo = l, *nr = h - l + 1;
+}
+
+/* Chunks of a group's range of nr cells: 1 unless the group is a single
+ * token (decode) with a long range; then ranges of *cs cells (a multiple
+ * of 16, at least ATTN_CHUNK). */
+static int range_chunks(const attn_state *a, const attn_group *g, int nr,
+                        int *cs) {
+  *cs = nr;
+  if (g->nt != 1 || nr <= ATTN_CHUNK)
+    return 1;
+  int nch = imin((nr + ATTN_CHUNK - 1) / ATTN_CHUNK, a->max_chunks);
+  *cs = ((nr + nch - 1) / nch + 15) & ~15;
+  return (nr + *cs - 1) / *cs;
+}
+
+/* Query heads per item: all heads of a kv head (each f16 K/V value widened
+ * once for all of them), unless that leaves the threads unevenly loaded
+ * (splitting heads changes no result). */
+static int head_step(const attn_state *a, int items, int inline_run) {
+  const int grp = a->n_head / a->n_head_kv, T = a->n_threads;
+  if (inline_run || grp == 1)
+    return grp;
+  int rounds = (items + T - 1) / T;
+  return 4 * rounds * T > 5 * items ? 1 : grp; /* > 25% idle: split */
+}
+
+/* Builds the items of the planned chunk for layers with this window. */
+static void build_items(attn_state *a, const kv_cache *kv, attn_items *L,
+                        int window) {
+  const int grp = a->n_head / a->n_head_kv;
+  int base = 0;
+  for (int gi = 0; gi < a->n_groups; gi++) {
+    attn_group *g = &a->groups[gi];
+    int lo = g->lo, nr = g->nr, cs;
+    trim_range(kv, 1ull << g->seq, g->minpos, g->maxpos, window, &lo, &nr);
+    base += range_chunks(a, g, nr, &cs) * ((g->nt + a->tb - 1) / a->tb);
+  }
+  const int hstep =
+      head_step(a, base * a->n_head_kv, a->work < ATTN_INLINE_WORK);
+  int ni = 0, nu = 0;
+  for (int gi = 0; gi < a->n_groups; gi++) {
+    attn_group *g = &a->groups[gi];
+    int lo = g->lo, nr = g->nr, cs;
+    trim_range(kv, 1ull << g->seq, g->minpos, g->maxpos, window, &lo, &nr);
+    const int nch = range_chunks(a, g, nr, &cs);
+    for (int t0 = 0; t0 < g->nt; t0 += a->tb)
+      for (int h0 = 0; h0 < a->n_head; h0 += hstep)
+        for (int c = 0; c < nch; c++) {
+          attn_item *it = &L->items[ni++];
+          it->gi = gi, it->g = h0 / grp, it->h0 = h0, it->nh = hstep;
+          it->t0 = t0, it->nt = imin(g->nt - t0, a->tb);
+          it->lo = lo + c * cs, it->nr = imin(cs, nr - c * cs);
+          it->ci = c, it->nch = nch, it->unit = nch > 1 ? nu + h0 : -1;
+        }
+    if (nch > 1)
+      nu += a->n_head;
+  }
+  L->window = window, L->valid = 1, L->n_items = ni, L->n_units = nu;
+}
+
+/* The items for layers with this window (built once per plan). */
+static const attn_items *items_for(attn_state *a, const kv_cache *kv,
+                                   int window) {
+  attn_items *L = &a->lists[window > 0];
+  if (!L->valid || L->window != window)
+    build_items(a, kv, L, window);
+  for (int u = 0; u < L->n_units; u++)
+    atomic_store_explicit(&a->part_done[u], 0, memory_order_relaxed);
+  return L;
+}
+
 /* ---- run ----------------------------------------------------------------*/
 
 typedef struct {
   attn_state *a;
+  const attn_items *L;
   const kv_cache *kv;
   int il;
   const attn_layer *lp;
@@ -137,107 +241,83 @@ typedef struct {
   atomic_int next; /* items taken so far (tpool_run_dyn) */
 } attn_args;
 
-/* Row r's scores s[0..np) -> probabilities: cells this query may not see
- * (other sequences, later positions, outside the window) masked out; scale,
- * soft cap, softmax, then rounded to f16 into p as llama.cpp's f16 V.p
- * product does. */
-static void attn_softmax_row(float *s, uint16_t *p, const int32_t *vpos, int np,
-                             int32_t pos, const attn_layer *lp) {
-  const int32_t from = lp->window > 0 ? pos - lp->window : INT32_MIN;
-  for (int j = 0; j < np; j++)
-    s[j] = vpos[j] <= pos && vpos[j] > from ? s[j] * lp->scale : -INFINITY;
-  if (lp->softcap > 0)
-    for (int j = 0; j < np; j++)
-      if (s[j] != -INFINITY)
-        s[j] = lp->softcap * tanhf(s[j] / lp->softcap);
-  k_softmax(s, np);
-  k_quantize_act(QT_F16, s, p, np);
+/* Portable attn_softmax_avx2 (attn_simd.h): any n. */
+static float softmax_row(float *s, const int32_t *vpos, int n, int32_t pos,
+                         int32_t from, const attn_layer *lp, uint16_t *p,
+                         float *m) {
+  float mx = -INFINITY;
+  for (int j = 0; j < n; j++) {
+    float x = s[j] * lp->scale;
+    if (lp->softcap > 0)
+      x = lp->softcap * tanhf(x / lp->softcap);
+    s[j] = vpos[j] <= pos && vpos[j] > from ? x : -INFINITY;
+    mx = s[j] > mx ? s[j] : mx;
+  }
+  *m = mx;
+  if (mx == -INFINITY) {
+    memset(p, 0, sizeof(uint16_t) * (size_t)n);
+    return 0;
+  }
+  float l = 0;
+  for (int j = 0; j < n; j++)
+    l += s[j] = expf(s[j] - mx);
+  for (int j = 0; j < n; j++)
+    s[j] *= 1.0f / l;
+  k_f32_to_f16(p, s, n);
+  return l;
 }
 
-/* One item: scores, masked softmax, weighted sum of values. */
-static void attn_item_run(const attn_args *x, const attn_item *it, int ith) {
-  attn_state *a = x->a;
+/* The item's cells: its range, narrowed (unchunked) to the cells its tokens
+ * (positions [minpos, maxpos]) may see. Returns the padded length np (a
+ * multiple of 16 when the cache's pitch allows) and fills vpos[0..np): the
+ * position of each cell as this sequence sees it (INT32_MAX: not its). */
+static int item_cells(const attn_args *x, const attn_item *it, int32_t minpos,
+                      int32_t maxpos, int32_t *vpos, int *lo_out) {
   const kv_cache *kv = x->kv;
-  const eng_batch_tok *tok = x->tok;
-  const attn_group *gr = &a->groups[it->gi];
-  const int hd = a->head_dim, Q = a->n_head * hd;
-  const uint64_t bit = 1ull << gr->seq;
-  uint16_t *q16 = a->q16 + (size_t)ith * a->rows * hd;
-  float *S = a->s + (size_t)ith * a->rows * a->n_ctx;
-  uint16_t *P = a->p16 + (size_t)ith * a->rows * a->n_ctx;
-  float *qf = a->qf + (size_t)ith * a->rows * hd;
-  const int nq = it->nt * it->nh;
-  /* causal: cells past the last one this block of tokens sees are skipped */
-  int32_t maxpos = -1;
-  for (int ti = 0; ti < it->nt; ti++) {
-    int32_t p = tok[a->order[gr->t0 + it->t0 + ti]].pos;
-    if (p > maxpos)
-      maxpos = p;
-  }
-  int nr = gr->nr;
-  while (nr > 1 && !((kv->cells[gr->lo + nr - 1].seqs & bit) &&
-                     kv->cells[gr->lo + nr - 1].pos <= maxpos))
-    nr--;
-  /* position of each cell of the range as this sequence sees it (INT32_MAX:
-   * not its cell); the range is padded to 16 cells for the SIMD loops */
-  int32_t *vpos = a->vpos + (size_t)ith * a->n_ctx;
+  const uint64_t bit = 1ull << x->a->groups[it->gi].seq;
+  int lo = it->lo, nr = it->nr;
+  if (it->nch == 1)
+    trim_range(kv, bit, minpos, maxpos, x->lp->window, &lo, &nr);
   int np = (nr + 15) & ~15;
-  if (gr->lo + np > kv->n_cells)
+  if (lo + np > kv->pitch)
     np = nr;
   for (int j = 0; j < np; j++) {
-    const kv_cell *cl = &kv->cells[gr->lo + j];
+    const kv_cell *cl = &kv->cells[lo + j];
     vpos[j] = j < nr && (cl->seqs & bit) ? cl->pos : INT32_MAX;
   }
-  /* qf = the queries of the item rounded to f16, as llama.cpp rounds them
-   * for its f16 K.q product (row r = token r / nh, head h0 + r % nh) */
-  for (int ti = 0; ti < it->nt; ti++) {
-    int t = a->order[gr->t0 + it->t0 + ti];
-    for (int j = 0; j < it->nh; j++) {
-      size_t r = (size_t)(ti * it->nh + j) * hd;
-      k_f32_to_f16(q16 + r, x->q + (size_t)t * Q + (size_t)(it->h0 + j) * hd,
-                   hd);
-      k_f16_to_f32(qf + r, q16 + r, hd);
-    }
-  }
-  /* S[r][j] = sum_d qf[r][d] * K[g][d][lo + j]: long f16 axpys over cells */
-  const size_t nc = (size_t)kv->pitch;
-  const uint16_t *K = kv->k[x->il] + (size_t)it->g * hd * nc + gr->lo;
-  /* register-blocked AVX2 (or AVX-512) loops when the range is a multiple
-   * of 16 cells */
-  const int simd = k_simd() >= K_SIMD_AVX2 && np % 16 == 0 && hd % 2 == 0;
-  const int avx512 = simd && k_simd() >= K_SIMD_AVX512;
-  if (avx512)
+  *lo_out = lo;
+  return np;
+}
+
+/* S[r][j] = sum_d qf[r][d] * K[d][j] over np cells. */
+static void item_scores(int simd, const float *qf, int nq, int hd,
+                        const uint16_t *K, size_t nc, int np, float *S) {
+  if (simd == 2)
     attn_qk_avx512(qf, nq, hd, K, nc, np, S, (size_t)np);
-  else if (simd)
+  else if (simd == 1)
     attn_qk_avx2(qf, nq, hd, K, nc, np, S, (size_t)np);
-  else
-    memset(S, 0, sizeof(float) * (size_t)nq * np);
+  if (simd)
+    return;
   /* portable: blocks of ATTN_CB cells so the block of K (hd rows) stays in
    * L1 while every query row passes over it */
-  for (int j0 = 0; !simd && j0 < np; j0 += ATTN_CB) {
+  memset(S, 0, sizeof(float) * (size_t)nq * np);
+  for (int j0 = 0; j0 < np; j0 += ATTN_CB) {
     int nb = np - j0 < ATTN_CB ? np - j0 : ATTN_CB;
     for (int r = 0; r < nq; r++)
       for (int d = 0; d < hd; d++)
         k_axpy_f16(S + (size_t)r * np + j0, qf[(size_t)r * hd + d],
                    K + d * nc + j0, nb);
   }
-  for (int r = 0; r < nq; r++) {
-    int32_t pos = tok[a->order[gr->t0 + it->t0 + r / it->nh]].pos;
-    attn_softmax_row(S + (size_t)r * np, P + (size_t)r * np, vpos, np, pos,
-                     x->lp);
-  }
-  /* att[t][h][d] = sum_j V[g][d][lo + j] * p[r][j], in the same blocks */
-  const uint16_t *V = kv->v[x->il] + (size_t)it->g * hd * nc + gr->lo;
-  float **outp = a->outp + (size_t)ith * a->rows;
-  for (int r = 0; r < nq; r++) {
-    int t = a->order[gr->t0 + it->t0 + r / it->nh];
-    outp[r] = x->att + (size_t)t * Q + (size_t)(it->h0 + r % it->nh) * hd;
-    memset(outp[r], 0, sizeof(float) * hd);
-  }
-  if (avx512)
-    attn_pv_avx512(P, (size_t)np, nq, V, nc, hd, np, outp);
-  else if (simd)
-    attn_pv_avx2(P, (size_t)np, nq, V, nc, hd, np, outp);
+}
+
+/* out[r][d] += sum_j V[d][j] * P[r][j] over np cells. */
+static void item_values(int simd, const uint16_t *P, int nq, int hd,
+                        const uint16_t *V, size_t nc, int np,
+                        float *const *out) {
+  if (simd == 2)
+    attn_pv_avx512(P, (size_t)np, nq, V, nc, hd, np, out);
+  else if (simd == 1)
+    attn_pv_avx2(P, (size_t)np, nq, V, nc, hd, np, out);
   for (int j0 = 0; !simd && j0 < np; j0 += ATTN_CB) {
     int nb = np - j0 < ATTN_CB ? np - j0 : ATTN_CB;
     for (int r = 0; r < nq; r++) {
@@ -245,10 +325,116 @@ static void attn_item_run(const attn_args *x, const attn_item *it, int ith) {
       for (int d = 0; d < hd; d++) {
         float part;
         k_vec_dot(QT_F16, nb, &part, V + d * nc + j0, p);
-        outp[r][d] += part;
+        out[r][d] += part;
       }
     }
   }
+}
+
+/* The rows of a unit whose chunks are all done: out = sum over chunks of
+ * w_c * o_c / sum of w_c, w_c = l_c * exp(m_c - M), in chunk order. */
+static void merge_unit(const attn_args *x, const attn_item *it) {
+  const attn_state *a = x->a;
+  const int hd = a->head_dim, MC = a->max_chunks, Q = a->n_head * hd;
+  const int t = a->order[a->groups[it->gi].t0 + it->t0];
+  for (int r = 0; r < it->nh; r++) {
+    const size_t slot = (size_t)(it->unit + r) * MC;
+    const float *ml = a->part_ml + slot * 2;
+    float *out = x->att + (size_t)t * Q + (size_t)(it->h0 + r) * hd;
+    float M = -INFINITY, w[ATTN_MAX_CHUNKS], W = 0;
+    for (int c = 0; c < it->nch; c++)
+      M = ml[2 * c] > M ? ml[2 * c] : M;
+    for (int c = 0; c < it->nch; c++)
+      W += w[c] = M == -INFINITY ? 0 : ml[2 * c + 1] * expf(ml[2 * c] - M);
+    memset(out, 0, sizeof(float) * (size_t)hd);
+    for (int c = 0; c < it->nch && W > 0; c++) {
+      const float *o = a->part_o + (slot + (size_t)c) * hd, f = w[c] / W;
+      for (int d = 0; d < hd; d++)
+        out[d] += f * o[d];
+    }
+  }
+}
+
+/* One item: scores, masked softmax, weighted sum of values; a chunk's
+ * partial results, merged by the last chunk of its unit to finish. */
+static void attn_item_run(const attn_args *x, const attn_item *it, int ith) {
+  attn_state *a = x->a;
+  const kv_cache *kv = x->kv;
+  const eng_batch_tok *tok = x->tok;
+  const attn_group *gr = &a->groups[it->gi];
+  const int hd = a->head_dim, Q = a->n_head * hd, nq = it->nt * it->nh;
+  const int32_t *order = a->order + gr->t0 + it->t0;
+  const size_t C = (size_t)((a->n_ctx + 15) & ~15);
+  uint16_t *q16 = a->q16 + (size_t)ith * a->rows * hd;
+  float *S = a->s + (size_t)ith * a->rows * C;
+  uint16_t *P = a->p16 + (size_t)ith * a->rows * C;
+  float *qf = a->qf + (size_t)ith * a->rows * hd;
+  int32_t *vpos = a->vpos + (size_t)ith * C;
+  /* causal: cells past the last one this block of tokens sees are skipped,
+   * and with a window those before the first one */
+  int32_t minpos = INT32_MAX, maxpos = -1;
+  for (int ti = 0; ti < it->nt; ti++) {
+    int32_t p = tok[order[ti]].pos;
+    maxpos = p > maxpos ? p : maxpos;
+    minpos = p < minpos ? p : minpos;
+  }
+  int lo;
+  const int np = item_cells(x, it, minpos, maxpos, vpos, &lo);
+  /* qf = the queries of the item rounded to f16, as llama.cpp rounds them
+   * for its f16 K.q product (row r = token r / nh, head h0 + r % nh) */
+  for (int ti = 0; ti < it->nt; ti++)
+    for (int j = 0; j < it->nh; j++) {
+      size_t r = (size_t)(ti * it->nh + j) * hd;
+      k_f32_to_f16(q16 + r,
+                   x->q + (size_t)order[ti] * Q + (size_t)(it->h0 + j) * hd,
+                   hd);
+      k_f16_to_f32(qf + r, q16 + r, hd);
+    }
+  /* register-blocked AVX2 (or AVX-512) loops when the range is a multiple
+   * of 16 cells */
+  const int level = k_simd();
+  const int simd = level < K_SIMD_AVX2 || np % 16 || hd % 2 ? 0
+                   : level >= K_SIMD_AVX512                 ? 2
+                                                            : 1;
+  const size_t nc = (size_t)kv->pitch;
+  const size_t head = (size_t)it->g * hd * nc + (size_t)lo;
+  item_scores(simd, qf, nq, hd, kv->k[x->il] + head, nc, np, S);
+  /* probabilities; a chunk keeps each row's max and sum */
+  const int MC = a->max_chunks;
+  float *ml = it->nch > 1 ? a->part_ml : NULL;
+  for (int r = 0; r < nq; r++) {
+    int32_t pos = tok[order[r / it->nh]].pos;
+    int32_t from = x->lp->window > 0 ? pos - x->lp->window : INT32_MIN;
+    float *s = S + (size_t)r * np, m, l;
+    uint16_t *p = P + (size_t)r * np;
+    const attn_layer *lp = x->lp;
+    if (simd == 2)
+      l = attn_softmax_avx512(s, vpos, np, pos, from, lp->scale, lp->softcap, p,
+                              &m);
+    else if (simd == 1)
+      l = attn_softmax_avx2(s, vpos, np, pos, from, lp->scale, lp->softcap, p,
+                            &m);
+    else
+      l = softmax_row(s, vpos, np, pos, from, lp, p, &m);
+    if (ml) {
+      float *slot = ml + ((size_t)(it->unit + r) * MC + it->ci) * 2;
+      slot[0] = m, slot[1] = l;
+    }
+  }
+  /* att[t][h][d] (a chunk: its partial output) = sum_j V[d][j] * p[r][j] */
+  float **outp = a->outp + (size_t)ith * a->rows;
+  for (int r = 0; r < nq; r++) {
+    if (ml)
+      outp[r] = a->part_o + ((size_t)(it->unit + r) * MC + it->ci) * hd;
+    else
+      outp[r] = x->att + (size_t)order[r / it->nh] * Q +
+                (size_t)(it->h0 + r % it->nh) * hd;
+    memset(outp[r], 0, sizeof(float) * hd);
+  }
+  item_values(simd, P, nq, hd, kv->v[x->il] + head, nc, np, outp);
+  if (ml && atomic_fetch_add_explicit(&a->part_done[it->unit], 1,
+                                      memory_order_acq_rel) == it->nch - 1)
+    merge_unit(x, it);
 }
 
 /* Items are taken from a shared counter (tpool_run_dyn: a preempted thread
@@ -257,17 +443,18 @@ static void attn_item_run(const attn_args *x, const attn_item *it, int ith) {
  * even out the end. */
 static void attn_task(void *arg, int ith, int nth) {
   attn_args *x = arg;
-  const int n = x->a->n_items;
+  const int n = x->L->n_items;
   (void)nth;
   for (int i;
        (i = atomic_fetch_add_explicit(&x->next, 1, memory_order_relaxed)) < n;)
-    attn_item_run(x, &x->a->items[n - 1 - i], ith);
+    attn_item_run(x, &x->L->items[n - 1 - i], ith);
 }
 
 void attn_run(attn_state *a, tpool *pool, const kv_cache *kv, int il,
               const attn_layer *lp, const eng_batch_tok *tok, const float *q,
               float *att) {
-  attn_args x = {a, kv, il, lp, tok, q, att, 0};
+  const attn_items *L = items_for(a, kv, lp->window);
+  attn_args x = {a, L, kv, il, lp, tok, q, att, 0};
   if (a->work < ATTN_INLINE_WORK) /* a short decode step: no wake-up */
     attn_task(&x, 0, 1);
   else

@@ -10,6 +10,7 @@
 #include "engine/attn_simd.h"
 
 #include <immintrin.h>
+#include <math.h>
 
 #define INL static inline __attribute__((always_inline))
 
@@ -93,3 +94,88 @@ INL void pv_block(int R, const uint16_t *p, size_t ldp, const uint16_t *v0,
 
 #define ATTN_PV_NAME attn_pv_avx2
 #include "engine/attn_pv_impl.h"
+
+/* ---- masked softmax of a row ------------------------------------------- */
+
+INL float hmax8(__m256 v) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+/* exp(x) for x <= 0 (0 below -87, -inf included): x = n ln2 + r, |r| <=
+ * ln2 / 2, a degree-7 Taylor polynomial for exp(r), times 2^n (n >= -126:
+ * built in the exponent field). */
+INL __m256 exp_neg8(__m256 x) {
+  const __m256 lim = _mm256_set1_ps(-87.0f);
+  const __m256 keep = _mm256_cmp_ps(x, lim, _CMP_GE_OQ);
+  x = _mm256_max_ps(x, lim);
+  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504089f)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.0f / 5040);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  __m256i e = _mm256_slli_epi32(
+      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), keep);
+}
+
+/* cap * tanh(x / cap), with tanh|y| = (1 - e) / (1 + e), e = exp(-2|y|). */
+INL __m256 softcap8(__m256 x, float cap) {
+  const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+  __m256 y = _mm256_mul_ps(x, _mm256_set1_ps(1.0f / cap));
+  __m256 ay = _mm256_andnot_ps(sign, y);
+  __m256 e = exp_neg8(_mm256_mul_ps(ay, _mm256_set1_ps(-2.0f)));
+  __m256 t = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
+  t = _mm256_or_ps(t, _mm256_and_ps(y, sign));
+  return _mm256_mul_ps(t, _mm256_set1_ps(cap));
+}
+
+float attn_softmax_avx2(float *s, const int32_t *vpos, int n, int32_t pos,
+                        int32_t from, float scale, float softcap, uint16_t *p,
+                        float *m) {
+  const __m256i vhi = _mm256_set1_epi32(pos), vfrom = _mm256_set1_epi32(from);
+  const __m256 ninf = _mm256_set1_ps(-INFINITY), vscale = _mm256_set1_ps(scale);
+  __m256 vmax = ninf;
+  for (int j = 0; j < n; j += 8) {
+    __m256i vp = _mm256_loadu_si256((const __m256i *)(vpos + j));
+    /* visible: from < vp <= pos */
+    __m256i vis = _mm256_andnot_si256(_mm256_cmpgt_epi32(vp, vhi),
+                                      _mm256_cmpgt_epi32(vp, vfrom));
+    __m256 x = _mm256_mul_ps(_mm256_loadu_ps(s + j), vscale);
+    if (softcap > 0)
+      x = softcap8(x, softcap);
+    x = _mm256_blendv_ps(ninf, x, _mm256_castsi256_ps(vis));
+    _mm256_storeu_ps(s + j, x);
+    vmax = _mm256_max_ps(vmax, x);
+  }
+  const float mx = hmax8(vmax);
+  *m = mx;
+  if (mx == -INFINITY) {
+    for (int j = 0; j < n; j += 8)
+      _mm_storeu_si128((__m128i *)(p + j), _mm_setzero_si128());
+    return 0;
+  }
+  const __m256 vm = _mm256_set1_ps(mx);
+  __m256 vsum = _mm256_setzero_ps();
+  for (int j = 0; j < n; j += 8) {
+    __m256 e = exp_neg8(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm));
+    _mm256_storeu_ps(s + j, e);
+    vsum = _mm256_add_ps(vsum, e);
+  }
+  const float l = hsum8(vsum);
+  const __m256 inv = _mm256_set1_ps(1.0f / l);
+  for (int j = 0; j < n; j += 8)
+    _mm_storeu_si128((__m128i *)(p + j),
+                     _mm256_cvtps_ph(_mm256_mul_ps(_mm256_loadu_ps(s + j), inv),
+                                     _MM_FROUND_TO_NEAREST_INT));
+  return l;
+}

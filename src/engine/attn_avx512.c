@@ -7,6 +7,7 @@
 #include "engine/attn_simd.h"
 
 #include <immintrin.h>
+#include <math.h>
 
 #define INL static inline __attribute__((always_inline))
 
@@ -109,3 +110,83 @@ INL void pv_block(int R, const uint16_t *p, size_t ldp, const uint16_t *v0,
 
 #define ATTN_PV_NAME attn_pv_avx512
 #include "engine/attn_pv_impl.h"
+
+/* ---- masked softmax of a row ------------------------------------------- */
+
+/* exp(x) for x <= 0 (0 below -87, -inf included): x = n ln2 + r, |r| <=
+ * ln2 / 2, a degree-7 Taylor polynomial for exp(r), times 2^n. */
+INL __m512 exp_neg16(__m512 x) {
+  const __mmask16 tiny =
+      _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_LT_OQ);
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+  __m512 n =
+      _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504089f)),
+                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 5040);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_maskz_mov_ps((__mmask16)~tiny, _mm512_scalef_ps(p, n));
+}
+
+/* cap * tanh(x / cap), with tanh|y| = (1 - e) / (1 + e), e = exp(-2|y|). */
+INL __m512 softcap16(__m512 x, float cap) {
+  __m512 y = _mm512_mul_ps(x, _mm512_set1_ps(1.0f / cap));
+  __m512 ay = _mm512_abs_ps(y);
+  __m512 e = exp_neg16(_mm512_mul_ps(ay, _mm512_set1_ps(-2.0f)));
+  const __m512 one = _mm512_set1_ps(1.0f);
+  __m512 t = _mm512_div_ps(_mm512_sub_ps(one, e), _mm512_add_ps(one, e));
+  /* the sign of y back onto tanh|y| */
+  __m512i sign = _mm512_and_si512(_mm512_castps_si512(y),
+                                  _mm512_set1_epi32((int)0x80000000u));
+  t = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(t), sign));
+  return _mm512_mul_ps(t, _mm512_set1_ps(cap));
+}
+
+float attn_softmax_avx512(float *s, const int32_t *vpos, int n, int32_t pos,
+                          int32_t from, float scale, float softcap, uint16_t *p,
+                          float *m) {
+  const __m512i vpos_hi = _mm512_set1_epi32(pos),
+                vfrom = _mm512_set1_epi32(from);
+  const __m512 ninf = _mm512_set1_ps(-INFINITY), vscale = _mm512_set1_ps(scale);
+  __m512 vmax = ninf;
+  for (int j = 0; j < n; j += 16) {
+    __m512i vp = _mm512_loadu_si512(vpos + j);
+    __mmask16 vis = _mm512_cmple_epi32_mask(vp, vpos_hi) &
+                    _mm512_cmpgt_epi32_mask(vp, vfrom);
+    __m512 x = _mm512_mul_ps(_mm512_loadu_ps(s + j), vscale);
+    if (softcap > 0)
+      x = softcap16(x, softcap);
+    x = _mm512_mask_mov_ps(ninf, vis, x);
+    _mm512_storeu_ps(s + j, x);
+    vmax = _mm512_max_ps(vmax, x);
+  }
+  const float mx = _mm512_reduce_max_ps(vmax);
+  *m = mx;
+  if (mx == -INFINITY) {
+    for (int j = 0; j < n; j += 16)
+      _mm256_storeu_si256((__m256i *)(p + j), _mm256_setzero_si256());
+    return 0;
+  }
+  const __m512 vm = _mm512_set1_ps(mx);
+  __m512 vsum = _mm512_setzero_ps();
+  for (int j = 0; j < n; j += 16) {
+    __m512 e = exp_neg16(_mm512_sub_ps(_mm512_loadu_ps(s + j), vm));
+    _mm512_storeu_ps(s + j, e);
+    vsum = _mm512_add_ps(vsum, e);
+  }
+  const float l = _mm512_reduce_add_ps(vsum);
+  const __m512 inv = _mm512_set1_ps(1.0f / l);
+  for (int j = 0; j < n; j += 16)
+    _mm256_storeu_si256(
+        (__m256i *)(p + j),
+        _mm512_cvtps_ph(_mm512_mul_ps(_mm512_loadu_ps(s + j), inv),
+                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  return l;
+}
