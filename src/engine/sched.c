@@ -59,6 +59,7 @@ typedef struct sreq {
   int cancel;      /* on_token asked to cancel */
   long long seqno; /* admission order (preemption picks the latest) */
   int logprobs;
+  double t_submit; /* mono_s() at sched_submit */
   sched_usage usage;
 } sreq;
 
@@ -296,6 +297,7 @@ static void req_finish_all(sched *s, sreq *r, sched_finish why, const char *msg,
 }
 
 static void req_done(sreq *r) {
+  r->usage.total_s = mono_s() - r->t_submit;
   if (r->p.on_done)
     r->p.on_done(r->p.cls, &r->usage);
   req_free(r);
@@ -474,6 +476,7 @@ static int try_admit(sched *s, sreq *r) {
   r->leader = lead;
   if (!r->admitted) {
     r->admitted = 1;
+    r->usage.queue_s = mono_s() - r->t_submit;
     r->usage.cached_tokens = cached;
     s->st.cached_tokens += cached;
   }
@@ -571,6 +574,16 @@ static void build_batch(sched *s) {
   }
 }
 
+/* Adds a pass's engine time to the prefill time of every request in it
+ * that has no token yet. */
+static void charge_prefill(sched *s, double dt) {
+  for (int i = 0; i < s->n_run; i++) {
+    sreq *r = s->run[i];
+    if (!r->usage.completion_tokens && r->ch[r->leader].b_n > 0)
+      r->usage.prefill_s += dt;
+  }
+}
+
 /* Decodes the step's batch, making room when the KV cache is full.
  * Returns 1 when a forward pass ran, 0 when there was nothing to run. */
 static int decode_step(sched *s) {
@@ -580,8 +593,10 @@ static int decode_step(sched *s) {
       return 0;
     double t0 = mono_s();
     int rc = eng_decode(s->ctx, &s->batch);
-    s->st.decode_s += mono_s() - t0;
+    double dt = mono_s() - t0;
+    s->st.decode_s += dt;
     if (rc == ENG_OK) {
+      charge_prefill(s, dt);
       s->st.steps++;
       s->st.tokens_decoded += s->batch.n_tokens;
       return 1;
@@ -665,7 +680,8 @@ static void sample_choice(sched *s, sreq *r, int ci, const float *logits) {
   }
   sampler_accept(c->smp, tok);
   c->gen[c->n_gen++] = tok;
-  r->usage.completion_tokens++;
+  if (!r->usage.completion_tokens++)
+    r->usage.first_token_s = mono_s() - r->t_submit;
   ev.index = ci;
   ev.token = tok;
   ev.info.token = tok;
@@ -939,6 +955,7 @@ int sched_submit(sched *s, const sched_req_params *p, char *err,
     set_err(err, errlen, "out of memory");
     return SCHED_ENOMEM;
   }
+  r->t_submit = mono_s();
   pthread_mutex_lock(&s->mu);
   if (s->stop)
     rc = SCHED_ESHUTDOWN;

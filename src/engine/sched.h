@@ -90,6 +90,13 @@ typedef struct sched_usage {
   int prompt_tokens;     /* the prompt's length */
   int cached_tokens;     /* of those, taken from the KV cache */
   int completion_tokens; /* summed over all choices */
+  /* Timing (seconds, from sched_submit; 0 when it never happened): */
+  double queue_s;       /* until first admitted into a slot */
+  double prefill_s;     /* engine time (eng_decode) of the passes that
+                           evaluated its prompt, until its first token:
+                           passes shared with other sequences count whole */
+  double first_token_s; /* until its first token was reported */
+  double total_s;       /* until on_done */
 } sched_usage;
 
 typedef struct sched_req_params {

@@ -238,9 +238,15 @@ static void test_single_matches_plain(void) {
   CHECK_INT(c.usage.prompt_tokens, np);
   CHECK_INT(c.usage.completion_tokens, 40);
   CHECK_INT(c.usage.cached_tokens, 0);
+  /* timing: admitted, then the prefill pass, then the first token, done */
+  const sched_usage *u = &c.usage;
+  CHECK(u->queue_s >= 0 && u->prefill_s > 0);
+  CHECK(u->queue_s + u->prefill_s <= u->first_token_s);
+  CHECK(u->first_token_s < u->total_s);
   sched_stats st;
   sched_get_stats(s, &st);
-  CHECK_INT(st.steps, 40); /* one prefill step, then one per token */
+  CHECK_INT(st.steps, 40);           /* one prefill step, then one per token */
+  CHECK(u->prefill_s < st.decode_s); /* the prefill is one of the passes */
   sched_free(s);
   CHECK_INT(c.calls_after_done, 0);
   coll_destroy(&c);
