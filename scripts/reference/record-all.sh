@@ -41,6 +41,14 @@ tiny-qwen3-q8_0|--preset tiny-qwen3 --type q8_0 --seed 53
 tiny-qwen3-q5_0|--preset tiny-qwen3 --type q5_0 --seed 54
 tiny-qwen3-q5_K|--preset tiny-qwen3 --type q5_K --seed 55
 tiny-qwen3-Q5_K_M|--preset tiny-qwen3 --type Q5_K_M --seed 56
+tiny-gemma2-f32|--preset tiny-gemma2 --type f32 --seed 61
+tiny-gemma2-f16|--preset tiny-gemma2 --type f16 --seed 62
+tiny-gemma2-q8_0|--preset tiny-gemma2 --type q8_0 --seed 63
+tiny-gemma2-Q4_K_M|--preset tiny-gemma2 --type Q4_K_M --seed 64
+tiny-gemma3-f32|--preset tiny-gemma3 --type f32 --seed 71
+tiny-gemma3-f16|--preset tiny-gemma3 --type f16 --seed 72
+tiny-gemma3-q8_0|--preset tiny-gemma3 --type q8_0 --seed 73
+tiny-gemma3-Q5_K_M|--preset tiny-gemma3 --type Q5_K_M --seed 74
 "
 
 filter="${1:-.}"

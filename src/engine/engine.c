@@ -1,7 +1,8 @@
 /* engine.c: the public engine API (engine.h) over the internal pieces: model
  * loading (model.c), the f16 KV cache (kvcache.c), kernels and thread pool
  * (kernels.c, threadpool.c), attention (attn.c), tokenizer (tokenizer.c). Holds
- * the forward pass of the decoder-only transformer (llama / qwen2 / qwen3),
+ * the forward pass of the decoder-only transformer (llama / qwen2 / qwen3 /
+ * gemma2 / gemma3),
  * batched over several sequences: read forward_chunk() and forward_layer() top
  * to bottom. Knows nothing about HTTP, JSON or the server. */
 #include "engine/engine.h"
@@ -487,9 +488,10 @@ static int matmul_group(eng_ctx *c, const float *X, int n, int64_t cols,
 enum {
   STEP_ATTN_IN,  /* xb = rmsnorm(x) * attn_norm */
   STEP_QKV_POST, /* biases, q/k norm, rope, k/v to f16 and the cache */
-  STEP_FFN_IN,   /* x += xb; xb = rmsnorm(x) * ffn_norm */
-  STEP_SILU,     /* hb = silu(hb) * hb2 */
-  STEP_RESID,    /* x += xb */
+  STEP_FFN_IN,   /* (gemma: xb = rmsnorm(xb) * attn_post_norm) x += xb;
+                    xb = rmsnorm(x) * ffn_norm */
+  STEP_ACT,      /* hb = silu(hb) * hb2 (gemma: gelu) */
+  STEP_RESID,    /* (gemma: xb = rmsnorm(xb) * ffn_post_norm) x += xb */
 };
 
 typedef struct {
@@ -504,7 +506,8 @@ typedef struct {
  * contiguous); decode steps stay token by token. */
 enum { KV_STORE_ROWS_MIN = 32 };
 
-/* Biases, per-head q/k norm (qwen3) and rope of token t's q, k, v; k and v
+/* Biases, per-head q/k norm (qwen3, gemma3), rope (with the layer's base
+ * and scale) and the query scale (gemma) of token t's q, k, v; k and v
  * converted to f16 into row t of c->kv16, and stored in the cache here when
  * the chunk is short (else kv_store does it). */
 static void qkv_post(eng_ctx *c, const mlayer *L, int il, int n, int t,
@@ -523,10 +526,12 @@ static void qkv_post(eng_ctx *c, const mlayer *L, int il, int n, int t,
     k_rmsnorm(q + h * hd, q + h * hd, L->q_norm, hd, m->rms_eps);
   for (int h = 0; L->k_norm && h < m->n_head_kv; h++)
     k_rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, m->rms_eps);
-  const k_rope_params rp = {m->n_rot, m->rope_base, m->rope_scale,
+  const k_rope_params rp = {m->n_rot, L->rope_base, L->rope_scale,
                             m->rope_freqs, m->rope_neox};
   k_rope(q, m->n_head, hd, pos, &rp);
   k_rope(k, m->n_head_kv, hd, pos, &rp);
+  if (m->attn_scale > 0) /* gemma: q scaled before it is rounded for q.k */
+    k_scale(q, m->attn_scale, Q);
   uint16_t *kv16 = c->kv16 + (size_t)t * 2 * KV;
   k_f32_to_f16(kv16, k, KV);
   k_f32_to_f16(kv16 + KV, v, KV);
@@ -591,14 +596,19 @@ static void step_token(eng_ctx *c, int il, int step, int n, int t,
     qkv_post(c, L, il, n, t, pos);
     break;
   case STEP_FFN_IN:
+    if (L->attn_post_norm)
+      k_rmsnorm(xb, xb, L->attn_post_norm, E, m->rms_eps);
     k_add(x, x, xb, E);
     k_rmsnorm(xb, x, L->ffn_norm, E, m->rms_eps);
     break;
-  case STEP_SILU:
-    k_silu_mul(c->hb + (size_t)t * F, c->hb + (size_t)t * F,
-               c->hb2 + (size_t)t * F, F);
+  case STEP_ACT:
+    (m->gelu ? k_gelu_mul : k_silu_mul)(c->hb + (size_t)t * F,
+                                        c->hb + (size_t)t * F,
+                                        c->hb2 + (size_t)t * F, F);
     break;
   case STEP_RESID:
+    if (L->ffn_post_norm)
+      k_rmsnorm(xb, xb, L->ffn_post_norm, E, m->rms_eps);
     k_add(x, x, xb, E);
     break;
   }
@@ -667,27 +677,53 @@ static int forward_layer(eng_ctx *c, int il, const eng_batch_tok *tok, int n,
     tok = c->tok_keep;
     n = n_keep;
   }
-  /* att = softmax(q k^T / sqrt(hd)) v, per sequence, causal */
-  const attn_layer lp = {1.0f / sqrtf((float)m->head_dim), 0, 0};
+  /* att = softmax(q k^T / sqrt(hd)) v, per sequence, causal (gemma: q
+   * already scaled, scores soft-capped, sliding window on some layers) */
+  const attn_layer lp = {m->attn_scale > 0 ? 1.0f
+                                           : 1.0f / sqrtf((float)m->head_dim),
+                         m->attn_softcap, L->swa ? m->n_swa : 0};
   attn_run(&c->attn, c->pool, &c->kv, il, &lp, tok, c->q, c->att);
   /* xb = att @ wo^T */
   mm_job o = {&L->wo, c->xb};
   if (matmul_group(c, c->att, n, Q, &o, 1))
     return -1;
-  /* x += xb; xb = rmsnorm(x) * ffn_norm */
+  /* (gemma: xb = rmsnorm(xb) * attn_post_norm) x += xb;
+   * xb = rmsnorm(x) * ffn_norm */
   run_step(c, il, STEP_FFN_IN, tok, n);
   /* hb = xb @ gate^T, hb2 = xb @ up^T */
   mm_job gu[2] = {{&L->ffn_gate, c->hb}, {&L->ffn_up, c->hb2}};
   if (matmul_group(c, c->xb, n, E, gu, 2))
     return -1;
-  /* hb = silu(hb) * hb2 */
-  run_step(c, il, STEP_SILU, tok, n);
-  /* xb = hb @ down^T; x += xb */
+  /* hb = silu(hb) * hb2 (gemma: gelu(hb) * hb2) */
+  run_step(c, il, STEP_ACT, tok, n);
+  /* xb = hb @ down^T; (gemma: xb = rmsnorm(xb) * ffn_post_norm) x += xb */
   mm_job d = {&L->ffn_down, c->xb};
   if (matmul_group(c, c->hb, n, F, &d, 1))
     return -1;
   run_step(c, il, STEP_RESID, tok, n);
   return 0;
+}
+
+typedef struct {
+  float *x;
+  size_t n;
+  float cap;
+} softcap_args;
+
+static void softcap_task(void *arg, int ith, int nth) {
+  const softcap_args *a = arg;
+  long long i0, i1;
+  tpool_split((long long)a->n, ith, nth, 64, &i0, &i1);
+  const float inv = 1.0f / a->cap;
+  for (long long i = i0; i < i1; i++)
+    a->x[i] = tanhf(a->x[i] * inv) * a->cap;
+}
+
+/* x[0..n) = cap * tanh(x / cap) with the model's final soft cap, computed as
+ * llama.cpp does (times 1/cap, tanh, times cap), over the pool. */
+static void softcap_logits(eng_ctx *c, float *x, size_t n) {
+  softcap_args a = {x, n, c->m->final_softcap};
+  tpool_run(c->pool, softcap_task, &a);
 }
 
 /* THE HOT PATH: the forward pass over one chunk of n <= n_batch tokens whose
@@ -700,9 +736,12 @@ static int forward_chunk(eng_ctx *c, const eng_batch_tok *tok, int n,
   memcpy(c->cell_of, cells, sizeof(int32_t) * n);
   attn_plan(&c->attn, &c->kv, tok, n);
 
-  /* x = token_embd[token] */
-  for (int t = 0; t < n; t++)
+  /* x = token_embd[token] (gemma: * sqrt(n_embd)) */
+  for (int t = 0; t < n; t++) {
     model_embed_row(m, tok[t].token, c->x + (size_t)t * E);
+    if (m->embd_scale != 1.0f)
+      k_scale(c->x + (size_t)t * E, m->embd_scale, E);
+  }
 
   /* the tokens that want logits (ascending) */
   int n_out = 0, first_row = -1;
@@ -730,8 +769,14 @@ static int forward_chunk(eng_ctx *c, const eng_batch_tok *tok, int n,
   /* keep the normalized hidden states (eng_get_embedding) */
   memcpy(c->hidden + (size_t)first_row * E, c->xb, sizeof(float) * n_out * E);
   /* logits = xb @ output^T (rows of this chunk are consecutive) */
-  mm_job lo = {&m->output, c->logits + (size_t)first_row * m->n_vocab};
-  return matmul_group(c, c->xb, n_out, E, &lo, 1);
+  float *logits = c->logits + (size_t)first_row * m->n_vocab;
+  mm_job lo = {&m->output, logits};
+  if (matmul_group(c, c->xb, n_out, E, &lo, 1))
+    return -1;
+  /* gemma2: logits = cap * tanh(logits / cap) */
+  if (m->final_softcap > 0)
+    softcap_logits(c, logits, (size_t)n_out * m->n_vocab);
+  return 0;
 }
 
 /* Checks the batch against the rules of eng_decode (see engine.h). */

@@ -46,21 +46,35 @@ typedef struct {
   float theta, eps;
   int tied, tok;
   const char *pre;
+  int swa;                             /* gemma: sliding window */
+  float attn_cap, final_cap, rope_lin; /* gemma: soft caps, linear rope */
 } preset;
 
 static const preset PRESETS[] = {
     {"smollm2-135m", "llama", 576, 30, 9, 3, 1536, 49152, 8192, 0, 100000.f,
-     1e-5f, 1, FIXTURE_TOK_BPE, "smollm"},
+     1e-5f, 1, FIXTURE_TOK_BPE, "smollm", 0, 0, 0, 0},
     {"qwen2.5-0.5b", "qwen2", 896, 24, 14, 2, 4864, 151936, 32768, 0, 1000000.f,
-     1e-6f, 1, FIXTURE_TOK_BPE, "qwen2"},
+     1e-6f, 1, FIXTURE_TOK_BPE, "qwen2", 0, 0, 0, 0},
     {"tiny-llama", "llama", 256, 2, 4, 2, 512, 1024, 512, 0, 10000.f, 1e-5f, 0,
-     FIXTURE_TOK_SPM, ""},
+     FIXTURE_TOK_SPM, "", 0, 0, 0, 0},
     {"tiny-llama-bpe", "llama", 256, 2, 4, 2, 512, 1024, 512, 0, 500000.f,
-     1e-5f, 1, FIXTURE_TOK_BPE, "llama-bpe"},
+     1e-5f, 1, FIXTURE_TOK_BPE, "llama-bpe", 0, 0, 0, 0},
     {"tiny-qwen2", "qwen2", 256, 2, 4, 2, 512, 1024, 512, 0, 1000000.f, 1e-6f,
-     1, FIXTURE_TOK_BPE, "qwen2"},
+     1, FIXTURE_TOK_BPE, "qwen2", 0, 0, 0, 0},
     {"tiny-qwen3", "qwen3", 256, 2, 4, 2, 512, 1024, 512, 128, 1000000.f, 1e-6f,
-     1, FIXTURE_TOK_BPE, "qwen2"},
+     1, FIXTURE_TOK_BPE, "qwen2", 0, 0, 0, 0},
+    {"gemma2-2b", "gemma2", 2304, 26, 8, 4, 9216, 256000, 8192, 256, 10000.f,
+     1e-6f, 1, FIXTURE_TOK_SPM, "", 4096, 50.f, 30.f, 0},
+    {"gemma3-1b", "gemma3", 1152, 26, 4, 1, 6912, 262144, 32768, 256, 1000000.f,
+     1e-6f, 1, FIXTURE_TOK_SPM, "", 512, 0, 0, 0},
+    /* tiny gemmas: windows, caps and scaling small enough to matter within
+     * a 20-token prompt and random weights; gemma3 needs 6 layers for one
+     * global (non-sliding) layer, and scales the global layers' rope like
+     * Gemma 3 4B */
+    {"tiny-gemma2", "gemma2", 256, 2, 4, 2, 512, 1024, 512, 128, 10000.f, 1e-6f,
+     1, FIXTURE_TOK_SPM, "", 6, 4.f, 15.f, 0},
+    {"tiny-gemma3", "gemma3", 256, 6, 4, 2, 512, 1024, 512, 128, 1000000.f,
+     1e-6f, 1, FIXTURE_TOK_SPM, "", 6, 0, 0, 8.f},
 };
 
 int fixture_preset(const char *name, fixture_params *p) {
@@ -82,6 +96,10 @@ int fixture_preset(const char *name, fixture_params *p) {
     p->tied = s->tied;
     p->tokenizer = s->tok;
     snprintf(p->bpe_pre, sizeof p->bpe_pre, "%s", s->pre);
+    p->sliding_window = s->swa;
+    p->attn_softcap = s->attn_cap;
+    p->final_softcap = s->final_cap;
+    p->rope_scale_linear = s->rope_lin;
     return 0;
   }
   return -1;
@@ -109,15 +127,26 @@ int fixture_set_type(fixture_params *p, const char *name) {
   return 0;
 }
 
+static int is_gemma(const fixture_params *p) {
+  return strcmp(p->arch, "gemma2") == 0 || strcmp(p->arch, "gemma3") == 0;
+}
+
 static int head_dim(const fixture_params *p) {
   return p->head_dim ? p->head_dim : p->n_embd / p->n_head;
 }
 
 int fixture_validate(const fixture_params *p, char *err, size_t errlen) {
   if (strcmp(p->arch, "llama") && strcmp(p->arch, "qwen2") &&
-      strcmp(p->arch, "qwen3"))
-    return fail(err, errlen, "unknown arch '%s' (llama, qwen2, qwen3)",
+      strcmp(p->arch, "qwen3") && !is_gemma(p))
+    return fail(err, errlen,
+                "unknown arch '%s' (llama, qwen2, qwen3, gemma2, gemma3)",
                 p->arch);
+  if (is_gemma(p) && p->tokenizer != FIXTURE_TOK_SPM)
+    return fail(err, errlen, "%s fixtures have an spm vocabulary", p->arch);
+  if (p->sliding_window < 0 || p->attn_softcap < 0 || p->final_softcap < 0 ||
+      p->rope_scale_linear < 0)
+    return fail(err, errlen,
+                "sliding window, soft caps and rope scale must be >= 0");
   if (p->n_embd <= 0 || p->n_layer <= 0 || p->n_head <= 0 ||
       p->n_head_kv <= 0 || p->n_ff <= 0 || p->ctx_length <= 0)
     return fail(err, errlen, "dimensions must be positive");
@@ -251,7 +280,7 @@ typedef struct {
   size_t nslots;
   char **merges; /* BPE merges "a b" (owned) */
   int n_merges, cap_merges;
-  int bos, eos, unk, eot;
+  int bos, eos, unk, eot, pad;
 } vocab;
 
 enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_BYTE = 6 };
@@ -285,7 +314,7 @@ static int vocab_init(vocab *v, int cap) {
   v->score = calloc((size_t)cap, sizeof *v->score);
   v->type = calloc((size_t)cap, sizeof *v->type);
   v->slots = calloc(v->nslots, sizeof *v->slots);
-  v->bos = v->eos = v->unk = v->eot = -1;
+  v->bos = v->eos = v->unk = v->eot = v->pad = -1;
   return v->tok && v->len && v->score && v->type && v->slots ? 0 : -1;
 }
 
@@ -388,12 +417,28 @@ static int enum_word(uint64_t k, char *out) {
 
 #define SPM_SPACE "\xe2\x96\x81" /* U+2581, SentencePiece's word marker */
 
-static int build_spm(vocab *v, int n_vocab) {
-  if (vocab_init(v, n_vocab))
-    return -2;
+/* Special pieces first: Llama's <unk> <s> </s>, or Gemma's <pad> <eos>
+ * <bos> <unk> <start_of_turn> <end_of_turn> (its chat turns' markers). */
+static int spm_specials(vocab *v, int gemma) {
+  if (!gemma) {
+    v->unk = vocab_add(v, "<unk>", 5, TT_UNKNOWN);
+    v->bos = vocab_add(v, "<s>", 3, TT_CONTROL);
+    v->eos = vocab_add(v, "</s>", 4, TT_CONTROL);
+    return 0;
+  }
+  v->pad = vocab_add(v, "<pad>", 5, TT_CONTROL);
+  v->eos = vocab_add(v, "<eos>", 5, TT_CONTROL);
+  v->bos = vocab_add(v, "<bos>", 5, TT_CONTROL);
   v->unk = vocab_add(v, "<unk>", 5, TT_UNKNOWN);
-  v->bos = vocab_add(v, "<s>", 3, TT_CONTROL);
-  v->eos = vocab_add(v, "</s>", 4, TT_CONTROL);
+  if (vocab_add(v, "<start_of_turn>", 15, TT_CONTROL) < 0)
+    return -2;
+  v->eot = vocab_add(v, "<end_of_turn>", 13, TT_CONTROL);
+  return v->eot < 0 ? -2 : 0;
+}
+
+static int build_spm(vocab *v, int n_vocab, int gemma) {
+  if (vocab_init(v, n_vocab) || spm_specials(v, gemma))
+    return -2;
   for (int b = 0; b < 256; b++) {
     char s[8];
     snprintf(s, sizeof s, "<0x%02X>", b);
@@ -549,7 +594,9 @@ static void add_t(tspec *t, int *n, const char *name, int layer, int64_t ne0,
 static int build_tensors(const fixture_params *p, tspec *t) {
   const int hd = head_dim(p), nq = p->n_head * hd, nkv = p->n_head_kv * hd;
   const int qwen2 = strcmp(p->arch, "qwen2") == 0,
-            qwen3 = strcmp(p->arch, "qwen3") == 0;
+            qk_norm =
+                strcmp(p->arch, "qwen3") == 0 || strcmp(p->arch, "gemma3") == 0,
+            gemma = is_gemma(p);
   int n = 0;
   char nm[64];
   add_t(t, &n, "token_embd.weight", -1, p->n_embd, p->n_vocab, 3);
@@ -569,15 +616,21 @@ static int build_tensors(const fixture_params *p, tspec *t) {
       L("attn_k.bias", nkv, 1, 2);
       L("attn_v.bias", nkv, 1, 2);
     }
-    if (qwen3) {
+    if (qk_norm) {
       L("attn_q_norm.weight", hd, 1, 1);
       L("attn_k_norm.weight", hd, 1, 1);
     }
     L("attn_output.weight", nq, p->n_embd, 0);
+    if (gemma) {
+      L("post_attention_norm.weight", p->n_embd, 1, 1);
+    }
     L("ffn_norm.weight", p->n_embd, 1, 1);
     L("ffn_gate.weight", p->n_embd, p->n_ff, 0);
     L("ffn_up.weight", p->n_embd, p->n_ff, 0);
     L("ffn_down.weight", p->n_ff, p->n_embd, 0);
+    if (gemma) {
+      L("post_ffw_norm.weight", p->n_embd, 1, 1);
+    }
 #undef L
   }
   for (int i = 0; i < n; i++)
@@ -640,6 +693,19 @@ static const char CHATML[] =
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif "
     "%}";
 
+/* Gemma's turn format: no system role (it raises), "assistant" turns are
+ * the "model" role, contents trimmed. */
+static const char GEMMA_CHAT[] =
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if message['role'] == 'system' %}"
+    "{{ raise_exception('System role not supported') }}{% endif %}"
+    "{% if message['role'] == 'assistant' %}{% set role = 'model' %}"
+    "{% else %}{% set role = message['role'] %}{% endif %}"
+    "{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + "
+    "'<end_of_turn>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}"
+    "{% endif %}";
+
 static int put_hparams(gguf_writer *w, const fixture_params *p) {
   char k[96];
   int rc = 0;
@@ -659,9 +725,20 @@ static int put_hparams(gguf_writer *w, const fixture_params *p) {
   rc |= gguf_w_u32(w, KEY("vocab_size"), (uint32_t)p->n_vocab);
   if (strcmp(p->arch, "llama") == 0)
     rc |= gguf_w_u32(w, KEY("rope.dimension_count"), (uint32_t)head_dim(p));
-  if (strcmp(p->arch, "qwen3") == 0) {
+  if (strcmp(p->arch, "qwen3") == 0 || is_gemma(p)) {
     rc |= gguf_w_u32(w, KEY("attention.key_length"), (uint32_t)head_dim(p));
     rc |= gguf_w_u32(w, KEY("attention.value_length"), (uint32_t)head_dim(p));
+  }
+  if (p->sliding_window > 0)
+    rc |= gguf_w_u32(w, KEY("attention.sliding_window"),
+                     (uint32_t)p->sliding_window);
+  if (p->attn_softcap > 0)
+    rc |= gguf_w_f32(w, KEY("attn_logit_softcapping"), p->attn_softcap);
+  if (p->final_softcap > 0)
+    rc |= gguf_w_f32(w, KEY("final_logit_softcapping"), p->final_softcap);
+  if (p->rope_scale_linear > 0) {
+    rc |= gguf_w_str(w, KEY("rope.scaling.type"), "linear");
+    rc |= gguf_w_f32(w, KEY("rope.scaling.factor"), p->rope_scale_linear);
   }
 #undef KEY
   return rc ? -1 : 0;
@@ -688,6 +765,10 @@ static int put_vocab(gguf_writer *w, const fixture_params *p, const vocab *v) {
   rc |= gguf_w_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)v->eos);
   if (v->unk >= 0)
     rc |= gguf_w_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)v->unk);
+  if (v->pad >= 0)
+    rc |= gguf_w_u32(w, "tokenizer.ggml.padding_token_id", (uint32_t)v->pad);
+  if (is_gemma(p)) /* Gemma's SentencePiece model adds no dummy prefix */
+    rc |= gguf_w_bool(w, "tokenizer.ggml.add_space_prefix", 0);
   if (!spm && v->eot >= 0 && v->eot != v->eos)
     rc |= gguf_w_u32(w, "tokenizer.ggml.eot_token_id", (uint32_t)v->eot);
   const int add_bos = p->add_bos >= 0 ? p->add_bos
@@ -696,6 +777,7 @@ static int put_vocab(gguf_writer *w, const fixture_params *p, const vocab *v) {
   rc |= gguf_w_bool(w, "tokenizer.ggml.add_bos_token", add_bos);
   rc |= gguf_w_bool(w, "tokenizer.ggml.add_eos_token", 0);
   const char *tpl = p->chat_template                          ? p->chat_template
+                    : is_gemma(p)                             ? GEMMA_CHAT
                     : !spm && strcmp(p->bpe_pre, "llama-bpe") ? CHATML
                                                               : "";
   if (*tpl)
@@ -721,6 +803,21 @@ static float std_of(const tspec *t, const fixture_params *p) {
   }
 }
 
+/* Mean of a tensor's random values: norms are around 1, except Gemma's
+ * post-attention and post-feed-forward norms, around 2 sqrt(n_embd / (2
+ * n_layer)). Gemma scales the (tied) token embeddings by sqrt(n_embd) into
+ * the residual stream: with unit-sized layer outputs the input token's own
+ * embedding would dominate the final hidden state, and every position would
+ * predict its own token with probability ~1 (a golden test of nothing);
+ * layer outputs this large keep the distributions spread. */
+static float mean_of(const tspec *t, const fixture_params *p) {
+  if (t->kind != 1)
+    return 0.0f;
+  if (is_gemma(p) && strstr(t->name, ".post_"))
+    return 2.0f * sqrtf((float)p->n_embd / (2.0f * (float)p->n_layer));
+  return 1.0f;
+}
+
 static int write_tensor_data(gguf_writer *w, const fixture_params *p,
                              const tspec *t, int idx, char *err,
                              size_t errlen) {
@@ -737,7 +834,7 @@ static int write_tensor_data(gguf_writer *w, const fixture_params *p,
   uint64_t s = p->seed * 0x2545f4914f6cdd1dull +
                (uint64_t)(idx + 1) * 0x9e3779b97f4a7c15ull;
   splitmix64(&s);
-  const float sd = std_of(t, p), mean = t->kind == 1 ? 1.0f : 0.0f;
+  const float sd = std_of(t, p), mean = mean_of(t, p);
   int rc = 0;
   for (int64_t r = 0; r < rows && !rc; r += chunk) {
     const int64_t nr = rows - r < chunk ? rows - r : chunk;
@@ -760,7 +857,7 @@ int fixture_write(const fixture_params *p, const char *path, char *err,
     return -1;
   vocab v;
   int rc = p->tokenizer == FIXTURE_TOK_SPM
-               ? build_spm(&v, p->n_vocab)
+               ? build_spm(&v, p->n_vocab, is_gemma(p))
                : build_bpe(&v, p->n_vocab, p->bpe_pre, p->fim);
   if (rc || v.n != p->n_vocab) {
     vocab_free(&v);

@@ -1,6 +1,7 @@
 /* Fixture maker: writes GGUF model files with seeded random weights and
  * valid vocabularies (SentencePiece "llama" or byte-level BPE "gpt2"), in
- * the llama / qwen2 / qwen3 architectures and any quantizable tensor type,
+ * the llama / qwen2 / qwen3 / gemma2 / gemma3 architectures and any
+ * quantizable tensor type,
  * loadable by llama.cpp. Used by tests (small files made on the fly) and
  * benchmarks (real model shapes, streamed to disk in seconds).
  * Knows the GGUF writer and the tensor types; nothing about inference. */
@@ -21,10 +22,15 @@ enum {
 };
 
 typedef struct {
-  char arch[16]; /* "llama", "qwen2", "qwen3" */
+  char arch[16]; /* "llama", "qwen2", "qwen3", "gemma2", "gemma3" */
   int n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, ctx_length;
   int head_dim; /* 0: n_embd / n_head */
   float rope_theta, norm_eps;
+  /* gemma2/gemma3 (keys written when > 0): attention.sliding_window,
+   * attn_logit_softcapping, final_logit_softcapping, rope.scaling.factor
+   * (linear) */
+  int sliding_window;
+  float attn_softcap, final_softcap, rope_scale_linear;
   int wtype;     /* QT_* of the matrices (ignored when mix != NONE) */
   int mix;       /* FIXTURE_MIX_* */
   int embd_type; /* QT_* of token_embd / output; -1: as llama.cpp would */
@@ -44,8 +50,11 @@ typedef struct {
 void fixture_default_params(fixture_params *p);
 
 /* Applies a named preset (architecture, shape, tokenizer): "smollm2-135m",
- * "qwen2.5-0.5b", "tiny-llama", "tiny-qwen2", "tiny-qwen3",
- * "tiny-llama-bpe". Returns 0, or -1 for an unknown name. */
+ * "qwen2.5-0.5b", "gemma2-2b", "gemma3-1b", "tiny-llama", "tiny-qwen2",
+ * "tiny-qwen3", "tiny-llama-bpe", "tiny-gemma2", "tiny-gemma3". Gemma
+ * presets have a Gemma-style SentencePiece vocabulary (<pad> <eos> <bos>
+ * <unk> <start_of_turn> <end_of_turn>, no space prefix) and a Gemma chat
+ * template. Returns 0, or -1 for an unknown name. */
 int fixture_preset(const char *name, fixture_params *p);
 
 /* Sets wtype/mix from a name: any quantizable type ("q4_K", "Q8_0", "f16")

@@ -119,6 +119,10 @@ void k_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
 void k_softmax(float *x, int n);
 /* y = silu(a) * b = a / (1 + exp(-a)) * b. In place ok (y == a or y == b). */
 void k_silu_mul(float *y, const float *a, const float *b, int n);
+/* y = gelu(a) * b, GELU's tanh approximation computed as ggml's CPU
+ * backend does (a rounded to f16, GELU looked up in an f16 table; 0 below
+ * -10, identity above 10). In place ok (y == a or y == b). */
+void k_gelu_mul(float *y, const float *a, const float *b, int n);
 /* y = a + b. In place ok. */
 void k_add(float *y, const float *a, const float *b, int n);
 /* y *= s. */

@@ -1,4 +1,5 @@
-/* model.c: loads a llama / qwen2 / qwen3 GGUF into an eng_model. Reads the
+/* model.c: loads a llama / qwen2 / qwen3 / gemma2 / gemma3 GGUF into an
+ * eng_model. Reads the
  * hyper-parameters from `<arch>.*` metadata, finds every weight tensor by
  * its GGUF name, checks its shape and type, and keeps a pointer into the
  * mapping (weights are never copied; only the small 1-D norm vectors and
@@ -6,6 +7,7 @@
  * the forward pass or the server. */
 #include "engine/model.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,12 +143,19 @@ static int load_layer(loader *L, int il, mlayer *l) {
       (rc = get_vec(L, NAME("attn_k.bias"), KV, need_bias, &l->bk)) ||
       (rc = get_vec(L, NAME("attn_v.bias"), KV, need_bias, &l->bv)))
     return rc;
-  /* qwen3 normalizes q and k per head. */
-  int need_qk = m->arch == ARCH_QWEN3 ? 0 : 1;
+  /* qwen3 and gemma3 normalize q and k per head. */
+  int need_qk = m->arch == ARCH_QWEN3 || m->arch == ARCH_GEMMA3 ? 0 : 1;
   if ((rc = get_vec(L, NAME("attn_q_norm.weight"), m->head_dim, need_qk,
                     &l->q_norm)) ||
       (rc = get_vec(L, NAME("attn_k_norm.weight"), m->head_dim, need_qk,
                     &l->k_norm)))
+    return rc;
+  /* gemma2/3 normalize the outputs of attention and feed-forward too */
+  int gemma = m->arch == ARCH_GEMMA2 || m->arch == ARCH_GEMMA3;
+  if (gemma && ((rc = get_vec(L, NAME("post_attention_norm.weight"), E, 0,
+                              &l->attn_post_norm)) ||
+                (rc = get_vec(L, NAME("post_ffw_norm.weight"), E, 0,
+                              &l->ffn_post_norm))))
     return rc;
 #undef NAME
   return ENG_OK;
@@ -161,16 +170,65 @@ static int read_arch(loader *L) {
   if (!a)
     return fail(L->err, L->errlen, ENG_ERR_FORMAT,
                 "missing metadata 'general.architecture'");
-  static const char *names[] = {"llama", "qwen2", "qwen3"};
-  for (int i = 0; i < 3; i++)
+  static const char *names[] = {"llama", "qwen2", "qwen3", "gemma2", "gemma3"};
+  for (int i = 0; i < 5; i++)
     if (len == strlen(names[i]) && !memcmp(a, names[i], len)) {
       m->arch = i;
       snprintf(m->arch_name, sizeof m->arch_name, "%s", names[i]);
       return ENG_OK;
     }
   return fail(L->err, L->errlen, ENG_ERR_UNSUPPORTED,
-              "unknown architecture '%.*s' (supported: llama, qwen2, qwen3)",
+              "unknown architecture '%.*s' (supported: llama, qwen2, qwen3, "
+              "gemma2, gemma3)",
               (int)(len > 64 ? 64 : len), a);
+}
+
+/* Gemma 2 / 3 settings, as llama.cpp reads them: embeddings scaled by
+ * sqrt(n_embd); queries scaled by 1/sqrt(key_length) (the 27B models, told
+ * apart by their layer count: 1/sqrt(n_embd / n_head)); GELU feed-forward;
+ * sliding-window layers (gemma2: every other one from layer 0, window 4096
+ * unless given; gemma3: 5 of every 6 (attention.sliding_window_pattern) when
+ * attention.sliding_window is set, with rope base rope.freq_base_swa
+ * (10000) and no rope scaling); gemma2 soft-caps attention scores (50) and
+ * logits (30); gemma3 soft-caps logits only without sliding window, when
+ * final_logit_softcapping is given. */
+static int read_gemma(loader *L) {
+  eng_model *m = L->m;
+  int64_t v;
+  double d;
+  const int g2 = m->arch == ARCH_GEMMA2;
+  m->embd_scale = sqrtf((float)m->n_embd);
+  m->gelu = 1;
+  const int big = m->n_layer == (g2 ? 46 : 62); /* the 27B models */
+  m->attn_scale = big ? 1.0f / sqrtf((float)(m->n_embd / m->n_head))
+                      : 1.0f / sqrtf((float)m->head_dim);
+  int period = g2 ? 2 : 6;
+  float base_swa = m->rope_base, scale_swa = m->rope_scale;
+  if (g2) {
+    m->n_swa = meta_int(m, "attention.sliding_window", &v) ? (int)v : 4096;
+    m->attn_softcap =
+        meta_float(m, "attn_logit_softcapping", &d) ? (float)d : 50.0f;
+    m->final_softcap =
+        meta_float(m, "final_logit_softcapping", &d) ? (float)d : 30.0f;
+  } else {
+    m->n_swa = meta_int(m, "attention.sliding_window", &v) ? (int)v : 0;
+    if (m->n_swa > 0) {
+      if (meta_int(m, "attention.sliding_window_pattern", &v))
+        period = (int)v;
+      base_swa = meta_float(m, "rope.freq_base_swa", &d) ? (float)d : 10000.f;
+      scale_swa = 1.0f;
+    } else if (meta_float(m, "final_logit_softcapping", &d) && d > 0)
+      m->final_softcap = (float)d;
+  }
+  if (m->n_swa < 0 || period < 0 || m->attn_softcap < 0 ||
+      m->final_softcap < 0 || base_swa <= 0)
+    return fail(L->err, L->errlen, ENG_ERR_FORMAT,
+                "invalid sliding window %d / pattern %d / soft caps", m->n_swa,
+                period);
+  m->swa_period = period;
+  m->rope_base_swa = base_swa;
+  m->rope_scale_swa = scale_swa;
+  return ENG_OK;
 }
 
 static int read_hparams(loader *L) {
@@ -240,6 +298,9 @@ static int read_hparams(loader *L) {
     m->rope_scale = (float)(1.0 / d);
   m->rope_neox = m->arch != ARCH_LLAMA;
   m->n_vocab = (int)emb->ne[1];
+  m->embd_scale = 1.0f;
+  if (m->arch == ARCH_GEMMA2 || m->arch == ARCH_GEMMA3)
+    return read_gemma(L);
   return ENG_OK;
 }
 
@@ -260,9 +321,16 @@ static int load_tensors(loader *L) {
   m->layers = calloc((size_t)m->n_layer, sizeof *m->layers);
   if (!m->layers)
     return fail(L->err, L->errlen, ENG_ERR_NOMEM, "no memory");
-  for (int il = 0; il < m->n_layer; il++)
-    if ((rc = load_layer(L, il, &m->layers[il])))
+  for (int il = 0; il < m->n_layer; il++) {
+    mlayer *l = &m->layers[il];
+    if ((rc = load_layer(L, il, l)))
       return rc;
+    /* sliding-window layers: il % period < period - 1 (period 0: all) */
+    int p = m->swa_period;
+    l->swa = m->n_swa > 0 && (p == 0 || il % p < p - 1);
+    l->rope_base = l->swa ? m->rope_base_swa : m->rope_base;
+    l->rope_scale = l->swa ? m->rope_scale_swa : m->rope_scale;
+  }
   return ENG_OK;
 }
 
@@ -335,6 +403,8 @@ void model_free(eng_model *m) {
       free(l->bv);
       free(l->q_norm);
       free(l->k_norm);
+      free(l->attn_post_norm);
+      free(l->ffn_post_norm);
     }
   free(m->layers);
   free(m->output_norm);

@@ -14,7 +14,13 @@
 
 struct tok_vocab;
 
-enum { ARCH_LLAMA = 0, ARCH_QWEN2 = 1, ARCH_QWEN3 = 2 };
+enum {
+  ARCH_LLAMA = 0,
+  ARCH_QWEN2 = 1,
+  ARCH_QWEN3 = 2,
+  ARCH_GEMMA2 = 3,
+  ARCH_GEMMA3 = 4
+};
 
 /* A 2-D weight in ggml orientation: rows of `cols` elements (the input
  * dimension), `rows` of them (the output dimension). */
@@ -27,18 +33,25 @@ typedef struct {
 } mtensor;
 
 typedef struct {
-  float *attn_norm;    /* (n_embd) */
-  mtensor wq;          /* (n_head*head_dim rows, n_embd cols) */
-  mtensor wk;          /* (n_head_kv*head_dim, n_embd) */
-  mtensor wv;          /* (n_head_kv*head_dim, n_embd) */
-  mtensor wo;          /* (n_embd, n_head*head_dim) */
-  float *bq, *bk, *bv; /* qwen2 biases (n_head*head_dim), (n_head_kv*hd) x2 */
-  float *q_norm;       /* qwen3: (head_dim) */
-  float *k_norm;       /* qwen3: (head_dim) */
-  float *ffn_norm;     /* (n_embd) */
-  mtensor ffn_gate;    /* (n_ff, n_embd) */
-  mtensor ffn_up;      /* (n_ff, n_embd) */
-  mtensor ffn_down;    /* (n_embd, n_ff) */
+  float *attn_norm;      /* (n_embd) */
+  mtensor wq;            /* (n_head*head_dim rows, n_embd cols) */
+  mtensor wk;            /* (n_head_kv*head_dim, n_embd) */
+  mtensor wv;            /* (n_head_kv*head_dim, n_embd) */
+  mtensor wo;            /* (n_embd, n_head*head_dim) */
+  float *bq, *bk, *bv;   /* qwen2 biases (n_head*head_dim), (n_head_kv*hd) x2 */
+  float *q_norm;         /* qwen3, gemma3: (head_dim) */
+  float *k_norm;         /* qwen3, gemma3: (head_dim) */
+  float *attn_post_norm; /* gemma2/3: (n_embd), on the attention output */
+  float *ffn_norm;       /* (n_embd) */
+  float *ffn_post_norm;  /* gemma2/3: (n_embd), on the feed-forward output */
+  mtensor ffn_gate;      /* (n_ff, n_embd) */
+  mtensor ffn_up;        /* (n_ff, n_embd) */
+  mtensor ffn_down;      /* (n_embd, n_ff) */
+  /* attention settings of this layer (gemma: sliding-window layers have
+   * their own rope base and scale) */
+  int swa;          /* 1: sliding-window layer (sees m->n_swa) */
+  float rope_base;  /* theta base of this layer */
+  float rope_scale; /* position scale of this layer */
 } mlayer;
 
 struct eng_model {
@@ -55,7 +68,16 @@ struct eng_model {
   int n_rot;    /* rotated dims per head */
   float rms_eps;
   float rope_base, rope_scale; /* theta base; position scale (1/factor) */
-  int rope_neox;               /* 1 for qwen2/qwen3 */
+  int rope_neox;               /* 1 for qwen2/qwen3/gemma2/gemma3 */
+  float embd_scale;    /* token embeddings times this (gemma: sqrt(n_embd)) */
+  float attn_scale;    /* queries times this before q.k (gemma), or 0:
+                          scores times 1/sqrt(head_dim) (llama, qwen) */
+  float attn_softcap;  /* > 0: scores soft-capped (gemma2) */
+  float final_softcap; /* > 0: logits soft-capped (gemma2) */
+  int n_swa;           /* sliding window of the swa layers (0: none) */
+  int swa_period;      /* layer il slides when il % period < period - 1 */
+  float rope_base_swa, rope_scale_swa; /* rope of the sliding layers */
+  int gelu; /* 1: GELU-gated feed-forward (gemma); 0: SiLU */
 
   mtensor tok_embd;   /* (n_vocab rows, n_embd) */
   float *output_norm; /* (n_embd) */
