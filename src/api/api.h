@@ -65,6 +65,11 @@ typedef struct api_ctx {
                                 NULL = unknown names answer 404 */
   struct gen_shared *gen;    /* api/gen.h: chat templates of loaded models,
                                 background work; own lock; may be NULL */
+  /* Where handlers write log lines (stderr beside the access log, set by
+   * http_start when it logs requests; callable from any thread, also after
+   * the server stopped); NULL: no logging. */
+  void (*log_line)(void *cls, const char *line, size_t n);
+  void *log_cls;
 } api_ctx;
 
 /* Visitor of query parameters (api_query_each): nonzero stops the walk. */

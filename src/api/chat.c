@@ -294,6 +294,7 @@ static int check_unsupported(json_t *body, api_error *e) {
 /* The endpoint's state of one request, owned by the job's callbacks. */
 typedef struct chat_req {
   const api_ctx *ctx;
+  const char *request_id; /* for the log line (copied by gen_job_log) */
   gen_model model;
   chat_template *tmpl;
   char id[ID_MAX];
@@ -594,6 +595,7 @@ static void start(chat_req *c, const gen_params *gp, int32_t *toks, int n_tok,
     err_server(&resp->err, "Out of memory.");
     return;
   }
+  gen_job_log(j, c->ctx, c->request_id, "chat.completions");
   if (c->stream) /* buffered until sent; cannot fail before that */
     write_role_chunks(c, s, gp->n);
   const int32_t *prompts[1] = {toks};
@@ -618,6 +620,7 @@ void api_chat_create(api_req *req, api_resp *resp) {
     goto out;
   }
   c->ctx = req->ctx;
+  c->request_id = req->request_id;
   if (check_body(body, c, &gp, &json_object, e) < 0 ||
       gen_model_acquire(req->ctx, body, &c->model, e) < 0)
     goto fail;

@@ -887,7 +887,8 @@ static void answer_without_generation(cmpl *c, api_resp *resp) {
 
 /* Starts generation; on success the callbacks own c. 0 / -1 (e set, c
  * still the caller's). */
-static int start_job(cmpl *c, api_resp *resp, api_error *e) {
+static int start_job(cmpl *c, const api_req *req, api_resp *resp,
+                     api_error *e) {
   int saved_n = c->p.n;
   c->p.n = c->best_of;            /* the driver generates best_of per prompt */
   c->p.score = c->best_of > c->n; /* ranking needs each sum_logprob */
@@ -915,6 +916,7 @@ static int start_job(cmpl *c, api_resp *resp, api_error *e) {
     err_server(e, "Out of memory starting the completion.");
     return -1;
   }
+  gen_job_log(j, req->ctx, req->request_id, "completions");
   const int32_t **ids = malloc((size_t)c->n_prompts * sizeof *ids);
   int *lens = malloc((size_t)c->n_prompts * sizeof *lens);
   for (int i = 0; ids && lens && i < c->n_prompts; i++) {
@@ -969,7 +971,7 @@ void api_completions_create(api_req *req, api_resp *resp) {
     answer_without_generation(c, resp);
     goto release;
   }
-  if (start_job(c, resp, e))
+  if (start_job(c, req, resp, e))
     goto release;
   return; /* the job owns c now */
 release:

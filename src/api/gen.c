@@ -470,6 +470,10 @@ struct gen_job {
   gen_sub *subs;
   gen_usage usage;
   char error[512];
+  /* gen_job_log: where the line goes (NULL: nowhere) and what it names */
+  void (*log_line)(void *cls, const char *line, size_t n);
+  void *log_cls;
+  char log_id[64], log_endpoint[32], log_model[256];
 };
 
 static void token_free(gen_token *t) {
@@ -513,6 +517,7 @@ gen_job *gen_job_new(const gen_model *m, const gen_params *p,
   j->sched = m->s;
   j->em = sched_model(m->s);
   j->cb = *cb;
+  snprintf(j->log_model, sizeof j->log_model, "%s", m->name);
   j->keep_text = keep_text;
   j->n = p->n;
   j->n_prompts = n_prompts;
@@ -843,6 +848,39 @@ static void cb_choice_done(void *cls, int index, sched_finish why,
     atomic_store(&j->cancelled, 1);
 }
 
+void gen_job_log(gen_job *j, const api_ctx *ctx, const char *request_id,
+                 const char *endpoint) {
+  if (!ctx || !ctx->log_line)
+    return;
+  j->log_line = ctx->log_line;
+  j->log_cls = ctx->log_cls;
+  snprintf(j->log_id, sizeof j->log_id, "%s", request_id ? request_id : "-");
+  snprintf(j->log_endpoint, sizeof j->log_endpoint, "%s", endpoint);
+}
+
+/* The job's line (gen_job_log), e.g. "req_x chat.completions model=m
+ * prompt=64 cached=0 completion=128 queue=0.02ms prefill=51.30ms
+ * first_token=52.10ms total=560.00ms decode=250.1tok/s". */
+static void job_log(gen_job *j, const char *err) {
+  const gen_usage *u = &j->usage;
+  double gen_s = u->total_s - u->first_token_s;
+  double tps = u->completion_tokens > j->n_choices && gen_s > 0
+                   ? (u->completion_tokens - j->n_choices) / gen_s
+                   : 0;
+  char line[768];
+  int n = snprintf(
+      line, sizeof line,
+      "%s %s model=%s prompt=%d cached=%d completion=%d queue=%.2fms "
+      "prefill=%.2fms first_token=%.2fms total=%.2fms decode=%.1ftok/s%s%s\n",
+      j->log_id, j->log_endpoint, j->log_model, u->prompt_tokens,
+      u->cached_tokens, u->completion_tokens, u->queue_s * 1e3,
+      u->prefill_s * 1e3, u->first_token_s * 1e3, u->total_s * 1e3, tps,
+      err ? " error=" : "", err ? err : "");
+  if (n > 0)
+    j->log_line(j->log_cls, line,
+                (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}
+
 /* Drops one reference; the last one finishes the job. */
 static void job_unref(gen_job *j) {
   if (atomic_fetch_sub(&j->refs, 1) != 1)
@@ -851,18 +889,31 @@ static void job_unref(gen_job *j) {
     const char *err = j->error[0]                  ? j->error
                       : atomic_load(&j->cancelled) ? "cancelled"
                                                    : NULL;
+    if (j->log_line)
+      job_log(j, err);
     j->cb.on_done(j, j->cb.cls, &j->usage, err);
   }
   job_free(j);
+}
+
+static double max_d(double a, double b) {
+  return a > b ? a : b;
 }
 
 static void cb_done(void *cls, const sched_usage *u) {
   gen_sub *sub = cls;
   gen_job *j = sub->j;
   pthread_mutex_lock(&j->mu);
-  j->usage.prompt_tokens += u->prompt_tokens;
-  j->usage.cached_tokens += u->cached_tokens;
-  j->usage.completion_tokens += u->completion_tokens;
+  gen_usage *g = &j->usage;
+  g->prompt_tokens += u->prompt_tokens;
+  g->cached_tokens += u->cached_tokens;
+  g->completion_tokens += u->completion_tokens;
+  g->queue_s = max_d(g->queue_s, u->queue_s);
+  g->prefill_s = max_d(g->prefill_s, u->prefill_s);
+  if (u->first_token_s > 0 &&
+      (g->first_token_s <= 0 || u->first_token_s < g->first_token_s))
+    g->first_token_s = u->first_token_s;
+  g->total_s = max_d(g->total_s, u->total_s);
   pthread_mutex_unlock(&j->mu);
   job_unref(j);
 }

@@ -173,6 +173,10 @@ typedef struct gen_usage {
   int prompt_tokens; /* summed over prompts */
   int cached_tokens;
   int completion_tokens; /* summed over choices */
+  /* timing from the submission, seconds (engine/sched.h's sched_usage):
+   * the slowest prompt's queue, prefill and total, the earliest first
+   * token (the prompts of one request share their passes) */
+  double queue_s, prefill_s, first_token_s, total_s;
 } gen_usage;
 
 typedef struct gen_job gen_job;
@@ -204,6 +208,13 @@ typedef struct gen_callbacks {
 gen_job *gen_job_new(const gen_model *m, const gen_params *p,
                      api_stream *stream, int n_prompts, int keep_text,
                      const gen_callbacks *cb);
+
+/* Makes the job write one line to ctx->log_line when it ends (when the
+ * server logs): the request id, the endpoint (e.g. "chat.completions"),
+ * the model, token counts and timing: queue, engine prefill, first token,
+ * total, decode tokens/s. Call before gen_job_start. */
+void gen_job_log(gen_job *j, const api_ctx *ctx, const char *request_id,
+                 const char *endpoint);
 
 /* Submits the prompts (tokens, copied), each with p->n choices (prompt i's
  * choices are indices i*n .. i*n+n-1). json_object: constrain output to a

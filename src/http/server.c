@@ -207,6 +207,16 @@ static void access_log(reqstate *st, int status) {
               (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
 }
 
+/* api_ctx.log_line: a handler's line, written to stderr at once in one
+ * write (whole beside the access log's batches; lines are short), so it
+ * also works from threads that outlive the server (jobs finishing after
+ * http_stop). */
+static void handler_log_line(void *cls, const char *line, size_t n) {
+  (void)cls;
+  ssize_t w = write(2, line, n);
+  (void)w;
+}
+
 /* ---------------------------------------------------------- responses */
 
 static void add_common_headers(reqstate *st, struct MHD_Response *r) {
@@ -851,6 +861,8 @@ http_server *http_start(const http_config *cfg, api_ctx *ctx, char *err,
   }
   if (cfg->log > HTTP_LOG_QUIET)
     s->log = alog_start(2);
+  if (cfg->log >= HTTP_LOG_INFO) /* handlers' lines beside the access log */
+    ctx->log_line = handler_log_line;
   const union MHD_DaemonInfo *di =
       MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
   s->port = di ? di->port : cfg->port;

@@ -248,6 +248,13 @@ static void wait_done(got *g) {
 
 /* Runs one job on the prompt "hello" with body's parameters; 0 or -1 with
  * e from the start. */
+/* api_ctx.log_line of the tests: keeps the last line. */
+static char g_log[1024];
+static void keep_log_line(void *cls, const char *line, size_t n) {
+  (void)cls;
+  snprintf(g_log, sizeof g_log, "%.*s", (int)n, line);
+}
+
 static int run(const char *body, got *g, api_error *e) {
   gen_params p;
   gen_model gm;
@@ -264,6 +271,10 @@ static int run(const char *body, got *g, api_error *e) {
   api_stream *s = api_stream_new(); /* the test holds the consumer's end */
   gen_callbacks cb = {on_delta, NULL, on_done, g};
   gen_job *j = gen_job_new(&gm, &p, s, 1, 1, &cb);
+  api_ctx ctx = {.log_line = keep_log_line};
+  g_log[0] = 0;
+  if (j)
+    gen_job_log(j, &ctx, "req_test", "chat.completions");
   const int32_t *prompts[1] = {toks};
   int retry = 0,
       r = n > 0 && j ? gen_job_start(j, prompts, &n, 0, &retry, e) : -1;
@@ -292,6 +303,16 @@ static void test_job_text_and_logprobs(void) {
   CHECK_STR(g.deltas[0], g.text[0]); /* deltas add up to the text */
   CHECK(g.last_offset_ok[0]);
   CHECK(g.usage.prompt_tokens > 5);
+  /* timing, and the log line that reports it */
+  CHECK(g.usage.prefill_s > 0 && g.usage.prefill_s <= g.usage.first_token_s);
+  CHECK(g.usage.first_token_s < g.usage.total_s);
+  char want[128];
+  snprintf(want, sizeof want,
+           "req_test chat.completions model= prompt=%d "
+           "cached=%d completion=12 queue=",
+           g.usage.prompt_tokens, g.usage.cached_tokens);
+  CHECK(strncmp(g_log, want, strlen(want)) == 0);
+  CHECK(strstr(g_log, " first_token=") && strstr(g_log, "tok/s\n"));
 }
 
 /* A stop string made of the end of one token and the start of the next
@@ -504,7 +525,8 @@ static void test_check_context(void) {
 }
 
 static void test_json_helpers(void) {
-  gen_usage u = {10, 4, 3};
+  gen_usage u = {
+      .prompt_tokens = 10, .cached_tokens = 4, .completion_tokens = 3};
   json_t *j = gen_usage_json(&u);
   char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
   CHECK_STR(s, "{\"completion_tokens\":3,\"completion_tokens_details\":{"
