@@ -14,9 +14,10 @@
 #include "engine/kernels.h"
 #include "engine/quant.h"
 
-#define ATTN_TB 16  /* most tokens per work item (fewer for long contexts) */
-#define ATTN_CB 256 /* cells per block of the portable score and value loops   \
-                     */
+#define ATTN_TB 16 /* most tokens per work item (fewer for long contexts) */
+#define ATTN_CB                                                                \
+  256 /* cells per block of the portable score and value loops                 \
+       */
 /* Below this many multiply-adds (~5 us) the attention of a chunk runs on
  * the calling thread: handing it to the pool would cost about as much. */
 #define ATTN_INLINE_WORK 1e5
@@ -171,15 +172,13 @@ static int range_chunks(const attn_state *a, const attn_group *g, int nr,
   return (nr + *cs - 1) / *cs;
 }
 
-/* Query heads per item: all heads of a kv head (each f16 K/V value widened
- * once for all of them), unless that leaves the threads unevenly loaded
- * (splitting heads changes no result). */
+/* Query heads per item: all heads of a kv head (each f16 K/V value read and
+ * widened once for all of them: attention is bound by reading the cache),
+ * unless that leaves a thread without work (splitting heads changes no
+ * result). */
 static int head_step(const attn_state *a, int items, int inline_run) {
-  const int grp = a->n_head / a->n_head_kv, T = a->n_threads;
-  if (inline_run || grp == 1)
-    return grp;
-  int rounds = (items + T - 1) / T;
-  return 4 * rounds * T > 5 * items ? 1 : grp; /* > 25% idle: split */
+  const int grp = a->n_head / a->n_head_kv;
+  return !inline_run && items < a->n_threads ? 1 : grp;
 }
 
 /* Builds the items of the planned chunk for layers with this window. */
@@ -289,13 +288,15 @@ static int item_cells(const attn_args *x, const attn_item *it, int32_t minpos,
   return np;
 }
 
-/* S[r][j] = sum_d qf[r][d] * K[d][j] over np cells. */
+/* S[r][j] = sum_d qf[r][d] * K[d][j] over np cells (V: prefetched along
+ * the way by the SIMD loops). */
 static void item_scores(int simd, const float *qf, int nq, int hd,
-                        const uint16_t *K, size_t nc, int np, float *S) {
+                        const uint16_t *K, size_t nc, int np, float *S,
+                        const uint16_t *V) {
   if (simd == 2)
-    attn_qk_avx512(qf, nq, hd, K, nc, np, S, (size_t)np);
+    attn_qk_avx512(qf, nq, hd, K, nc, np, S, (size_t)np, V);
   else if (simd == 1)
-    attn_qk_avx2(qf, nq, hd, K, nc, np, S, (size_t)np);
+    attn_qk_avx2(qf, nq, hd, K, nc, np, S, (size_t)np, V);
   if (simd)
     return;
   /* portable: blocks of ATTN_CB cells so the block of K (hd rows) stays in
@@ -398,7 +399,8 @@ static void attn_item_run(const attn_args *x, const attn_item *it, int ith) {
                                                             : 1;
   const size_t nc = (size_t)kv->pitch;
   const size_t head = (size_t)it->g * hd * nc + (size_t)lo;
-  item_scores(simd, qf, nq, hd, kv->k[x->il] + head, nc, np, S);
+  item_scores(simd, qf, nq, hd, kv->k[x->il] + head, nc, np, S,
+              kv->v[x->il] + head);
   /* probabilities; a chunk keeps each row's max and sum */
   const int MC = a->max_chunks;
   float *ml = it->nch > 1 ? a->part_ml : NULL;

@@ -47,12 +47,28 @@ INL void qk_block(int R, const float *q, int hd, const uint16_t *K, size_t ldk,
   }
 }
 
+/* Prefetches, for every row d < hd, the cache line at p + d * ld. */
+INL void prefetch_rows(const uint16_t *p, size_t ld, int hd) {
+  for (int d = 0; d < hd; d++)
+    _mm_prefetch((const char *)(p + (size_t)d * ld), _MM_HINT_T0);
+}
+
+#define QK_PF 64 /* cells prefetched ahead (2 cache lines of each row) */
+
 /* Cells outer, blocks of up to 4 rows inner: the 16-cell block of K (hd
  * rows) stays in L1 while every query row passes over it, and the rows of
- * one block share each widened K value. */
+ * one block share each widened K value. Every other step (a cache line of
+ * each row) prefetches the K line QK_PF cells ahead in every row, and the
+ * V line of the cells it scores. */
 void attn_qk_avx2(const float *q, int nq, int hd, const uint16_t *K, size_t ldk,
-                  int nc, float *S, size_t lds) {
+                  int nc, float *S, size_t lds, const uint16_t *V) {
+  for (int j = 0; j < QK_PF && j < nc; j += 32)
+    prefetch_rows(K + j, ldk, hd);
   for (int j = 0; j < nc; j += 16) {
+    if (j % 32 == 0 && j + QK_PF < nc)
+      prefetch_rows(K + j + QK_PF, ldk, hd);
+    if (j % 32 == 0 && V)
+      prefetch_rows(V + j, ldk, hd);
     int r0 = 0;
     for (; r0 + 4 <= nq; r0 += 4)
       qk_block(4, q + (size_t)r0 * hd, hd, K + j, ldk, S + (size_t)r0 * lds + j,

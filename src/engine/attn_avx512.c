@@ -60,15 +60,36 @@ INL void qk_cells(int W, const float *q, int nq, int hd, const uint16_t *K,
   }
 }
 
+/* Prefetches, for every row d < hd, the cache line at p + d * ld. */
+INL void prefetch_rows(const uint16_t *p, size_t ld, int hd) {
+  for (int d = 0; d < hd; d++)
+    _mm_prefetch((const char *)(p + (size_t)d * ld), _MM_HINT_T0);
+}
+
+#define QK_PF 64 /* cells prefetched ahead (2 cache lines of each row) */
+
 /* Cells outer (32 at a time, then 16), blocks of up to 4 rows inner: the
- * block of K stays in L1 while every query row passes over it. */
+ * block of K stays in L1 while every query row passes over it. Each step
+ * prefetches the K line QK_PF cells ahead in every row, and the V line of
+ * the cells it scores. */
 void attn_qk_avx512(const float *q, int nq, int hd, const uint16_t *K,
-                    size_t ldk, int nc, float *S, size_t lds) {
+                    size_t ldk, int nc, float *S, size_t lds,
+                    const uint16_t *V) {
+  for (int j = 0; j < QK_PF && j < nc; j += 32)
+    prefetch_rows(K + j, ldk, hd);
   int j = 0;
-  for (; j + 32 <= nc; j += 32)
+  for (; j + 32 <= nc; j += 32) {
+    if (j + QK_PF < nc)
+      prefetch_rows(K + j + QK_PF, ldk, hd);
+    if (V)
+      prefetch_rows(V + j, ldk, hd);
     qk_cells(2, q, nq, hd, K + j, ldk, S + j, lds);
-  for (; j < nc; j += 16)
+  }
+  for (; j < nc; j += 16) {
+    if (V)
+      prefetch_rows(V + j, ldk, hd);
     qk_cells(1, q, nq, hd, K + j, ldk, S + j, lds);
+  }
 }
 
 /* The first 8 f16 values at p widened to f32, the upper 8 lanes zero (a

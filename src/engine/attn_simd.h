@@ -10,9 +10,12 @@
 #include <stdint.h>
 
 /* S[r*lds + j] = sum_d q[r*hd + d] * K[d*ldk + j]  for r < nq, j < nc.
- * nc a multiple of 16. */
+ * nc a multiple of 16. The rows of K are prefetched ahead of their use, and
+ * V (NULL: none; hd rows ldk apart, the values of the same cells) along the
+ * way, for the product with the probabilities that follows: short ranges
+ * of many rows far apart are too short for the hardware prefetchers. */
 void attn_qk_avx2(const float *q, int nq, int hd, const uint16_t *K, size_t ldk,
-                  int nc, float *S, size_t lds);
+                  int nc, float *S, size_t lds, const uint16_t *V);
 
 /* out[r][d] += sum_j P[r*ldp + j] * V[d*ldv + j]  for r < nq, d < hd, j < nc.
  * nc a multiple of 8, hd even. */
@@ -31,7 +34,8 @@ float attn_softmax_avx2(float *s, const int32_t *vpos, int n, int32_t pos,
 
 /* The same three loops with AVX-512 (same preconditions). */
 void attn_qk_avx512(const float *q, int nq, int hd, const uint16_t *K,
-                    size_t ldk, int nc, float *S, size_t lds);
+                    size_t ldk, int nc, float *S, size_t lds,
+                    const uint16_t *V);
 void attn_pv_avx512(const uint16_t *P, size_t ldp, int nq, const uint16_t *V,
                     size_t ldv, int hd, int nc, float *const *out);
 float attn_softmax_avx512(float *s, const int32_t *vpos, int n, int32_t pos,
