@@ -4,7 +4,7 @@
 // its arrival time. Prints one JSON object on stdout.
 //
 //   node bench/serving/load.mjs ttft --base URL --key K --model M
-//        [--prompt-tokens 64] [--n 10] [--tag STR]
+//        [--prompt-tokens 64] [--n 10] [--tag STR] [--server-log FILE]
 //     1 client over a bare TCP socket (see streamRaw), n requests one
 //     after another, each with a unique prompt
 //     (a random word first, so only the template's opening can be cached) and max_tokens 1 at
@@ -13,7 +13,11 @@
 //     finish_reason). Reports every sample, prompt_tokens and cached_tokens
 //     from usage, and the median time to the stream's first event (the
 //     role chunk, written before generation starts: HTTP + request
-//     handling without the engine).
+//     handling without the engine). Each request carries its own
+//     X-Request-Id; with --server-log (the server's stderr, at log level
+//     info) the server's own line for that request gives its engine
+//     prefill time, so overhead_ms = this client's time to first token -
+//     the engine time of that very request (no cross-process comparison).
 //
 //   node bench/serving/load.mjs load --base URL --key K --model M
 //        [--clients 1] [--requests 2] [--max-tokens 128] [--prompt-tokens 32]
@@ -36,6 +40,7 @@ const mode = argv[0];
 const opt = {
   base: 'http://127.0.0.1:8080', key: '', model: '', n: 10, clients: 1, requests: 2,
   'max-tokens': 128, 'prompt-tokens': 0, tag: '', 'ignore-eos': true, timeout: 300, temperature: 1,
+  'server-log': '',
 };
 for (let i = 1; i < argv.length; i++) {
   const a = argv[i];
@@ -174,13 +179,14 @@ function stream(body) {
 // client sees the role chunk after 0.3-0.6 ms, node:http after 2.5-4.5),
 // which would count as server overhead in the time to first token. Decodes
 // the chunked body itself.
-function streamRaw(body) {
+function streamRaw(body, id) {
   return new Promise((resolve, reject) => {
     const data = Buffer.from(JSON.stringify(body));
     const u = new URL(url);
     const head = `POST ${u.pathname} HTTP/1.1\r\nHost: ${u.host}\r\n` +
       'Content-Type: application/json\r\nConnection: close\r\n' +
       (opt.key ? `Authorization: Bearer ${opt.key}\r\n` : '') +
+      (id ? `X-Request-Id: ${id}\r\n` : '') +
       `Content-Length: ${data.length}\r\n\r\n`;
     const msg = Buffer.concat([Buffer.from(head), data]);
     const r = newResult();
@@ -237,14 +243,14 @@ function body(extra) {
 
 // Sends b; if the server refuses ignore_eos (400 naming it), drops the
 // field for the rest of the run and sends again.
-async function send(extra) {
+async function send(extra, id) {
   const b = body(extra);
   const send1 = mode === 'ttft' ? streamRaw : stream;
-  let r = await send1(b);
+  let r = await send1(b, id);
   if (r.status === 400 && b.ignore_eos && /ignore_eos/.test(JSON.stringify(r.error))) {
     ignoreEos = false; // concurrent clients may all land here: fine
     ignoreEosRefused = true;
-    r = await send1(body(extra));
+    r = await send1(body(extra), id);
   }
   if (r.status !== 200) throw new Error(`HTTP ${r.status}: ${JSON.stringify(r.error)}`);
   if (!r.usage) throw new Error('no usage chunk (stream_options.include_usage)');
@@ -259,13 +265,15 @@ const round3 = (x) => Math.round(x * 1000) / 1000;
 
 async function ttft() {
   const w = await calibrate(opt['prompt-tokens']);
-  const samples = [], uncached = [], firstEvent = [];
+  const samples = [], uncached = [], firstEvent = [], ids = [];
+  const run = `ttft-${process.pid}-${Date.now().toString(36)}`;
   let prompt_tokens = 0, cached = 0;
   for (let i = 0; i < opt.n; i++) {
+    ids.push(`${run}-${i}`);
     const r = await send({
       messages: [{ role: 'user', content: prompt(w) }],
       max_tokens: 1, temperature: 0,
-    });
+    }, ids[i]);
     samples.push(round3(r.t_first - r.t_sent));
     firstEvent.push(r.t_event - r.t_sent);
     const c = r.usage.prompt_tokens_details?.cached_tokens ?? 0;
@@ -280,6 +288,38 @@ async function ttft() {
     ttft_ms_median: round3(median(samples)), ttft_ms_min: Math.min(...samples), samples,
     first_event_ms_median: round3(median(firstEvent)),
     ignore_eos: ignoreEos, ignore_eos_refused: ignoreEosRefused,
+    ...(opt['server-log'] ? await serverSide(ids, samples) : {}),
+  };
+}
+
+// The server's log lines of these requests (api/gen.c's generation line:
+// "<id> chat.completions ... prefill=Xms first_token=Yms ..."): per sample,
+// the engine's prefill time of that request and the server's time from
+// submission to its first token; the overhead is the client's time to
+// first token less that engine time.
+async function serverSide(ids, samples) {
+  const fs = await import('node:fs');
+  const want = new Map(ids.map((id, i) => [id, i]));
+  const prefill = [], first = [], overhead = [];
+  for (let tries = 0; tries < 20 && prefill.length < ids.length; tries++) {
+    await new Promise((r) => setTimeout(r, 50)); // the line follows the stream
+    prefill.length = first.length = overhead.length = 0;
+    for (const line of fs.readFileSync(opt['server-log'], 'utf8').split('\n')) {
+      const m = /^(\S+) chat\.completions .* prefill=([\d.]+)ms first_token=([\d.]+)ms/.exec(line);
+      if (!m || !want.has(m[1])) continue;
+      const i = want.get(m[1]);
+      prefill.push(Number(m[2]));
+      first.push(Number(m[3]));
+      overhead.push(round3(samples[i] - Number(m[2])));
+    }
+  }
+  if (!prefill.length) return { server_log_lines: 0 };
+  return {
+    server_log_lines: prefill.length,
+    engine_prefill_ms_median: round3(median(prefill)),
+    server_first_token_ms_median: round3(median(first)),
+    overhead_ms_median: round3(median(overhead)),
+    overhead_ms: overhead,
   };
 }
 

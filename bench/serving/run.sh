@@ -101,7 +101,7 @@ KEY=$("$HEARTH" keys create --project bench --data "$TMP/data" | grep -v '^\s*$'
 [ -n "$KEY" ] || { echo "run.sh: hearth keys create printed no key" >&2; exit 1; }
 PORT=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
 alias_name=gpt-4o-mini # the application's model name, served by the fixture
-serve_args=(serve --quiet --host 127.0.0.1 --port "$PORT" --data "$TMP/data"
+serve_args=(serve --log-level info --host 127.0.0.1 --port "$PORT" --data "$TMP/data"
   --alias "$alias_name=$model")
 bench_threads=()
 if [ -n "$threads" ]; then
@@ -142,7 +142,8 @@ fi
 tag 0 <"$TMP/warm.json"
 for r in $(seq 1 "$rounds"); do
   echo "[round $r] server ttft, 1 client" >&2
-  load ttft --n "$ttft_n" --prompt-tokens "$ttft_ptok" >"$TMP/ttft.json"
+  load ttft --n "$ttft_n" --prompt-tokens "$ttft_ptok" \
+    --server-log "$TMP/serve.log" >"$TMP/ttft.json"
   tag "$r" <"$TMP/ttft.json"
   # The raw engine prefills as many tokens as the server did: the prompt
   # less what the server found cached (only the template's opening can be).
