@@ -57,7 +57,8 @@ static const struct flag {
      "a comma-separated list); <data>/aliases.json adds more"},
     {"--log-level", "HEARTH_LOG_LEVEL", "L",
      "quiet | error | info (default info: one access-log line per request "
-     "on stderr)"},
+     "on stderr, and per generation request a line with its token counts, "
+     "queue, prefill, first-token and total times and decode tok/s)"},
     {"--quiet", "HEARTH_QUIET", NULL, "same as --log-level quiet"},
     {"--sweep-interval", "HEARTH_SWEEP_INTERVAL", "S",
      "seconds between expiry sweeps of files and uploads (default 60)"},
