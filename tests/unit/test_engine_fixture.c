@@ -158,7 +158,11 @@ static void check_arch(const char *preset, const char *arch, int tok) {
   CHECK((gguf_find_tensor(f, "blk.0.attn_q.bias") != NULL) ==
         (strcmp(arch, "qwen2") == 0));
   CHECK((gguf_find_tensor(f, "blk.0.attn_q_norm.weight") != NULL) ==
-        (strcmp(arch, "qwen3") == 0));
+        (strcmp(arch, "qwen3") == 0 || strcmp(arch, "gemma3") == 0));
+  const int gemma = strncmp(arch, "gemma", 5) == 0;
+  CHECK((gguf_find_tensor(f, "blk.1.post_attention_norm.weight") != NULL) ==
+        gemma);
+  CHECK((gguf_find_tensor(f, "blk.1.post_ffw_norm.weight") != NULL) == gemma);
   if (tok == FIXTURE_TOK_BPE) {
     /* every merge "a b": a, b and ab are tokens */
     CHECK(gguf_get_arr(f, "tokenizer.ggml.merges", &et, &n) == 0 && n > 100);
@@ -183,7 +187,7 @@ static void check_arch(const char *preset, const char *arch, int tok) {
   } else {
     CHECK(tok_id(f, "<0x0A>", 6) >= 0);
     CHECK(tok_id(f, "\xe2\x96\x81the", 6) >= 0);
-    CHECK_INT(tok_id(f, "<s>", 3), bos);
+    CHECK_INT(gemma ? tok_id(f, "<bos>", 5) : tok_id(f, "<s>", 3), bos);
     double sc;
     CHECK(gguf_arr_get_float(f, "tokenizer.ggml.scores", 300, &sc) == 0);
   }
@@ -202,6 +206,79 @@ static void test_qwen2(void) {
 }
 static void test_qwen3(void) {
   check_arch("tiny-qwen3", "qwen3", FIXTURE_TOK_BPE);
+}
+
+/* Gemma: the keys llama.cpp reads for its sliding window, soft caps and
+ * rope scaling; Gemma's vocabulary (<pad> <eos> <bos> <unk>, turn markers
+ * as control tokens, no space prefix) and chat template; post-norms of the
+ * intended mean. */
+static void check_gemma(const char *preset, int window, double attn_cap,
+                        double final_cap, double rope_factor) {
+  fixture_params p;
+  small(&p, preset);
+  check_arch(preset, p.arch, FIXTURE_TOK_SPM);
+  gguf_file *f = write_open(&p);
+  if (!f)
+    return;
+  char k[96];
+  double d;
+  snprintf(k, sizeof k, "%s.attention.sliding_window", p.arch);
+  CHECK_INT(get_i(f, k), window);
+  snprintf(k, sizeof k, "%s.attention.key_length", p.arch);
+  CHECK_INT(get_i(f, k), p.head_dim);
+  snprintf(k, sizeof k, "%s.attn_logit_softcapping", p.arch);
+  CHECK(attn_cap > 0 ? gguf_get_float(f, k, &d) == 0 && d == attn_cap
+                     : gguf_find_key(f, k) < 0);
+  snprintf(k, sizeof k, "%s.final_logit_softcapping", p.arch);
+  CHECK(final_cap > 0 ? gguf_get_float(f, k, &d) == 0 && d == final_cap
+                      : gguf_find_key(f, k) < 0);
+  snprintf(k, sizeof k, "%s.rope.scaling.factor", p.arch);
+  CHECK(rope_factor > 0 ? gguf_get_float(f, k, &d) == 0 && d == rope_factor
+                        : gguf_find_key(f, k) < 0);
+  CHECK_INT(tok_id(f, "<pad>", 5), 0);
+  CHECK_INT(get_i(f, "tokenizer.ggml.eos_token_id"), tok_id(f, "<eos>", 5));
+  CHECK_INT(get_i(f, "tokenizer.ggml.padding_token_id"), 0);
+  const int sot = tok_id(f, "<start_of_turn>", 15);
+  const int eot = tok_id(f, "<end_of_turn>", 13);
+  int64_t ty = 0;
+  CHECK(sot > 0 &&
+        gguf_arr_get_int(f, "tokenizer.ggml.token_type", sot, &ty) == 0 &&
+        ty == 3);
+  CHECK(eot > 0 &&
+        gguf_arr_get_int(f, "tokenizer.ggml.token_type", eot, &ty) == 0 &&
+        ty == 3);
+  int b = 1;
+  CHECK(gguf_get_bool(f, "tokenizer.ggml.add_space_prefix", &b) == 0 && !b);
+  size_t len;
+  const char *tpl = gguf_get_str(f, "tokenizer.chat_template", &len);
+  CHECK(tpl && memmem(tpl, len, "<start_of_turn>", 15));
+  /* post-norms around 2 sqrt(n_embd / (2 n_layer)), other norms around 1 */
+  const gguf_tensor *pn = gguf_find_tensor(f, "blk.0.post_ffw_norm.weight");
+  const gguf_tensor *an = gguf_find_tensor(f, "blk.0.attn_norm.weight");
+  if (pn && an) {
+    double mp = 0, ma = 0;
+    for (int i = 0; i < p.n_embd; i++) {
+      mp += ((const float *)pn->data)[i];
+      ma += ((const float *)an->data)[i];
+    }
+    CHECK_NEAR(mp / p.n_embd, 2 * sqrt(p.n_embd / (2.0 * p.n_layer)), 0.05);
+    CHECK_NEAR(ma / p.n_embd, 1.0, 0.05);
+  }
+  gguf_close(f);
+  unlink(tmp());
+}
+
+static void test_gemma2(void) {
+  check_gemma("tiny-gemma2", 6, 4, 15, 0);
+}
+static void test_gemma3(void) {
+  check_gemma("tiny-gemma3", 6, 0, 0, 8);
+  /* gemma vocabularies are SentencePiece ones */
+  fixture_params p;
+  char err[128];
+  small(&p, "tiny-gemma2");
+  p.tokenizer = FIXTURE_TOK_BPE;
+  CHECK(fixture_validate(&p, err, sizeof err) < 0 && strstr(err, "spm"));
 }
 
 /* Every weight type: the matrices carry it and hold values of the intended
@@ -289,6 +366,8 @@ int main(void) {
   RUN(test_llama_bpe);
   RUN(test_qwen2);
   RUN(test_qwen3);
+  RUN(test_gemma2);
+  RUN(test_gemma3);
   RUN(test_every_type);
   RUN(test_deterministic);
   RUN(test_write_error);

@@ -7,7 +7,9 @@
  * forced, and compared: the top-5 probabilities at every
  * position and greedy step, and the argmax where llama.cpp's top-2 margin is
  * clear. Tolerances: see `tolerance` below; each model prints its figures.
- * Uses only the public API (engine.h), the fixture maker, and jansson. */
+ * Also a Gemma fixture through the chat path (template without a system
+ * role, turn markers, end of turn). Uses only the public API (engine.h),
+ * the chat renderer, the fixture maker, and jansson. */
 #include <glob.h>
 #include <jansson.h>
 #include <math.h>
@@ -18,6 +20,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "engine/chat.h"
 #include "engine/engine.h"
 #include "engine/fixture.h"
 #include "t.h"
@@ -318,8 +321,101 @@ static void test_repo_goldens(void) {
   globfree(&gl);
 }
 
+/* Id of `text` when it tokenizes (special tokens parsed) as one token. */
+static int32_t one_token(const eng_model *m, const char *text) {
+  int32_t ids[4];
+  int n = eng_tokenize(m, text, strlen(text), 0, 1, ids, 4);
+  return n == 1 ? ids[0] : -1;
+}
+
+/* A Gemma model through the chat path: its template has no system role,
+ * so the system text is folded into the first user turn; assistant turns
+ * are the "model" role; the turn markers tokenize as single control
+ * tokens, <end_of_turn> ends a generation, and a greedy reply decodes. */
+static void test_gemma_chat(void) {
+  char path[] = "/tmp/hearth_gemma_chat_XXXXXX", err[256] = "";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  if (fd < 0)
+    return;
+  close(fd);
+  fixture_params p;
+  fixture_default_params(&p);
+  fixture_preset("tiny-gemma3", &p);
+  CHECKF(fixture_write(&p, path, err, sizeof err) == 0, "%s", err);
+  eng_model *m = NULL;
+  CHECKF(eng_model_load(path, NULL, &m, err, sizeof err) == ENG_OK, "%s", err);
+  remove(path);
+  if (!m)
+    return;
+  CHECK_STR(eng_model_arch(m), "gemma3");
+  chat_template *t = chat_template_new(m, err, sizeof err);
+  CHECKF(t != NULL, "%s", err);
+  if (!t) {
+    eng_model_free(m);
+    return;
+  }
+  CHECK(!chat_template_has_system_role(t) && !chat_template_is_chatml(t));
+  json_t *msgs =
+      json_pack("[{s:s,s:s},{s:s,s:s},{s:s,s:s},{s:s,s:s}]", "role", "system",
+                "content", "Be brief.", "role", "user", "content",
+                "Hello world", "role", "assistant", "content", "Hi there ",
+                "role", "user", "content", "Once upon a time");
+  char *out = NULL;
+  size_t len = 0;
+  CHECKF(chat_render(t, msgs, NULL, &out, &len, err, sizeof err) == 0, "%s",
+         err);
+  CHECK_STR(out, "<bos><start_of_turn>user\nBe brief.\n\nHello "
+                 "world<end_of_turn>\n<start_of_turn>model\nHi "
+                 "there<end_of_turn>\n<start_of_turn>user\nOnce upon a "
+                 "time<end_of_turn>\n<start_of_turn>model\n");
+  const int32_t sot = one_token(m, "<start_of_turn>");
+  const int32_t eot = one_token(m, "<end_of_turn>");
+  CHECK(sot >= 0 && eot >= 0 && eng_token_is_eog(m, eot));
+  CHECK(!eng_token_is_eog(m, sot));
+  int32_t ids[256];
+  int n = out ? eng_tokenize(m, out, len, 0, 1, ids, 256) : 0;
+  CHECK(n > 8 && ids[0] == eng_token_bos(m) && ids[1] == sot);
+  int n_sot = 0, n_eot = 0; /* four turns, three of them ended */
+  for (int i = 0; i < n; i++) {
+    n_sot += ids[i] == sot;
+    n_eot += ids[i] == eot;
+  }
+  CHECK(n_sot == 4 && n_eot == 3);
+  CHECK(out && !chat_prompt_wants_bos(t, out));
+  /* a greedy reply: every token in range, the prompt's logits finite */
+  eng_ctx_params cp = eng_ctx_default_params();
+  cp.n_ctx = 512;
+  cp.n_threads = 1;
+  eng_ctx *c = NULL;
+  CHECK(n > 0 && eng_ctx_new(m, &cp, &c, err, sizeof err) == ENG_OK);
+  eng_batch b = eng_batch_init(256);
+  for (int i = 0; c && i < n; i++)
+    eng_batch_add(&b, ids[i], i, 0, i == n - 1);
+  int ok = c && eng_decode(c, &b) == ENG_OK;
+  CHECK(ok);
+  for (int k = 0; ok && k < 8; k++) {
+    const float *l = eng_get_logits(c, b.n_tokens - 1);
+    int best = 0;
+    for (int v = 1; v < eng_model_n_vocab(m); v++)
+      best = l[v] > l[best] ? v : best;
+    CHECK(isfinite(l[best]));
+    eng_batch_clear(&b);
+    eng_batch_add(&b, best, n + k, 0, 1);
+    ok = eng_decode(c, &b) == ENG_OK;
+    CHECK(ok);
+  }
+  eng_batch_free(&b);
+  eng_ctx_free(c);
+  free(out);
+  json_decref(msgs);
+  chat_template_free(t);
+  eng_model_free(m);
+}
+
 int main(void) {
   RUN(test_repo_goldens);
+  RUN(test_gemma_chat);
   RUN(test_shared_synthetic);
   RUN(test_shared_stories);
   T_MAIN_END();
