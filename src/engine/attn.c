@@ -356,9 +356,24 @@ static void merge_unit(const attn_args *x, const attn_item *it) {
   }
 }
 
+/* Prefetches the first cache lines of the keys of item `it` (a guess at the
+ * thread's next item), so that they load while this one finishes. */
+static void prefetch_item(const attn_args *x, const attn_item *it) {
+  const kv_cache *kv = x->kv;
+  const int hd = x->a->head_dim;
+  const uint16_t *K =
+      kv->k[x->il] + (size_t)it->g * hd * kv->pitch + (size_t)it->lo;
+  const int lines = it->nr > 32 ? 2 : 1; /* 32 f16 cells per line */
+  for (int d = 0; d < hd; d++)
+    for (int l = 0; l < lines; l++)
+      __builtin_prefetch(K + (size_t)d * kv->pitch + 32 * l, 0, 3);
+}
+
 /* One item: scores, masked softmax, weighted sum of values; a chunk's
- * partial results, merged by the last chunk of its unit to finish. */
-static void attn_item_run(const attn_args *x, const attn_item *it, int ith) {
+ * partial results, merged by the last chunk of its unit to finish. next
+ * (NULL: none): the item the thread will likely run next, prefetched. */
+static void attn_item_run(const attn_args *x, const attn_item *it, int ith,
+                          const attn_item *next) {
   attn_state *a = x->a;
   const kv_cache *kv = x->kv;
   const eng_batch_tok *tok = x->tok;
@@ -401,6 +416,8 @@ static void attn_item_run(const attn_args *x, const attn_item *it, int ith) {
   const size_t head = (size_t)it->g * hd * nc + (size_t)lo;
   item_scores(simd, qf, nq, hd, kv->k[x->il] + head, nc, np, S,
               kv->v[x->il] + head);
+  if (next)
+    prefetch_item(x, next);
   /* probabilities; a chunk keeps each row's max and sum */
   const int MC = a->max_chunks;
   float *ml = it->nch > 1 ? a->part_ml : NULL;
@@ -446,10 +463,12 @@ static void attn_item_run(const attn_args *x, const attn_item *it, int ith) {
 static void attn_task(void *arg, int ith, int nth) {
   attn_args *x = arg;
   const int n = x->L->n_items;
-  (void)nth;
+  const attn_item *items = x->L->items;
   for (int i;
-       (i = atomic_fetch_add_explicit(&x->next, 1, memory_order_relaxed)) < n;)
-    attn_item_run(x, &x->L->items[n - 1 - i], ith);
+       (i = atomic_fetch_add_explicit(&x->next, 1, memory_order_relaxed)) <
+       n;) /* the threads take turns: this one's next is likely i + nth */
+    attn_item_run(x, &items[n - 1 - i], ith,
+                  i + nth < n ? &items[n - 1 - i - nth] : NULL);
 }
 
 void attn_run(attn_state *a, tpool *pool, const kv_cache *kv, int il,
