@@ -4,7 +4,8 @@
  * cut into chunks) and multi-token chunks (unchunked), sliding window and
  * soft cap on and off, 1 and 2 threads, every SIMD level the CPU has; the
  * chunked path against the unchunked one, bit-identical results across
- * thread counts, and window layers skipping the cells before the window. */
+ * thread counts (heads split or not), and window layers skipping the cells
+ * before the window. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,9 +251,36 @@ static void test_chunks_and_window_skip(void) {
   kv_free(&c.kv);
 }
 
+/* Too few items for the threads: heads are split over more items, with the
+ * same bits as all heads of a kv head in one item. */
+static void test_head_split_same_bits(void) {
+  cache c;
+  const int lens[NSEQ] = {200, 3, 3, 3};
+  CHECK(cache_make(&c, lens, 7, 0) == 0);
+  eng_batch_tok tok = {0, lens[0] - 1, 0, 1};
+  static float q[NH * HD], att1[NH * HD], att3[NH * HD];
+  for (int i = 0; i < NH * HD; i++)
+    q[i] = frand() * 3.0f;
+  tpool *pool = tpool_create(3);
+  CHECK(pool != NULL);
+  attn_state a;
+  CHECK(attn_init(&a, NBATCH, NSEQ, NCTX, 3, NH, NKV, HD) == 0);
+  attn_plan(&a, &c.kv, &tok, 1);
+  attn_run(&a, pool, &c.kv, 0, &LAYERS[2], &tok, q, att3);
+  CHECK_INT(a.lists[0].n_items, NH); /* 2 kv heads < 3 threads: split */
+  CHECK_INT(a.lists[0].items[0].nh, 1);
+  attn_free(&a);
+  CHECK(run_attn(&c.kv, NULL, 1, &tok, 1, q, &LAYERS[2], att1) == 0);
+  CHECK(memcmp(att1, att3, sizeof att1) == 0);
+  CHECKF(max_err(&c.kv, &tok, 1, q, &LAYERS[2], att3) < 2e-3, "split heads");
+  tpool_free(pool);
+  kv_free(&c.kv);
+}
+
 int main(void) {
   RUN(test_against_reference);
   RUN(test_chunked_vs_unchunked);
   RUN(test_chunks_and_window_skip);
+  RUN(test_head_split_same_bits);
   T_MAIN_END();
 }
