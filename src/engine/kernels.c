@@ -778,6 +778,10 @@ void k_softmax(float *x, int n) {
   o->scale(x, 1.0f / s, n);
 }
 
+float k_exp_sub_sum(float *x, float m, int n) {
+  return n > 0 ? ops()->exp_sub_sum(x, m, n) : 0.0f;
+}
+
 void k_silu_mul(float *y, const float *a, const float *b, int n) {
   ops()->silu_mul(y, a, b, n);
 }

@@ -65,10 +65,10 @@ size_t k_act_row_size(int wtype, int64_t n);
  * (more tokens) reads each weight row once and sweeps blocks of tokens over
  * it in tiles of several rows x several tokens; with AVX-512 VNNI,
  * Q8_0/Q4_0/Q5_0/IQ4_NL rows and the activations are first decoded into a
- * multiply-ready layout (kernels_impl.h). Temporary memory comes from the pool's scratch
- * (tpool_scratch: grown when needed, then reused), or malloc when pool is
- * NULL (single thread). One caller per pool at a time. cols must be a
- * multiple of the block size. Returns 0, or -1 for an unsupported type /
+ * multiply-ready layout (kernels_impl.h). Temporary memory comes from the
+ * pool's scratch (tpool_scratch: grown when needed, then reused), or malloc
+ * when pool is NULL (single thread). One caller per pool at a time. cols must
+ * be a multiple of the block size. Returns 0, or -1 for an unsupported type /
  * bad size / no memory. */
 int k_matmul(tpool *pool, int wtype, const void *W, int64_t rows, int64_t cols,
              const float *X, int64_t n_tok, float *Y);
@@ -117,6 +117,10 @@ void k_quantize_rows(tpool *pool, int wtype, const float *X, int64_t n_tok,
 void k_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
 /* Stable softmax in place. */
 void k_softmax(float *x, int n);
+/* x[i] = exp(x[i] - m) in place (SIMD when available), returns their sum.
+ * For x[i] - m <= 0; below about -87 the result is tiny but not 0, and
+ * NaN stays NaN: callers that need exact zeros mask them. */
+float k_exp_sub_sum(float *x, float m, int n);
 /* y = silu(a) * b = a / (1 + exp(-a)) * b. In place ok (y == a or y == b). */
 void k_silu_mul(float *y, const float *a, const float *b, int n);
 /* y = gelu(a) * b, GELU's tanh approximation computed as ggml's CPU

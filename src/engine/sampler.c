@@ -1,11 +1,15 @@
 /* Token sampler (see sampler.h): logit bias, penalties, temperature, top-k,
  * top-p, min-p, seeded draw, and model log-probabilities.
  *
- * Cost per call on a vocabulary of n tokens: O(n) passes (copy, bias,
- * log-softmax for logprobs, argmax, softmax), plus quickselect for top-k and
- * a growing partial sort for top-p (a full sort only when the nucleus really
- * spans most of the vocabulary). Buffers are allocated on first use for a
- * given n_vocab and reused.
+ * Cost per call on a vocabulary of n tokens: a few vectorized O(n) passes.
+ * Without top-k (the platform has none), the probabilities are computed
+ * densely with the engine's SIMD exponential and drawn through per-block
+ * running sums; top-p finds its set by bucketing the logits (only the
+ * bucket where the mass is reached is sorted, and tokens too unlikely to
+ * matter are never bucketed); min-p is a logit floor. With top-k, a
+ * quickselect of the k best comes first. The copy of the logits is made
+ * only when bias or penalties change them. Buffers are allocated on first
+ * use for a given n_vocab and reused.
  *
  * Knows nothing about models, tokenizers, HTTP or JSON. */
 #include "engine/sampler.h"
@@ -17,6 +21,8 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+
+#include "engine/kernels.h"
 
 /* ==== PRNG: xoshiro256** seeded with splitmix64 ========================== */
 
@@ -70,6 +76,11 @@ static uint64_t os_seed(void) {
 
 /* ==== sampler state ======================================================= */
 
+/* Tokens per block of the dense draw's running sums. */
+#define DRAW_BLOCK 256
+/* Buckets of the top-p threshold search (by logit, best first). */
+#define TOP_P_BUCKETS 1024
+
 typedef struct {
   int32_t id;
   float logit; /* (adjusted logit - max) / temperature: <= 0 */
@@ -96,6 +107,10 @@ struct sampler {
   /* scratch for one call, sized to n_vocab */
   int n_vocab;
   float *work;
+  float *lx;       /* scaled logits (w - max w) / temperature, dense */
+  float *prob;     /* their unnormalized probabilities exp(lx) */
+  double *bsum;    /* their sums per block of DRAW_BLOCK */
+  int32_t *bucket; /* top-p: each token's bucket (TOP_P_BUCKETS: none) */
   cand *cands;
   uint8_t *mark;
 };
@@ -189,6 +204,10 @@ void sampler_free(sampler *s) {
   free(s->ring);
   free(s->all_seen);
   free(s->work);
+  free(s->lx);
+  free(s->prob);
+  free(s->bsum);
+  free(s->bucket);
   free(s->cands);
   free(s->mark);
   free(s);
@@ -231,26 +250,44 @@ static inline float fast_expf(float x) {
   return out.f;
 }
 
-/* Sum of exp(x[i] - mx) over x without NaN, in blocks of 8 float lanes
- * summed in double: vectorizable, and accurate to ~1e-6 relative. */
-static double sum_exp(const float *x, int n, float mx) {
-  double total = 0;
-  float acc[8] = {0};
-  int i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int l = 0; l < 8; l++)
-      acc[l] += fast_expf(x[i + l] - mx);
-    if ((i & 4095) == 4088) { /* flush every 4096 values */
-      for (int l = 0; l < 8; l++) {
-        total += acc[l];
-        acc[l] = 0;
-      }
-    }
-  }
-  for (; i < n; i++)
-    total += fast_expf(x[i] - mx);
+/* Index of the largest value (the lowest index among equals; NaN never
+ * wins), -1 when none is above -inf. Eight independent lanes so the loop
+ * vectorizes; the lanes are merged in index order. */
+static int32_t argmax(const float *w, int n) {
+  float lv[8];
+  int32_t li[8];
   for (int l = 0; l < 8; l++)
-    total += acc[l];
+    lv[l] = -INFINITY, li[l] = -1;
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; l++) {
+      int gt = w[i + l] > lv[l];
+      lv[l] = gt ? w[i + l] : lv[l];
+      li[l] = gt ? i + l : li[l];
+    }
+  int32_t best = -1;
+  float bv = -INFINITY;
+  for (int l = 0; l < 8; l++)
+    if (li[l] >= 0 && (lv[l] > bv || (lv[l] == bv && li[l] < best)))
+      bv = lv[l], best = li[l];
+  for (; i < n; i++)
+    if (w[i] > bv)
+      bv = w[i], best = i;
+  return best;
+}
+
+/* Sum of exp(x[i] - mx) over the values of x that are not NaN (mx their
+ * max), using tmp (n floats) for the engine's SIMD exponentials by blocks
+ * summed in double: accurate to ~1e-6 relative. */
+static double sum_exp(const float *x, int n, float mx, float *tmp) {
+  enum { B = 4096 };
+  double total = 0;
+  for (int b0 = 0; b0 < n; b0 += B) {
+    const int len = b0 + B < n ? B : n - b0;
+    for (int i = b0; i < b0 + len; i++)
+      tmp[i] = x[i] == x[i] ? x[i] : -INFINITY; /* NaN: absent */
+    total += k_exp_sub_sum(tmp + b0, mx, len);
+  }
   return total;
 }
 
@@ -320,6 +357,23 @@ static int ensure_scratch(sampler *s, int n_vocab) {
   if (!w)
     return -1;
   s->work = w;
+  float *lx = realloc(s->lx, (size_t)n_vocab * sizeof *lx);
+  if (!lx)
+    return -1;
+  s->lx = lx;
+  float *pr = realloc(s->prob, (size_t)n_vocab * sizeof *pr);
+  if (!pr)
+    return -1;
+  s->prob = pr;
+  double *bs =
+      realloc(s->bsum, ((size_t)n_vocab / DRAW_BLOCK + 1) * sizeof *bs);
+  if (!bs)
+    return -1;
+  s->bsum = bs;
+  int32_t *bk = realloc(s->bucket, (size_t)n_vocab * sizeof *bk);
+  if (!bk)
+    return -1;
+  s->bucket = bk;
   cand *c = realloc(s->cands, (size_t)n_vocab * sizeof *c);
   if (!c)
     return -1;
@@ -399,20 +453,10 @@ static int top_n_raw(const float *x, int n, int k, sampler_logprob *top) {
 /* log(sum(exp(x - max))) + max over the raw logits: the log-normalizer.
  * NaN logits count as absent (-inf). */
 static double log_normalizer(const float *x, int n, float *tmp) {
-  float mx = -INFINITY;
-  int has_nan = 0;
-  for (int i = 0; i < n; i++) {
-    mx = x[i] > mx ? x[i] : mx;
-    has_nan |= x[i] != x[i];
-  }
-  if (mx == -INFINITY)
+  int32_t best = argmax(x, n);
+  if (best < 0)
     return -INFINITY;
-  if (has_nan) {
-    for (int i = 0; i < n; i++)
-      tmp[i] = isnan(x[i]) ? -INFINITY : x[i];
-    x = tmp;
-  }
-  return mx + log(sum_exp(x, n, mx));
+  return x[best] + log(sum_exp(x, n, x[best], tmp));
 }
 
 static void fill_info(sampler *s, const float *logits, int n_vocab, int32_t tok,
@@ -511,18 +555,6 @@ static int apply_top_p(cand *c, int n, float top_p) {
 
 /* ==== sampling ============================================================ */
 
-static int32_t argmax(const float *w, int n) {
-  int32_t best = -1;
-  float bv = -INFINITY;
-  for (int i = 0; i < n; i++) {
-    if (w[i] > bv) {
-      bv = w[i];
-      best = i;
-    }
-  }
-  return best;
-}
-
 /* Draws from c[0..n) proportionally to c[].p. */
 static int32_t draw(sampler *s, const cand *c, int n) {
   double sum = 0;
@@ -538,9 +570,160 @@ static int32_t draw(sampler *s, const cand *c, int n) {
   return c[n - 1].id; /* u rounded up to sum */
 }
 
+/* lx[i] = (w[i] - wmax) * inv_t and prob[i] = exp(lx[i]) for every token
+ * (exactly 0 for -inf and NaN logits, below -87, and below the logit
+ * `floor`), with the sums of each block of DRAW_BLOCK tokens in bsum;
+ * returns the total (summed in double by block). The exponentials are the
+ * engine's SIMD kernel; the other loops are plain enough to vectorize. */
+static double dense_probs(sampler *s, const float *restrict w, int n,
+                          float wmax, float inv_t, float floor) {
+  float *restrict pr = s->prob, *restrict lx = s->lx;
+  const float lo = floor > -87.0f ? floor : -87.0f;
+  double total = 0;
+  for (int b0 = 0, k = 0; b0 < n; b0 += DRAW_BLOCK, k++) {
+    const int len = b0 + DRAW_BLOCK < n ? DRAW_BLOCK : n - b0;
+    for (int i = b0; i < b0 + len; i++)
+      pr[i] = lx[i] = (w[i] - wmax) * inv_t;
+    k_exp_sub_sum(pr + b0, 0.0f, len);
+    float acc[8] = {0};
+    int i = b0;
+    for (; i + 8 <= b0 + len; i += 8)
+      for (int l = 0; l < 8; l++) {
+        pr[i + l] = lx[i + l] >= lo ? pr[i + l] : 0.0f; /* NaN: 0 */
+        acc[l] += pr[i + l];
+      }
+    double bs = 0;
+    for (; i < b0 + len; i++) {
+      pr[i] = lx[i] >= lo ? pr[i] : 0.0f;
+      bs += pr[i];
+    }
+    for (int l = 0; l < 8; l++)
+      bs += acc[l];
+    s->bsum[k] = bs;
+    total += bs;
+  }
+  return total;
+}
+
+/* Draws a token proportionally to prob[0..n) (dense_probs): the block whose
+ * running sum passes u first, then the token inside it. */
+static int32_t draw_dense(sampler *s, int n, double total) {
+  double u = rng_uniform(&s->rng) * total, cum = 0;
+  int32_t last = -1;
+  for (int b0 = 0, k = 0; b0 < n; b0 += DRAW_BLOCK, k++) {
+    if (cum + s->bsum[k] <= u && b0 + DRAW_BLOCK < n) {
+      cum += s->bsum[k];
+      continue;
+    }
+    int b1 = b0 + DRAW_BLOCK < n ? b0 + DRAW_BLOCK : n;
+    for (int i = b0; i < b1; i++) {
+      if (s->prob[i] <= 0)
+        continue;
+      last = i;
+      cum += s->prob[i];
+      if (u < cum)
+        return i;
+    }
+  }
+  return last; /* u rounded up to the total */
+}
+
+static int cand_cmp(const void *a, const void *b) {
+  return cand_gt(b, a) - cand_gt(a, b);
+}
+
+/* Top-p (after temperature) over every token without top-k: the smallest
+ * set of best tokens (higher logit, then lower id) whose probability mass
+ * reaches top_p of the total, found without sorting the vocabulary. The
+ * scaled logits (s->lx, <= 0, probabilities in s->prob: dense_probs) are
+ * bucketed by value, best first; the buckets' masses locate the bucket
+ * where the mass is reached, and only that bucket's tokens are ordered.
+ * Returns the set's worst token: the set is every token not worse than it
+ * (cand_gt order). */
+static cand top_p_edge(sampler *s, int n, double total) {
+  const float *lx = s->lx, *pr = s->prob;
+  /* tokens below `cut` cannot be in the set: together they weigh less than
+   * the (1 - top_p) share it leaves out (n tokens below e^cut each) */
+  double rest = (1.0 - (double)s->p.top_p) * total / n;
+  float cut = rest > 0 ? (float)log(rest) : -87.0f;
+  cut = cut < -87.0f ? -87.0f : cut < -1e-3f ? cut : -1e-3f;
+  const float scale = (TOP_P_BUCKETS - 1) / -cut;
+  int32_t *restrict bk = s->bucket;
+  for (int i = 0; i < n; i++) /* vectorizes */
+    bk[i] =
+        lx[i] >= cut && pr[i] > 0 ? (int32_t)(-lx[i] * scale) : TOP_P_BUCKETS;
+  /* four interleaved histograms, so runs of tokens in one bucket (the
+   * last: tokens left out) do not chain their additions */
+  double m4[4][TOP_P_BUCKETS + 1] = {{0}}, mass[TOP_P_BUCKETS];
+  int i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (int l = 0; l < 4; l++)
+      m4[l][bk[i + l]] += pr[i + l];
+  for (; i < n; i++)
+    m4[0][bk[i]] += pr[i];
+  for (int b = 0; b < TOP_P_BUCKETS; b++)
+    mass[b] = m4[0][b] + m4[1][b] + m4[2][b] + m4[3][b];
+  double need = (double)s->p.top_p * total, cum = 0;
+  int edge = 0;
+  while (edge < TOP_P_BUCKETS - 1 && cum + mass[edge] < need)
+    cum += mass[edge++];
+  /* the edge bucket's tokens, best first, until the mass is reached */
+  cand *e = s->cands;
+  int ne = 0;
+  for (i = 0; i < n; i++)
+    if (bk[i] == edge)
+      e[ne++] = (cand){i, lx[i], pr[i]};
+  if (!ne) /* rounding left the mass short: every token */
+    return (cand){INT32_MAX, -INFINITY, 0};
+  qsort(e, (size_t)ne, sizeof *e, cand_cmp);
+  int k = 0;
+  while (k < ne - 1 && (cum += e[k].p) < need)
+    k++;
+  return e[k];
+}
+
+/* Keeps in s->prob only the tokens not worse than `last` (cand_gt order)
+ * and at or above the logit `floor` (min-p); recomputes the block sums and
+ * returns the new total. */
+static double keep_upto(sampler *s, int n, cand last, float floor) {
+  float *restrict pr = s->prob;
+  const float *restrict lx = s->lx;
+  double total = 0;
+  for (int b0 = 0, k = 0; b0 < n; b0 += DRAW_BLOCK, k++) {
+    const int b1 = b0 + DRAW_BLOCK < n ? b0 + DRAW_BLOCK : n;
+    float acc[8] = {0}; /* lanes: the loop vectorizes */
+    int i = b0;
+    for (; i + 8 <= b1; i += 8)
+      for (int l = 0; l < 8; l++) {
+        int j = i + l;
+        int keep =
+            ((lx[j] > last.logit) | ((lx[j] == last.logit) & (j <= last.id))) &
+            (lx[j] >= floor);
+        pr[j] = keep ? pr[j] : 0.0f;
+        acc[l] += pr[j];
+      }
+    double bs = 0;
+    for (; i < b1; i++) {
+      int keep =
+          ((lx[i] > last.logit) | ((lx[i] == last.logit) & (i <= last.id))) &
+          (lx[i] >= floor);
+      pr[i] = keep ? pr[i] : 0.0f;
+      bs += pr[i];
+    }
+    for (int l = 0; l < 8; l++)
+      bs += acc[l];
+    s->bsum[k] = bs;
+    total += bs;
+  }
+  return total;
+}
+
 /* Temperature, top-k, top-p, min-p, then a draw, over the adjusted logits w.
  * Candidates start as every token with a logit above -inf; their logits are
- * (w - max w) / temperature, so the best is 0 whatever the temperature. */
+ * (w - max w) / temperature, so the best is 0 whatever the temperature.
+ * Without top-k (the platform has none), the probabilities are computed
+ * densely (vectorized) and top-p finds its set by buckets; with top-k, the
+ * candidates are selected first. */
 static int32_t sample_stochastic(sampler *s, const float *w, int n_vocab) {
   cand *c = s->cands;
   float inv_t = 1.0f / s->p.temperature;
@@ -548,6 +731,19 @@ static int32_t sample_stochastic(sampler *s, const float *w, int n_vocab) {
   if (best < 0 || !isfinite(w[best]))
     return best; /* -1: nothing finite; +inf logit: forced */
   float wmax = w[best];
+  /* min-p: p >= min_p * p_max <=> (scaled) logit >= log(min_p) */
+  float floor = s->p.min_p > 0 ? logf(s->p.min_p) : -INFINITY;
+  if (s->p.top_k <= 0 || s->p.top_k >= n_vocab) {
+    if (s->p.top_p >= 1.0f) {
+      double total = dense_probs(s, w, n_vocab, wmax, inv_t, floor);
+      return draw_dense(s, n_vocab, total);
+    }
+    double total = dense_probs(s, w, n_vocab, wmax, inv_t, -INFINITY);
+    cand last = top_p_edge(s, n_vocab, total);
+    /* min-p after top-p; the max (logit 0) always survives */
+    total = keep_upto(s, n_vocab, last, floor);
+    return draw_dense(s, n_vocab, total);
+  }
   int n = 0;
   for (int i = 0; i < n_vocab; i++) {
     if (w[i] > -INFINITY) { /* also skips NaN */
@@ -579,7 +775,9 @@ static int32_t sample_stochastic(sampler *s, const float *w, int n_vocab) {
 static int adjusts(const sampler *s) {
   int rep = s->p.repetition_penalty != 1.0f &&
             (s->p.repetition_window == -1 ? s->n_seen : s->ring_len) > 0;
-  return s->p.n_logit_bias > 0 || rep || s->n_gen > 0;
+  int pf = s->n_gen > 0 &&
+           (s->p.presence_penalty != 0 || s->p.frequency_penalty != 0);
+  return s->p.n_logit_bias > 0 || rep || pf;
 }
 
 int32_t sampler_sample(sampler *s, const float *logits, int n_vocab,

@@ -594,6 +594,44 @@ static void test_large_vocab(void) {
   free(tmp);
 }
 
+/* Top-p on a large vocabulary (the bucketed search): ten equal best
+ * logits at spread-out ids above a long flat tail; the nucleus needs four
+ * of them, and ties go to the lower ids, so exactly ids 100, 200, 300, 400
+ * come out, each about a quarter of the time, with and without a
+ * temperature (which keeps the ties). */
+static void test_top_p_large_ties(void) {
+  enum { NV = 60000 };
+  float *lg = malloc(NV * sizeof *lg);
+  CHECK(lg != NULL);
+  if (!lg)
+    return;
+  for (int i = 0; i < NV; i++)
+    lg[i] = -20.0f + (float)(i % 7) * 0.1f;
+  for (int k = 1; k <= 10; k++)
+    lg[100 * k] = 5.0f;
+  const float temps[2] = {1.0f, 0.5f};
+  for (int ti = 0; ti < 2; ti++) {
+    sampler_params p = sampler_default_params();
+    p.seed = 31 + ti;
+    p.temperature = temps[ti];
+    p.top_p = 0.35f; /* 4 of the 10 (0.4 of the mass) */
+    sampler *s = mk(p);
+    int cnt[5] = {0}, outside = 0;
+    for (int i = 0; i < 4000; i++) {
+      int32_t t = sampler_sample(s, lg, NV, NULL);
+      if (t % 100 == 0 && t >= 100 && t <= 400)
+        cnt[t / 100]++;
+      else
+        outside++;
+    }
+    CHECK_INT(outside, 0);
+    for (int k = 1; k <= 4; k++)
+      CHECK(cnt[k] > 850 && cnt[k] < 1150);
+    sampler_free(s);
+  }
+  free(lg);
+}
+
 int main(void) {
   RUN(test_params_check);
   RUN(test_invalid_input);
@@ -612,5 +650,6 @@ int main(void) {
   RUN(test_logprobs);
   RUN(test_logprobs_accuracy);
   RUN(test_large_vocab);
+  RUN(test_top_p_large_ties);
   T_MAIN_END();
 }
