@@ -49,6 +49,7 @@ tiny-gemma3-f32|--preset tiny-gemma3 --type f32 --seed 71
 tiny-gemma3-f16|--preset tiny-gemma3 --type f16 --seed 72
 tiny-gemma3-q8_0|--preset tiny-gemma3 --type q8_0 --seed 73
 tiny-gemma3-Q5_K_M|--preset tiny-gemma3 --type Q5_K_M --seed 74
+tiny-gemma3-swa3-f32|--preset tiny-gemma3 --type f32 --seed 75 --swa-pattern 3
 "
 
 filter="${1:-.}"

@@ -44,16 +44,24 @@ static void fx_usage(FILE *f) {
              "BPE)\n"
              "  --n-embd N --n-layer N --n-head N --n-head-kv N --n-ff N\n"
              "  --n-vocab N --ctx N --head-dim N --rope-theta X --norm-eps X\n"
+             "  --sliding-window N  gemma: window of the sliding layers (0: "
+             "none)\n"
+             "  --swa-pattern N     gemma: every Nth layer is global (written "
+             "when > 0)\n"
+             "  --attn-softcap X --final-softcap X   gemma2: soft caps (0: "
+             "none)\n"
+             "  --rope-scale X      linear rope scaling factor (0: none)\n"
              "  --help              this text\n");
 }
 
 static const char *const FLAGS[] = {
-    "--out",          "--preset",     "--arch",      "--type",
-    "--embd-type",    "--seed",       "--tokenizer", "--bpe-pre",
-    "--tied",         "--n-embd",     "--n-layer",   "--n-head",
-    "--n-head-kv",    "--n-ff",       "--n-vocab",   "--ctx",
-    "--head-dim",     "--rope-theta", "--norm-eps",  "--fim",
-    "--chat-template"};
+    "--out",           "--preset",         "--arch",        "--type",
+    "--embd-type",     "--seed",           "--tokenizer",   "--bpe-pre",
+    "--tied",          "--n-embd",         "--n-layer",     "--n-head",
+    "--n-head-kv",     "--n-ff",           "--n-vocab",     "--ctx",
+    "--head-dim",      "--rope-theta",     "--norm-eps",    "--fim",
+    "--chat-template", "--sliding-window", "--swa-pattern", "--attn-softcap",
+    "--final-softcap", "--rope-scale"};
 enum { NF = sizeof FLAGS / sizeof *FLAGS };
 
 /* Applies the numeric shape flags (indices 9..18) to p. */
@@ -78,6 +86,25 @@ static int fx_apply_nums(const char *const *val, fixture_params *p) {
     if (cli_num("fixture", FLAGS[18], val[18], 1e-12, 1, &d))
       return -1;
     p->norm_eps = (float)d;
+  }
+  return 0;
+}
+
+/* Applies the Gemma flags (indices 21..25) to p: 0 writes no key. */
+static int fx_apply_gemma(const char *const *val, fixture_params *p) {
+  int *ints[] = {&p->sliding_window, &p->swa_pattern};
+  float *floats[] = {&p->attn_softcap, &p->final_softcap,
+                     &p->rope_scale_linear};
+  double d;
+  for (int f = 21; f < 26; f++) {
+    if (!val[f])
+      continue;
+    if (cli_num("fixture", FLAGS[f], val[f], 0, 1e7, &d))
+      return -1;
+    if (f < 23)
+      *ints[f - 21] = (int)d;
+    else
+      *floats[f - 23] = (float)d;
   }
   return 0;
 }
@@ -125,7 +152,7 @@ static int fx_apply(const char *const *val, fixture_params *p) {
       return -1;
     p->fim = (int)d;
   }
-  return fx_apply_nums(val, p);
+  return fx_apply_nums(val, p) || fx_apply_gemma(val, p) ? -1 : 0;
 }
 
 /* --chat-template F: the file's text in *out (malloc'd), or NULL for

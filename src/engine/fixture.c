@@ -97,6 +97,7 @@ int fixture_preset(const char *name, fixture_params *p) {
     p->tokenizer = s->tok;
     snprintf(p->bpe_pre, sizeof p->bpe_pre, "%s", s->pre);
     p->sliding_window = s->swa;
+    p->swa_pattern = 0;
     p->attn_softcap = s->attn_cap;
     p->final_softcap = s->final_cap;
     p->rope_scale_linear = s->rope_lin;
@@ -143,8 +144,8 @@ int fixture_validate(const fixture_params *p, char *err, size_t errlen) {
                 p->arch);
   if (is_gemma(p) && p->tokenizer != FIXTURE_TOK_SPM)
     return fail(err, errlen, "%s fixtures have an spm vocabulary", p->arch);
-  if (p->sliding_window < 0 || p->attn_softcap < 0 || p->final_softcap < 0 ||
-      p->rope_scale_linear < 0)
+  if (p->sliding_window < 0 || p->swa_pattern < 0 || p->attn_softcap < 0 ||
+      p->final_softcap < 0 || p->rope_scale_linear < 0)
     return fail(err, errlen,
                 "sliding window, soft caps and rope scale must be >= 0");
   if (p->n_embd <= 0 || p->n_layer <= 0 || p->n_head <= 0 ||
@@ -732,6 +733,9 @@ static int put_hparams(gguf_writer *w, const fixture_params *p) {
   if (p->sliding_window > 0)
     rc |= gguf_w_u32(w, KEY("attention.sliding_window"),
                      (uint32_t)p->sliding_window);
+  if (p->swa_pattern > 0)
+    rc |= gguf_w_u32(w, KEY("attention.sliding_window_pattern"),
+                     (uint32_t)p->swa_pattern);
   if (p->attn_softcap > 0)
     rc |= gguf_w_f32(w, KEY("attn_logit_softcapping"), p->attn_softcap);
   if (p->final_softcap > 0)

@@ -27,9 +27,10 @@ typedef struct {
   int head_dim; /* 0: n_embd / n_head */
   float rope_theta, norm_eps;
   /* gemma2/gemma3 (keys written when > 0): attention.sliding_window,
-   * attn_logit_softcapping, final_logit_softcapping, rope.scaling.factor
-   * (linear) */
+   * attention.sliding_window_pattern, attn_logit_softcapping,
+   * final_logit_softcapping, rope.scaling.factor (linear) */
   int sliding_window;
+  int swa_pattern; /* > 0: attention.sliding_window_pattern (gemma3) */
   float attn_softcap, final_softcap, rope_scale_linear;
   int wtype;     /* QT_* of the matrices (ignored when mix != NONE) */
   int mix;       /* FIXTURE_MIX_* */

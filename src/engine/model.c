@@ -304,6 +304,24 @@ static int read_hparams(loader *L) {
   return ENG_OK;
 }
 
+/* Whether layer il is a sliding-window one: the file's
+ * <arch>.attention.sliding_window_pattern when it is one flag per layer,
+ * else il % period < period - 1 (period 0: every layer). */
+static int layer_slides(const eng_model *m, int il) {
+  char key[128];
+  int et;
+  uint64_t n;
+  int64_t v;
+  snprintf(key, sizeof key, "%s.attention.sliding_window_pattern",
+           m->arch_name);
+  if (gguf_get_arr(m->gguf, key, &et, &n) == GGUF_OK &&
+      n == (uint64_t)m->n_layer &&
+      gguf_arr_get_int(m->gguf, key, (uint64_t)il, &v) == GGUF_OK)
+    return v != 0;
+  const int p = m->swa_period;
+  return p == 0 || il % p < p - 1;
+}
+
 static int load_tensors(loader *L) {
   eng_model *m = L->m;
   int rc;
@@ -325,9 +343,7 @@ static int load_tensors(loader *L) {
     mlayer *l = &m->layers[il];
     if ((rc = load_layer(L, il, l)))
       return rc;
-    /* sliding-window layers: il % period < period - 1 (period 0: all) */
-    int p = m->swa_period;
-    l->swa = m->n_swa > 0 && (p == 0 || il % p < p - 1);
+    l->swa = m->n_swa > 0 && layer_slides(m, il);
     l->rope_base = l->swa ? m->rope_base_swa : m->rope_base;
     l->rope_scale = l->swa ? m->rope_scale_swa : m->rope_scale;
   }

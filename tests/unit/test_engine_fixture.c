@@ -273,9 +273,24 @@ static void test_gemma2(void) {
 }
 static void test_gemma3(void) {
   check_gemma("tiny-gemma3", 6, 0, 0, 8);
-  /* gemma vocabularies are SentencePiece ones */
+  /* the sliding layers' period, written only when given */
   fixture_params p;
   char err[128];
+  small(&p, "tiny-gemma3");
+  p.swa_pattern = 3;
+  gguf_file *f = write_open(&p);
+  if (f) {
+    CHECK_INT(get_i(f, "gemma3.attention.sliding_window_pattern"), 3);
+    gguf_close(f);
+  }
+  small(&p, "tiny-gemma3");
+  f = write_open(&p);
+  if (f) {
+    CHECK(gguf_find_key(f, "gemma3.attention.sliding_window_pattern") < 0);
+    gguf_close(f);
+  }
+  unlink(tmp());
+  /* gemma vocabularies are SentencePiece ones */
   small(&p, "tiny-gemma2");
   p.tokenizer = FIXTURE_TOK_BPE;
   CHECK(fixture_validate(&p, err, sizeof err) < 0 && strstr(err, "spm"));
