@@ -570,41 +570,6 @@ static int32_t draw(sampler *s, const cand *c, int n) {
   return c[n - 1].id; /* u rounded up to sum */
 }
 
-/* lx[i] = (w[i] - wmax) * inv_t and prob[i] = exp(lx[i]) for every token
- * (exactly 0 for -inf and NaN logits, below -87, and below the logit
- * `floor`), with the sums of each block of DRAW_BLOCK tokens in bsum;
- * returns the total (summed in double by block). The exponentials are the
- * engine's SIMD kernel; the other loops are plain enough to vectorize. */
-static double dense_probs(sampler *s, const float *restrict w, int n,
-                          float wmax, float inv_t, float floor) {
-  float *restrict pr = s->prob, *restrict lx = s->lx;
-  const float lo = floor > -87.0f ? floor : -87.0f;
-  double total = 0;
-  for (int b0 = 0, k = 0; b0 < n; b0 += DRAW_BLOCK, k++) {
-    const int len = b0 + DRAW_BLOCK < n ? DRAW_BLOCK : n - b0;
-    for (int i = b0; i < b0 + len; i++)
-      pr[i] = lx[i] = (w[i] - wmax) * inv_t;
-    k_exp_sub_sum(pr + b0, 0.0f, len);
-    float acc[8] = {0};
-    int i = b0;
-    for (; i + 8 <= b0 + len; i += 8)
-      for (int l = 0; l < 8; l++) {
-        pr[i + l] = lx[i + l] >= lo ? pr[i + l] : 0.0f; /* NaN: 0 */
-        acc[l] += pr[i + l];
-      }
-    double bs = 0;
-    for (; i < b0 + len; i++) {
-      pr[i] = lx[i] >= lo ? pr[i] : 0.0f;
-      bs += pr[i];
-    }
-    for (int l = 0; l < 8; l++)
-      bs += acc[l];
-    s->bsum[k] = bs;
-    total += bs;
-  }
-  return total;
-}
-
 /* Draws a token proportionally to prob[0..n) (dense_probs): the block whose
  * running sum passes u first, then the token inside it. */
 static int32_t draw_dense(sampler *s, int n, double total) {
@@ -683,39 +648,55 @@ static cand top_p_edge(sampler *s, int n, double total) {
 }
 
 /* Keeps in s->prob only the tokens not worse than `last` (cand_gt order)
- * and at or above the logit `floor` (min-p); recomputes the block sums and
- * returns the new total. */
-static double keep_upto(sampler *s, int n, cand last, float floor) {
+ * and at or above the logit `floor` (NaN never); recomputes the block sums
+ * of DRAW_BLOCK tokens and returns the total (summed in double by block;
+ * lanes of 8 so the loop vectorizes). */
+static inline float masked(const float *lx, const float *pr, int j, cand last,
+                           float floor) {
+  int keep = ((lx[j] > last.logit) | ((lx[j] == last.logit) & (j <= last.id))) &
+             (lx[j] >= floor);
+  return keep ? pr[j] : 0.0f;
+}
+
+static double mask_probs(sampler *s, int n, cand last, float floor) {
   float *restrict pr = s->prob;
   const float *restrict lx = s->lx;
   double total = 0;
   for (int b0 = 0, k = 0; b0 < n; b0 += DRAW_BLOCK, k++) {
     const int b1 = b0 + DRAW_BLOCK < n ? b0 + DRAW_BLOCK : n;
-    float acc[8] = {0}; /* lanes: the loop vectorizes */
+    float acc[8] = {0};
     int i = b0;
     for (; i + 8 <= b1; i += 8)
       for (int l = 0; l < 8; l++) {
-        int j = i + l;
-        int keep =
-            ((lx[j] > last.logit) | ((lx[j] == last.logit) & (j <= last.id))) &
-            (lx[j] >= floor);
-        pr[j] = keep ? pr[j] : 0.0f;
-        acc[l] += pr[j];
+        pr[i + l] = masked(lx, pr, i + l, last, floor);
+        acc[l] += pr[i + l];
       }
-    double bs = 0;
     for (; i < b1; i++) {
-      int keep =
-          ((lx[i] > last.logit) | ((lx[i] == last.logit) & (i <= last.id))) &
-          (lx[i] >= floor);
-      pr[i] = keep ? pr[i] : 0.0f;
-      bs += pr[i];
+      pr[i] = masked(lx, pr, i, last, floor);
+      acc[0] += pr[i];
     }
+    double bs = 0;
     for (int l = 0; l < 8; l++)
       bs += acc[l];
     s->bsum[k] = bs;
     total += bs;
   }
   return total;
+}
+
+/* lx[i] = (w[i] - wmax) * inv_t and prob[i] = exp(lx[i]) for every token,
+ * exactly 0 for -inf and NaN logits, below -87 and below the logit `floor`
+ * (min-p), with the block sums (mask_probs); returns the total. The
+ * exponentials are the engine's SIMD kernel. */
+static double dense_probs(sampler *s, const float *restrict w, int n,
+                          float wmax, float inv_t, float floor) {
+  float *restrict pr = s->prob, *restrict lx = s->lx;
+  for (int i = 0; i < n; i++)
+    pr[i] = lx[i] = (w[i] - wmax) * inv_t;
+  for (int b0 = 0; b0 < n; b0 += 4096)
+    k_exp_sub_sum(pr + b0, 0.0f, n - b0 < 4096 ? n - b0 : 4096);
+  const cand all = {INT32_MAX, -INFINITY, 0};
+  return mask_probs(s, n, all, floor > -87.0f ? floor : -87.0f);
 }
 
 /* Temperature, top-k, top-p, min-p, then a draw, over the adjusted logits w.
@@ -741,7 +722,7 @@ static int32_t sample_stochastic(sampler *s, const float *w, int n_vocab) {
     double total = dense_probs(s, w, n_vocab, wmax, inv_t, -INFINITY);
     cand last = top_p_edge(s, n_vocab, total);
     /* min-p after top-p; the max (logit 0) always survives */
-    total = keep_upto(s, n_vocab, last, floor);
+    total = mask_probs(s, n_vocab, last, floor);
     return draw_dense(s, n_vocab, total);
   }
   int n = 0;
