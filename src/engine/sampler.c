@@ -350,38 +350,27 @@ void sampler_accept(sampler *s, int32_t tok) {
 
 /* ==== logit adjustments =================================================== */
 
+/* Reallocates *p to `bytes`; 0, or -1 (then *p is unchanged). */
+static int regrow(void **p, size_t bytes) {
+  void *q = realloc(*p, bytes);
+  if (!q)
+    return -1;
+  *p = q;
+  return 0;
+}
+
 static int ensure_scratch(sampler *s, int n_vocab) {
   if (s->n_vocab >= n_vocab && s->work)
     return 0;
-  float *w = realloc(s->work, (size_t)n_vocab * sizeof *w);
-  if (!w)
+  size_t n = (size_t)n_vocab;
+  if (regrow((void **)&s->work, n * sizeof *s->work) ||
+      regrow((void **)&s->lx, n * sizeof *s->lx) ||
+      regrow((void **)&s->prob, n * sizeof *s->prob) ||
+      regrow((void **)&s->bsum, (n / DRAW_BLOCK + 1) * sizeof *s->bsum) ||
+      regrow((void **)&s->bucket, n * sizeof *s->bucket) ||
+      regrow((void **)&s->cands, n * sizeof *s->cands) ||
+      regrow((void **)&s->mark, n))
     return -1;
-  s->work = w;
-  float *lx = realloc(s->lx, (size_t)n_vocab * sizeof *lx);
-  if (!lx)
-    return -1;
-  s->lx = lx;
-  float *pr = realloc(s->prob, (size_t)n_vocab * sizeof *pr);
-  if (!pr)
-    return -1;
-  s->prob = pr;
-  double *bs =
-      realloc(s->bsum, ((size_t)n_vocab / DRAW_BLOCK + 1) * sizeof *bs);
-  if (!bs)
-    return -1;
-  s->bsum = bs;
-  int32_t *bk = realloc(s->bucket, (size_t)n_vocab * sizeof *bk);
-  if (!bk)
-    return -1;
-  s->bucket = bk;
-  cand *c = realloc(s->cands, (size_t)n_vocab * sizeof *c);
-  if (!c)
-    return -1;
-  s->cands = c;
-  uint8_t *m = realloc(s->mark, (size_t)n_vocab);
-  if (!m)
-    return -1;
-  s->mark = m;
   memset(s->mark, 0, (size_t)n_vocab);
   s->n_vocab = n_vocab;
   return 0;
