@@ -173,7 +173,8 @@ int eng_batch_add(eng_batch *b, int32_t token, int32_t pos, int32_t seq_id,
 /* Evaluates the batch. Rules: token ids in range; for each sequence, its
  * tokens' positions strictly increase within the batch and start after the
  * sequence's last cached position (eng_kv_seq_pos_max). Each token attends
- * only to cached tokens of its own sequence at positions <= its own.
+ * only to cached tokens of its own sequence at positions <= its own (on a
+ * gemma2/gemma3 sliding-window layer, only the last `window` of them).
  * Returns ENG_OK, ENG_ERR_INVALID (nothing done), ENG_ERR_KV_FULL (nothing
  * done). Logits of the previous call are replaced. */
 int eng_decode(eng_ctx *ctx, const eng_batch *batch);
