@@ -265,8 +265,8 @@ static void test_shared_stories(void) {
 }
 
 /* Rebuilds the fixture a repo golden names (fixture_args: --preset P
- * --type T --seed S [--swa-pattern N]) into path, and its weight kind (W_*)
- * into *kind. Returns 0, or -1 on error. */
+ * --type T --seed S [--swa-pattern N] [--n-layer N]) into path, and its weight
+ * kind (W_*) into *kind. Returns 0, or -1 on error. */
 static int make_fixture(json_t *args, const char *path, int *kind) {
   fixture_params p;
   fixture_default_params(&p);
@@ -285,6 +285,8 @@ static int make_fixture(json_t *args, const char *path, int *kind) {
       p.seed = strtoull(v, NULL, 10);
     else if (!bad && !strcmp(k, "--swa-pattern"))
       p.swa_pattern = atoi(v);
+    else if (!bad && !strcmp(k, "--n-layer"))
+      p.n_layer = atoi(v);
     else
       bad = 1;
     CHECKF(!bad, "fixture argument %s %s not understood", k ? k : "?",
