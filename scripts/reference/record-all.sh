@@ -11,7 +11,8 @@ cd "$(dirname "$0")/../.."
 
 # name | hearth fixture arguments (without --out). The 46- and 62-layer
 # gemmas take the query scale llama.cpp gives Gemma 2 27B / Gemma 3 27B
-# (told apart by their layer count): 1/sqrt(n_embd / n_head).
+# (told apart by their layer count): 1/sqrt(n_embd / n_head). A gemma3
+# without sliding window soft-caps its logits when the file says so.
 GOLDENS="
 tiny-llama-f32|--preset tiny-llama --type f32 --seed 11
 tiny-llama-f16|--preset tiny-llama --type f16 --seed 12
@@ -54,6 +55,7 @@ tiny-gemma3-Q5_K_M|--preset tiny-gemma3 --type Q5_K_M --seed 74
 tiny-gemma3-swa3-f32|--preset tiny-gemma3 --type f32 --seed 75 --swa-pattern 3
 tiny-gemma2-46l-f16|--preset tiny-gemma2 --type f16 --seed 65 --n-layer 46
 tiny-gemma3-62l-f16|--preset tiny-gemma3 --type f16 --seed 76 --n-layer 62
+tiny-gemma3-nowin-f32|--preset tiny-gemma3 --type f32 --seed 77 --sliding-window 0 --final-softcap 10
 "
 
 filter="${1:-.}"

@@ -265,7 +265,8 @@ static void test_shared_stories(void) {
 }
 
 /* Rebuilds the fixture a repo golden names (fixture_args: --preset P
- * --type T --seed S [--swa-pattern N] [--n-layer N]) into path, and its weight
+ * --type T --seed S, and the gemma options --swa-pattern, --n-layer,
+ * --sliding-window, --final-softcap) into path, and its weight
  * kind (W_*) into *kind. Returns 0, or -1 on error. */
 static int make_fixture(json_t *args, const char *path, int *kind) {
   fixture_params p;
@@ -287,6 +288,10 @@ static int make_fixture(json_t *args, const char *path, int *kind) {
       p.swa_pattern = atoi(v);
     else if (!bad && !strcmp(k, "--n-layer"))
       p.n_layer = atoi(v);
+    else if (!bad && !strcmp(k, "--sliding-window"))
+      p.sliding_window = atoi(v);
+    else if (!bad && !strcmp(k, "--final-softcap"))
+      p.final_softcap = strtof(v, NULL);
     else
       bad = 1;
     CHECKF(!bad, "fixture argument %s %s not understood", k ? k : "?",
