@@ -7,6 +7,8 @@
 #   smollm2-135m-q8_0    SmolLM2-135M shape (llama), Q8_0
 #   qwen2.5-0.5b-q8_0    Qwen2.5-0.5B shape (qwen2), Q8_0
 #   qwen2.5-0.5b-q4_k_m  Qwen2.5-0.5B shape (qwen2), Q4_K_M mix
+# and, when named in --models: qwen2.5-1.5b-q4_k_m (rows multiples of 256:
+# really Q4_K), gemma3-1b-q8_0, gemma2-2b-q4_k_m.
 # Writes the raw JSON lines to bench/out/engine-results.jsonl and the table
 # to bench/engine/RESULTS.md (bench/engine/report.mjs).
 #
@@ -74,6 +76,10 @@ fixture_args() {
   smollm2-135m-q8_0) echo "--preset smollm2-135m --type q8_0 --seed 1" ;;
   qwen2.5-0.5b-q8_0) echo "--preset qwen2.5-0.5b --type q8_0 --seed 1" ;;
   qwen2.5-0.5b-q4_k_m) echo "--preset qwen2.5-0.5b --type Q4_K_M --seed 1" ;;
+  # not in the default list (bigger files): --models to add them
+  qwen2.5-1.5b-q4_k_m) echo "--preset qwen2.5-0.5b --n-embd 1536 --n-ff 8960 --n-layer 28 --n-head 12 --n-head-kv 2 --type Q4_K_M --seed 1" ;;
+  gemma3-1b-q8_0) echo "--preset gemma3-1b --type q8_0 --seed 1" ;;
+  gemma2-2b-q4_k_m) echo "--preset gemma2-2b --type Q4_K_M --seed 1" ;;
   *) echo "run.sh: unknown model $1" >&2; return 1 ;;
   esac
 }
