@@ -409,7 +409,7 @@ static void attn_item_run(const attn_args *x, const attn_item *it, int ith,
   /* register-blocked AVX2 (or AVX-512) loops when the range is a multiple
    * of 16 cells */
   const int level = k_simd();
-  const int simd = level < K_SIMD_AVX2 || np % 16 || hd % 2 ? 0
+  const int simd = level < K_SIMD_AVX2 || np % 16 || hd % 4 ? 0
                    : level >= K_SIMD_AVX512                 ? 2
                                                             : 1;
   const size_t nc = (size_t)kv->pitch;

@@ -92,7 +92,8 @@ void attn_qk_avx2(const float *q, int nq, int hd, const uint16_t *K, size_t ldk,
 /* R probability rows (R <= 4) x 2 value rows (d, d+1) over nc cells: 2R
  * register accumulators, then out[r][d..d+1] += their sums. */
 INL void pv_block(int R, const uint16_t *p, size_t ldp, const uint16_t *v0,
-                  const uint16_t *v1, int nc, float *const *out, int d) {
+                  size_t ldv, int nc, float *const *out, int d) {
+  const uint16_t *v1 = v0 + ldv;
   __m256 a0[4], a1[4];
   for (int r = 0; r < R; r++)
     a0[r] = a1[r] = _mm256_setzero_ps();
@@ -109,6 +110,7 @@ INL void pv_block(int R, const uint16_t *p, size_t ldp, const uint16_t *v0,
 }
 
 #define ATTN_PV_NAME attn_pv_avx2
+#define PV_D 2
 #include "engine/attn_pv_impl.h"
 
 /* ---- masked softmax of a row ------------------------------------------- */

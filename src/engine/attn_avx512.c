@@ -98,38 +98,80 @@ INL __m512 ld_h8z(const uint16_t *p) {
   return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16((__mmask16)0x00ff, p));
 }
 
-/* R probability rows (R <= 4) x 2 value rows (d, d+1) over nc cells (a
- * multiple of 8): 2R register accumulators, then out[r][d..d+1] += their
- * sums. */
-INL void pv_block(int R, const uint16_t *p, size_t ldp, const uint16_t *v0,
-                  const uint16_t *v1, int nc, float *const *out, int d) {
-  __m512 a0[4], a1[4];
-  for (int r = 0; r < R; r++)
-    a0[r] = a1[r] = _mm512_setzero_ps();
+/* Level 1 of the sums of 16 accumulators: the 256-bit halves of x and of y
+ * added, x's 8 partial sums in the low half, y's in the high half. */
+INL __m512 fold_x2(__m512 x, __m512 y) {
+  return _mm512_add_ps(_mm512_shuffle_f32x4(x, y, _MM_SHUFFLE(1, 0, 1, 0)),
+                       _mm512_shuffle_f32x4(x, y, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+
+/* Level 2: from two level-1 results (x, y) and (z, w), each 128-bit lane
+ * holds 4 partial sums of one of x, y, z, w. */
+INL __m512 fold_x4(__m512 a, __m512 b) {
+  return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* Levels 3 and 4, within 128-bit lanes: pairs, then single sums. */
+INL __m512 fold_in2(__m512 a, __m512 b) {
+  return _mm512_add_ps(_mm512_shuffle_ps(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
+                       _mm512_shuffle_ps(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+INL __m512 fold_in1(__m512 a, __m512 b) {
+  return _mm512_add_ps(_mm512_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm512_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* The 16 horizontal sums of a[0..16) in one vector: element 4L + i is the
+ * sum of a[4i + L] (30 shuffles instead of 64 for 16 separate reductions;
+ * each sum is added up in the same order whatever the other 15 hold). */
+INL __m512 sum16(const __m512 *a) {
+  __m512 u[4];
+  for (int i = 0; i < 4; i++)
+    u[i] = fold_x4(fold_x2(a[4 * i], a[4 * i + 1]),
+                   fold_x2(a[4 * i + 2], a[4 * i + 3]));
+  return fold_in1(fold_in2(u[0], u[1]), fold_in2(u[2], u[3]));
+}
+
+/* R probability rows (R <= 4) x 4 value rows (d .. d+3) over nc cells (a
+ * multiple of 8): 16 register accumulators a[4k + r] (value row d + k, row
+ * r; zero for r >= R), summed by sum16 so that its 128-bit lane r holds
+ * out[r][d .. d+3]'s increments. */
+INL void pv_block(int R, const uint16_t *p, size_t ldp, const uint16_t *v,
+                  size_t ldv, int nc, float *const *out, int d) {
+  __m512 a[16];
+  for (int i = 0; i < 16; i++)
+    a[i] = _mm512_setzero_ps();
   int j = 0;
   for (; j + 16 <= nc; j += 16) {
-    __m512 x0 = ld_h16(v0 + j), x1 = ld_h16(v1 + j);
+    __m512 x[4];
+    for (int k = 0; k < 4; k++)
+      x[k] = ld_h16(v + (size_t)k * ldv + j);
     for (int r = 0; r < R; r++) {
       __m512 pr = ld_h16(p + (size_t)r * ldp + j);
-      a0[r] = _mm512_fmadd_ps(pr, x0, a0[r]);
-      a1[r] = _mm512_fmadd_ps(pr, x1, a1[r]);
+      for (int k = 0; k < 4; k++)
+        a[4 * k + r] = _mm512_fmadd_ps(pr, x[k], a[4 * k + r]);
     }
   }
   if (j < nc) { /* an 8-cell tail */
-    __m512 x0 = ld_h8z(v0 + j), x1 = ld_h8z(v1 + j);
+    __m512 x[4];
+    for (int k = 0; k < 4; k++)
+      x[k] = ld_h8z(v + (size_t)k * ldv + j);
     for (int r = 0; r < R; r++) {
       __m512 pr = ld_h8z(p + (size_t)r * ldp + j);
-      a0[r] = _mm512_fmadd_ps(pr, x0, a0[r]);
-      a1[r] = _mm512_fmadd_ps(pr, x1, a1[r]);
+      for (int k = 0; k < 4; k++)
+        a[4 * k + r] = _mm512_fmadd_ps(pr, x[k], a[4 * k + r]);
     }
   }
+  const __m512 s = sum16(a);
   for (int r = 0; r < R; r++) {
-    out[r][d] += _mm512_reduce_add_ps(a0[r]);
-    out[r][d + 1] += _mm512_reduce_add_ps(a1[r]);
+    __m128 o = _mm_loadu_ps(out[r] + d);
+    _mm_storeu_ps(out[r] + d, _mm_add_ps(o, _mm512_extractf32x4_ps(s, r)));
   }
 }
 
 #define ATTN_PV_NAME attn_pv_avx512
+#define PV_D 4
 #include "engine/attn_pv_impl.h"
 
 /* ---- masked softmax of a row ------------------------------------------- */

@@ -1,20 +1,21 @@
 /* attn_pv_impl.h: the blocking of attention's P x V product, shared by
  * attn_avx2.c and attn_avx512.c. Not a normal header: include it once, after
  * defining INL and the ISA's
- *   pv_block(R, p, ldp, v0, v1, nb, out, d)  (rows [0, R), value rows d and
- *                                             d + 1, one block of nb cells)
+ *   pv_block(R, p, ldp, v, ldv, nb, out, d)  (rows [0, R), the PV_D value
+ *                                             rows from d (at v, ldv apart),
+ *                                             one block of nb cells)
  * with ATTN_PV_NAME set to the function to define (attn_pv_avx2, ...), whose
- * contract is attn_simd.h's. */
-#ifndef ATTN_PV_NAME
-#error "define ATTN_PV_NAME before including attn_pv_impl.h"
+ * contract is attn_simd.h's, and PV_D (value rows per block; hd must be a
+ * multiple of it). */
+#if !defined(ATTN_PV_NAME) || !defined(PV_D)
+#error "define ATTN_PV_NAME and PV_D before including attn_pv_impl.h"
 #endif
 
 /* Rows [0, R) over all value rows, for one block of nb cells. */
 INL void pv_rows(int R, const uint16_t *p, size_t ldp, const uint16_t *V,
                  size_t ldv, int hd, int nb, float *const *out) {
-  for (int d = 0; d < hd; d += 2)
-    pv_block(R, p, ldp, V + (size_t)d * ldv, V + (size_t)(d + 1) * ldv, nb, out,
-             d);
+  for (int d = 0; d < hd; d += PV_D)
+    pv_block(R, p, ldp, V + (size_t)d * ldv, ldv, nb, out, d);
 }
 
 #define PV_CB 256 /* cells per block: the block of V (hd rows) stays in L1 */

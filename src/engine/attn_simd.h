@@ -18,7 +18,7 @@ void attn_qk_avx2(const float *q, int nq, int hd, const uint16_t *K, size_t ldk,
                   int nc, float *S, size_t lds, const uint16_t *V);
 
 /* out[r][d] += sum_j P[r*ldp + j] * V[d*ldv + j]  for r < nq, d < hd, j < nc.
- * nc a multiple of 8, hd even. */
+ * nc a multiple of 8, hd a multiple of 4. */
 void attn_pv_avx2(const uint16_t *P, size_t ldp, int nq, const uint16_t *V,
                   size_t ldv, int hd, int nc, float *const *out);
 
