@@ -385,8 +385,30 @@ static int pp_pairs(int64_t cols) {
   return (int)((cols / 32 + 1) / 2);
 }
 
+/* 1 for the K-quant prepared layout (Q8_K activations, super-blocks), 0 for
+ * the Q8_0 one (pairs of 32-blocks). */
+static int pp_k(int wtype) {
+  return qtype(wtype)->vec_dot_type == QT_Q8_K;
+}
+
+/* Prepared units of a row (pairs or super-blocks) and their bytes. */
+static int pp_units(int wtype, int64_t cols) {
+  return pp_k(wtype) ? (int)(cols / QK_K) : pp_pairs(cols);
+}
+
+static size_t pp_wrow(int wtype, int64_t cols) {
+  return (size_t)pp_units(wtype, cols) * (pp_k(wtype) ? K_WSB : K_WPAIR);
+}
+
+static size_t pp_xrow(int wtype, int64_t cols) {
+  return (size_t)pp_units(wtype, cols) * (pp_k(wtype) ? K_XSB : K_XPAIR);
+}
+
 /* 1 when the prepared path serves this weight type and size. */
 static int pp_usable(const k_ops *o, int wtype, int64_t cols, int64_t n_tok) {
+  if (pp_k(wtype)) /* prefill only: decode streams the raw rows */
+    return n_tok > 1 && o->wprep_k[wtype] && o->xprep_q8_k && o->tile_pk &&
+           cols > 0;
   if (n_tok == 1) /* decode: vec_dot against prepared activations */
     return o->vec_dot_p[wtype] && o->xprep_q8_0 &&
            qtype(wtype)->vec_dot_type == QT_Q8_0;
@@ -401,8 +423,12 @@ static int pp_usable(const k_ops *o, int wtype, int64_t cols, int64_t n_tok) {
  * whose prepared activations stay in L2. */
 static void mm_part_prep(const mm_job *j, int64_t r0, int64_t r1, int ith) {
   const k_ops *o = j->o;
-  const int mr = o->tile_p_mr, ntm = o->tile_p_nt, np = pp_pairs(j->cols);
-  const size_t wps = (size_t)np * K_WPAIR;
+  const int k = pp_k(j->wtype), np = pp_units(j->wtype, j->cols);
+  const int mr = k ? o->tile_pk_mr : o->tile_p_mr;
+  const int ntm = k ? o->tile_pk_nt : o->tile_p_nt;
+  const k_prep_fn prep = k ? o->wprep_k[j->wtype] : o->wprep[j->wtype];
+  const k_tilep_fn tile = k ? o->tile_pk : o->tile_p;
+  const size_t wps = pp_wrow(j->wtype, j->cols);
   uint8_t *wbuf = j->wb + (size_t)ith * j->wb_stride; /* r1 - r0 rows */
   const uint8_t *end = j->W + (size_t)r1 * j->wrow;
   const uint8_t *pf = j->W + (size_t)r0 * j->wrow;
@@ -410,7 +436,7 @@ static void mm_part_prep(const mm_job *j, int64_t r0, int64_t r1, int ith) {
     const uint8_t *w = j->W + (size_t)r * j->wrow;
     if (o->pf_dist) /* the chunk's rows stream from memory: run ahead */
       prefetch_ahead(&pf, w + j->wrow + o->pf_dist, end);
-    o->wprep[j->wtype](w, (int)j->cols, wbuf + (size_t)(r - r0) * wps);
+    prep(w, (int)j->cols, wbuf + (size_t)(r - r0) * wps);
   }
   for (int64_t tb = 0; tb < j->n_tok; tb += PP_TOK_BLOCK) {
     int64_t te = tb + PP_TOK_BLOCK < j->n_tok ? tb + PP_TOK_BLOCK : j->n_tok;
@@ -418,10 +444,9 @@ static void mm_part_prep(const mm_job *j, int64_t r0, int64_t r1, int ith) {
       int nr = (int)(r1 - r < mr ? r1 - r : mr);
       for (int64_t t = tb; t < te; t += ntm) {
         int nt = (int)(te - t < ntm ? te - t : ntm);
-        o->tile_p(np, wbuf + (size_t)(r - r0) * wps, wps, nr,
-                  j->Xp + (size_t)t * j->xprow, j->xprow, nt,
-                  j->Y + (size_t)t * (size_t)j->rows + (size_t)r,
-                  (size_t)j->rows);
+        tile(np, wbuf + (size_t)(r - r0) * wps, wps, nr,
+             j->Xp + (size_t)t * j->xprow, j->xprow, nt,
+             j->Y + (size_t)t * (size_t)j->rows + (size_t)r, (size_t)j->rows);
       }
     }
   }
@@ -558,7 +583,7 @@ static int64_t mm_chunk(const mm_job *m, int n, int nth) {
   } else {
     size_t per_row = m[0].wrow;
     if (pp_usable(m[0].o, m[0].wtype, m[0].cols, m[0].n_tok))
-      per_row = (size_t)pp_pairs(m[0].cols) * K_WPAIR;
+      per_row = pp_wrow(m[0].wtype, m[0].cols);
     c = (int64_t)(131072 / per_row);
     c = c < 4 ? 4 : c > 64 ? 64 : c;
     int64_t bal = (total + 4 * nth - 1) / (4 * nth);
@@ -580,20 +605,23 @@ typedef struct {
 static void xp_worker(void *arg, int ith, int nth) {
   xp_job *x = arg;
   (void)ith, (void)nth;
+  const k_prep_fn f =
+      pp_k(x->m->wtype) ? x->m->o->xprep_q8_k : x->m->o->xprep_q8_0;
   for (int64_t t; (t = atomic_fetch_add(&x->next, 1)) < x->m->n_tok;)
-    x->m->o->xprep_q8_0(x->m->X + (size_t)t * x->m->xrow, (int)x->m->cols,
-                        x->Xp + (size_t)t * x->m->xprow);
+    f(x->m->X + (size_t)t * x->m->xrow, (int)x->m->cols,
+      x->Xp + (size_t)t * x->m->xprow);
 }
 
-/* Prepared-path buffer layout: the activations (n_tok rows of pairs), then
- * one weight buffer of `chunk` prepared rows per thread. */
+/* Prepared-path buffer layout: the activations (n_tok prepared rows), then
+ * one weight buffer of `chunk` prepared rows per thread (the jobs share
+ * their activation type, hence the prepared layout of m[0]). */
 static size_t xp_act_bytes(const mm_job *m) {
-  size_t b = (size_t)m->n_tok * (size_t)pp_pairs(m->cols) * K_XPAIR;
+  size_t b = (size_t)m->n_tok * pp_xrow(m->wtype, m->cols);
   return (b + 63) & ~(size_t)63;
 }
 
 static size_t xp_wb_stride(const mm_job *m, int64_t chunk) {
-  size_t b = (size_t)chunk * (size_t)pp_pairs(m->cols) * K_WPAIR;
+  size_t b = (size_t)chunk * pp_wrow(m->wtype, m->cols);
   return (b + 63) & ~(size_t)63;
 }
 
@@ -616,7 +644,7 @@ static size_t xp_bytes(const mm_job *m, int n, int nth, int64_t chunk) {
  * prepared path at them and at the weight buffers. */
 static void xp_attach(tpool *pool, mm_job *m, int n, uint8_t *buf,
                       int64_t chunk) {
-  m[0].xprow = (size_t)pp_pairs(m[0].cols) * K_XPAIR;
+  m[0].xprow = pp_xrow(m[0].wtype, m[0].cols);
   xp_job x = {&m[0], buf, 0};
   if (m[0].n_tok < 4)
     xp_worker(&x, 0, 1); /* decode: not worth waking the workers */

@@ -608,6 +608,137 @@ static void tile_pp(int np, const void *Wp, size_t wps, int nr, const void *Xp,
       Y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
+/* ---- prepared K-quant super-blocks (see kernels_impl.h) ---------------- */
+
+typedef struct {
+  uint8_t u[QK_K];    /* unsigned quants in activation order */
+  int16_t mul[4][32]; /* int16 scale of each byte pair, per 64-byte step */
+  float o[16];        /* offset per 16 weights (its sum(y) multiplier) */
+  float d;            /* super-block scale */
+  float pad[15];
+} wsb;
+typedef struct {
+  int8_t y[QK_K];
+  float bs[16]; /* dy * sum of y per 16 */
+  float d;      /* dy */
+  float pad[15];
+} xsb;
+_Static_assert(sizeof(wsb) == K_WSB, "wsb");
+_Static_assert(sizeof(xsb) == K_XSB, "xsb");
+
+/* Q4_K / Q5_K: q * d * sc - dmin * m per sub-block of 32: mul = sc, and
+ * o[g] = dmin * m of group g's sub-block. */
+static inline void wprep_q45k(int is5, const void *row, int n, void *out) {
+  wsb *o = out;
+  for (int i = 0; i < n / QK_K; i++, o++) {
+    uint8_t sc[16];
+    float d, dmin;
+    __m512i mul[4];
+    unpack_q45k(is5, row, i, o->u, sc, &d, &dmin);
+    lane_scales(_mm512_castsi256_si512(
+                    _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)sc))),
+                1, mul);
+    for (int k = 0; k < 4; k++)
+      _mm512_store_si512(o->mul[k], mul[k]);
+    for (int g = 0; g < 16; g++)
+      o->o[g] = dmin * (float)sc[8 + g / 2];
+    o->d = d;
+  }
+}
+
+static void wprep_q4_k(const void *row, int n, void *out) {
+  wprep_q45k(0, row, n, out);
+}
+
+static void wprep_q5_k(const void *row, int n, void *out) {
+  wprep_q45k(1, row, n, out);
+}
+
+/* Q6_K: d * sc * (q - 32) per group of 16, q unsigned 0..63: mul = sc and
+ * o[g] = 32 * d * sc[g]. */
+static void wprep_q6_k(const void *row, int n, void *out) {
+  const block_q6_K *b = row;
+  wsb *o = out;
+  for (int i = 0; i < n / QK_K; i++, o++, b++) {
+    __m512i mul[4];
+    unpack_q6k_block(b, o->u);
+    lane_scales(_mm512_castsi256_si512(_mm256_cvtepi8_epi16(
+                    _mm_loadu_si128((const __m128i *)b->scales))),
+                0, mul);
+    for (int k = 0; k < 4; k++)
+      _mm512_store_si512(o->mul[k], mul[k]);
+    const float d = f16(b->d);
+    for (int g = 0; g < 16; g++)
+      o->o[g] = 32.0f * d * (float)b->scales[g];
+    o->d = d;
+  }
+}
+
+static void xprep_q8_k(const void *row, int n, void *out) {
+  const block_q8_K *y = row;
+  xsb *o = out;
+  for (int i = 0; i < n / QK_K; i++, o++, y++) {
+    for (int k = 0; k < 4; k++)
+      _mm512_store_si512(o->y + 64 * k, _mm512_loadu_si512(y->qs + 64 * k));
+    __m512 bs = _mm512_cvtepi32_ps(
+        _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)y->bsums)));
+    _mm512_store_ps(o->bs, _mm512_mul_ps(bs, _mm512_set1_ps(y->d)));
+    o->d = y->d;
+  }
+}
+
+/* MR rows x NT tokens of prepared super-blocks: per 64 bytes, vpmaddubsw
+ * (q . y per byte pair) then vpdpwssd (times the pair's scale, summed into
+ * int32 lanes); per super-block one conversion, the scales and the offsets.
+ * Every (row, token) takes the same operations in the same order whatever
+ * MR and NT, so a token's result does not depend on its batch. */
+static inline __attribute__((always_inline)) void
+tile_pk_body(int nsb, const void *Wp, size_t wps, const void *Xp, size_t xps,
+             float *Y, size_t ldy, const int MR, const int NT) {
+  __m512 acc[4][4];
+  for (int r = 0; r < MR; r++)
+    for (int t = 0; t < NT; t++)
+      acc[r][t] = _mm512_setzero_ps();
+  for (int i = 0; i < nsb; i++) {
+    for (int t = 0; t < NT; t++) {
+      const xsb *x = (const xsb *)((const char *)Xp + t * xps) + i;
+      __m512i y[4];
+      for (int k = 0; k < 4; k++)
+        y[k] = _mm512_load_si512(x->y + 64 * k);
+      const __m512 dy = _mm512_set1_ps(x->d), bs = _mm512_load_ps(x->bs);
+      for (int r = 0; r < MR; r++) {
+        const wsb *w = (const wsb *)((const char *)Wp + r * wps) + i;
+        __m512i s = _mm512_setzero_si512();
+        for (int k = 0; k < 4; k++)
+          s = _mm512_dpwssd_epi32(
+              s, _mm512_maddubs_epi16(_mm512_load_si512(w->u + 64 * k), y[k]),
+              _mm512_load_si512(w->mul[k]));
+        acc[r][t] =
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(s),
+                            _mm512_mul_ps(_mm512_set1_ps(w->d), dy), acc[r][t]);
+        acc[r][t] = _mm512_fnmadd_ps(_mm512_load_ps(w->o), bs, acc[r][t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; t++)
+    for (int r = 0; r < MR; r++)
+      Y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+enum { PK_MR = 4, PK_NT = 4 };
+
+static void tile_pk(int nsb, const void *Wp, size_t wps, int nr, const void *Xp,
+                    size_t xps, int nt, float *Y, size_t ldy) {
+  if (nr == PK_MR && nt == PK_NT) {
+    tile_pk_body(nsb, Wp, wps, Xp, xps, Y, ldy, PK_MR, PK_NT);
+    return;
+  }
+  for (int t = 0; t < nt; t++)
+    for (int r = 0; r < nr; r++)
+      tile_pk_body(nsb, (const char *)Wp + r * wps, wps,
+                   (const char *)Xp + t * xps, xps, &Y[t * ldy + r], ldy, 1, 1);
+}
+
 /* vec_dot_p of one Q8_0 row against NT tokens' prepared pairs: each weight
  * pair is decoded once for all of them, and each token's dot takes the same
  * operations in the same order as a lone one (two accumulators alternating
@@ -805,4 +936,11 @@ void k_register_avx512(k_ops *o, int has_vnni) {
   o->tile_p = tile_pp;
   o->tile_p_mr = PP_MR;
   o->tile_p_nt = PP_NT;
+  o->wprep_k[QT_Q4_K] = wprep_q4_k;
+  o->wprep_k[QT_Q5_K] = wprep_q5_k;
+  o->wprep_k[QT_Q6_K] = wprep_q6_k;
+  o->xprep_q8_k = xprep_q8_k;
+  o->tile_pk = tile_pk;
+  o->tile_pk_mr = PK_MR;
+  o->tile_pk_nt = PK_NT;
 }

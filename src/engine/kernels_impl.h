@@ -31,6 +31,16 @@ typedef void (*k_tilep_fn)(int npairs, const void *Wp, size_t wps, int nr,
                            const void *Xp, size_t xps, int nt, float *Y,
                            size_t ldy);
 
+/* The same for the K-quants with Q8_K activations (Q4_K, Q5_K, Q6_K): a
+ * weight row is decoded once per matmul into K_WSB-byte super-blocks of 256
+ * weights (256 unsigned bytes q; the int16 multiplier of every byte pair,
+ * i.e. its group's integer scale; 16 f32 offsets o[g] per 16 weights; the
+ * f32 super-block scale d), the activations into K_XSB-byte super-blocks
+ * (256 bytes y, 16 f32 dy * bsum[g], f32 dy), and a super-block's dot is
+ *   d * dy * sum(mul * q . y) - sum_g o[g] * dy * bsum[g].
+ * The tile takes the number of super-blocks where tile_p takes pairs. */
+enum { K_WSB = 640, K_XSB = 384 };
+
 /* Y[t * ldy] = dot(W row x, token t's prepared pairs at Xp + t * xps), for
  * t < nt (any nt >= 1). */
 typedef void (*k_vec_dot_n_fn)(int n, float *Y, size_t ldy, const void *x,
@@ -60,6 +70,10 @@ typedef struct {
   int pn_max_tok;   /* most tokens per matmul streaming rows (vec_dot_pn,
                        then vec_dot_pn2 above pn_exact_tok) */
   int tile_p_mr, tile_p_nt;
+  k_prep_fn wprep_k[QT_COUNT]; /* K-quant row -> super-blocks (K_WSB) */
+  k_prep_fn xprep_q8_k;        /* Q8_K activation row -> super-blocks */
+  k_tilep_fn tile_pk;          /* up to tile_pk_mr rows x tile_pk_nt tokens */
+  int tile_pk_mr, tile_pk_nt;
   int pf_dist; /* decode software prefetch distance in bytes (0: off) */
 
   float (*dot_f32)(const float *x, const float *y, int n);

@@ -233,6 +233,79 @@ static void test_small_batch_exact(void) {
   free(W), free(tmp), free(X), free(Y), free(y1), free(Yb), free(Xb);
 }
 
+/* The K-quant prepared prefill path (Q4_K/Q5_K/Q6_K rows decoded into
+ * super-blocks, 4 x 4 tiles and edge tiles): odd row and token counts, 1 to
+ * several super-blocks, 1..3 threads, vs the scalar reference dots; and a
+ * token's outputs do not depend on the batch around it (bit for bit). */
+static void test_matmul_kquant(void) {
+  tpool *pools[3] = {tpool_create(1), tpool_create(2), tpool_create(3)};
+  const int types[3] = {QT_Q4_K, QT_Q5_K, QT_Q6_K};
+  const int64_t shapes[][3] = {/* rows, super-blocks, tokens */
+                               {1, 1, 2},  {3, 1, 5},   {4, 3, 4},  {7, 2, 9},
+                               {17, 5, 3}, {33, 7, 13}, {66, 1, 37}};
+  for (int ti = 0; ti < 3; ti++)
+    for (int s = 0; s < (int)(sizeof shapes / sizeof *shapes); s++)
+      check_matmul(types[ti], shapes[s][0], 256 * shapes[s][1], shapes[s][2],
+                   s < 3 ? pools[s] : pools[s % 3]);
+  for (int ti = 0; ti < 3; ti++) {
+    const int64_t rows = 23, cols = 768, nt = 11;
+    size_t wr = qtype_row_size(types[ti], cols);
+    unsigned char *W = malloc(wr * rows);
+    float *tmp = malloc(4 * cols), *X = malloc(4 * cols * nt);
+    for (int64_t r = 0; r < rows; r++) {
+      fill(tmp, cols, 1.0f);
+      q_quant_row(types[ti], tmp, W + r * wr, cols);
+    }
+    fill(X, cols * nt, 2.0f);
+    float *Y = malloc(4 * rows * nt), *Y2 = malloc(4 * rows * 2);
+    CHECK_INT(k_matmul(pools[1], types[ti], W, rows, cols, X, nt, Y), 0);
+    for (int t = 0; t + 2 <= nt; t += 3) { /* tokens t, t+1 as a batch of 2 */
+      CHECK_INT(k_matmul(NULL, types[ti], W, rows, cols, X + t * cols, 2, Y2),
+                0);
+      CHECKF(!memcmp(Y2, Y + t * rows, 4 * rows * 2),
+             "%s: tokens %d, %d differ in a batch of 2", qtype_name(types[ti]),
+             t, t + 1);
+    }
+    free(W), free(tmp), free(X), free(Y), free(Y2);
+  }
+  for (int i = 0; i < 3; i++)
+    tpool_free(pools[i]);
+}
+
+/* Q4_K and Q6_K matrices in one dispatch (Q4_K_M's attention and FFN
+ * share an input) == one k_matmul_q each. */
+static void test_matmul_multi_kquant(void) {
+  const int64_t cols = 512, rows[3] = {21, 9, 40};
+  const int types[3] = {QT_Q4_K, QT_Q6_K, QT_Q5_K};
+  const int nt = 6;
+  tpool *p = tpool_create(2);
+  float *X = malloc(4 * cols * nt), *tmp = malloc(4 * cols);
+  fill(X, cols * nt, 1.0f);
+  size_t xr = k_act_row_size(QT_Q4_K, cols);
+  unsigned char *Xq = malloc(xr * nt);
+  k_quantize_rows(p, QT_Q4_K, X, nt, cols, Xq);
+  k_mat mats[3];
+  float *ref[3];
+  for (int m = 0; m < 3; m++) {
+    size_t wr = qtype_row_size(types[m], cols);
+    unsigned char *W = malloc(wr * rows[m]);
+    for (int64_t r = 0; r < rows[m]; r++) {
+      fill(tmp, cols, 1.0f);
+      q_quant_row(types[m], tmp, W + r * wr, cols);
+    }
+    mats[m] = (k_mat){types[m], W, rows[m], malloc(4 * rows[m] * nt)};
+    ref[m] = malloc(4 * rows[m] * nt);
+    CHECK_INT(k_matmul_q(p, types[m], W, rows[m], cols, Xq, nt, ref[m]), 0);
+  }
+  CHECK_INT(k_matmul_q_multi(p, mats, 3, cols, Xq, nt), 0);
+  for (int m = 0; m < 3; m++) {
+    CHECK(close_arr(mats[m].Y, ref[m], (int)(rows[m] * nt), 1e-5f));
+    free((void *)mats[m].W), free(mats[m].Y), free(ref[m]);
+  }
+  free(X), free(tmp), free(Xq);
+  tpool_free(p);
+}
+
 /* k_matmul_q_multi == one k_matmul_q per matrix. */
 static void test_matmul_multi(void) {
   const int64_t cols = 512, rows[3] = {40, 17, 70};
@@ -454,6 +527,8 @@ int main(void) {
   RUN(test_quantize_act_exact);
   RUN(test_matmul);
   RUN(test_matmul_multi);
+  RUN(test_matmul_kquant);
+  RUN(test_matmul_multi_kquant);
   RUN(test_small_batch_exact);
   RUN(test_f32_helpers);
   RUN(test_attn_rows);
