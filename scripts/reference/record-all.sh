@@ -48,6 +48,10 @@ tiny-gemma2-f32|--preset tiny-gemma2 --type f32 --seed 61
 tiny-gemma2-f16|--preset tiny-gemma2 --type f16 --seed 62
 tiny-gemma2-q8_0|--preset tiny-gemma2 --type q8_0 --seed 63
 tiny-gemma2-Q4_K_M|--preset tiny-gemma2 --type Q4_K_M --seed 64
+tiny-gemma-f32|--preset tiny-gemma --type f32 --seed 91
+tiny-gemma-f16|--preset tiny-gemma --type f16 --seed 92
+tiny-gemma-q8_0|--preset tiny-gemma --type q8_0 --seed 93
+tiny-gemma-Q4_K_M|--preset tiny-gemma --type Q4_K_M --seed 94
 tiny-gemma3-f32|--preset tiny-gemma3 --type f32 --seed 71
 tiny-gemma3-f16|--preset tiny-gemma3 --type f16 --seed 72
 tiny-gemma3-q8_0|--preset tiny-gemma3 --type q8_0 --seed 73

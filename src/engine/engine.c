@@ -2,7 +2,7 @@
  * loading (model.c), the f16 KV cache (kvcache.c), kernels and thread pool
  * (kernels.c, threadpool.c), attention (attn.c), tokenizer (tokenizer.c). Holds
  * the forward pass of the decoder-only transformer (llama / qwen2 / qwen3 /
- * gemma2 / gemma3),
+ * gemma / gemma2 / gemma3),
  * batched over several sequences: read forward_chunk() and forward_layer() top
  * to bottom. Knows nothing about HTTP, JSON or the server. */
 #include "engine/engine.h"
@@ -488,10 +488,10 @@ static int matmul_group(eng_ctx *c, const float *X, int n, int64_t cols,
 enum {
   STEP_ATTN_IN,  /* xb = rmsnorm(x) * attn_norm */
   STEP_QKV_POST, /* biases, q/k norm, rope, k/v to f16 and the cache */
-  STEP_FFN_IN,   /* (gemma: xb = rmsnorm(xb) * attn_post_norm) x += xb;
+  STEP_FFN_IN,   /* (gemma2/3: xb = rmsnorm(xb) * attn_post_norm) x += xb;
                     xb = rmsnorm(x) * ffn_norm */
   STEP_ACT,      /* hb = silu(hb) * hb2 (gemma: gelu) */
-  STEP_RESID,    /* (gemma: xb = rmsnorm(xb) * ffn_post_norm) x += xb */
+  STEP_RESID,    /* (gemma2/3: xb = rmsnorm(xb) * ffn_post_norm) x += xb */
 };
 
 typedef struct {
@@ -687,7 +687,7 @@ static int forward_layer(eng_ctx *c, int il, const eng_batch_tok *tok, int n,
   mm_job o = {&L->wo, c->xb};
   if (matmul_group(c, c->att, n, Q, &o, 1))
     return -1;
-  /* (gemma: xb = rmsnorm(xb) * attn_post_norm) x += xb;
+  /* (gemma2/3: xb = rmsnorm(xb) * attn_post_norm) x += xb;
    * xb = rmsnorm(x) * ffn_norm */
   run_step(c, il, STEP_FFN_IN, tok, n);
   /* hb = xb @ gate^T, hb2 = xb @ up^T */
@@ -696,7 +696,7 @@ static int forward_layer(eng_ctx *c, int il, const eng_batch_tok *tok, int n,
     return -1;
   /* hb = silu(hb) * hb2 (gemma: gelu(hb) * hb2) */
   run_step(c, il, STEP_ACT, tok, n);
-  /* xb = hb @ down^T; (gemma: xb = rmsnorm(xb) * ffn_post_norm) x += xb */
+  /* xb = hb @ down^T; (gemma2/3: xb = rmsnorm(xb) * ffn_post_norm) x += xb */
   mm_job d = {&L->ffn_down, c->xb};
   if (matmul_group(c, c->hb, n, F, &d, 1))
     return -1;

@@ -75,6 +75,8 @@ static const preset PRESETS[] = {
      1, FIXTURE_TOK_SPM, "", 6, 4.f, 15.f, 0},
     {"tiny-gemma3", "gemma3", 256, 6, 4, 2, 512, 1024, 512, 128, 1000000.f,
      1e-6f, 1, FIXTURE_TOK_SPM, "", 6, 0, 0, 8.f},
+    {"tiny-gemma", "gemma", 256, 2, 4, 2, 512, 1024, 512, 128, 10000.f, 1e-6f,
+     1, FIXTURE_TOK_SPM, "", 0, 0, 0, 0},
 };
 
 int fixture_preset(const char *name, fixture_params *p) {
@@ -129,6 +131,11 @@ int fixture_set_type(fixture_params *p, const char *name) {
 }
 
 static int is_gemma(const fixture_params *p) {
+  return strncmp(p->arch, "gemma", 5) == 0;
+}
+
+/* Gemma 2 and 3 (not 1) normalize attention and feed-forward outputs. */
+static int has_post_norms(const fixture_params *p) {
   return strcmp(p->arch, "gemma2") == 0 || strcmp(p->arch, "gemma3") == 0;
 }
 
@@ -138,9 +145,11 @@ static int head_dim(const fixture_params *p) {
 
 int fixture_validate(const fixture_params *p, char *err, size_t errlen) {
   if (strcmp(p->arch, "llama") && strcmp(p->arch, "qwen2") &&
-      strcmp(p->arch, "qwen3") && !is_gemma(p))
+      strcmp(p->arch, "qwen3") && strcmp(p->arch, "gemma") &&
+      !has_post_norms(p))
     return fail(err, errlen,
-                "unknown arch '%s' (llama, qwen2, qwen3, gemma2, gemma3)",
+                "unknown arch '%s' (llama, qwen2, qwen3, gemma, gemma2, "
+                "gemma3)",
                 p->arch);
   if (is_gemma(p) && p->tokenizer != FIXTURE_TOK_SPM)
     return fail(err, errlen, "%s fixtures have an spm vocabulary", p->arch);
@@ -597,7 +606,7 @@ static int build_tensors(const fixture_params *p, tspec *t) {
   const int qwen2 = strcmp(p->arch, "qwen2") == 0,
             qk_norm =
                 strcmp(p->arch, "qwen3") == 0 || strcmp(p->arch, "gemma3") == 0,
-            gemma = is_gemma(p);
+            gemma = has_post_norms(p);
   int n = 0;
   char nm[64];
   add_t(t, &n, "token_embd.weight", -1, p->n_embd, p->n_vocab, 3);
@@ -802,23 +811,28 @@ static float std_of(const tspec *t, const fixture_params *p) {
     return 0.1f;
   case 2:
     return 0.1f;
-  default:
-    return 3.0f / sqrtf((float)p->n_embd);
+  default: /* Gemma 1: see mean_of */
+    return (strcmp(p->arch, "gemma") ? 3.0f : 0.1f) / sqrtf((float)p->n_embd);
   }
 }
 
-/* Mean of a tensor's random values: norms are around 1, except Gemma's
+/* Mean of a tensor's random values: norms are around 1, except Gemma 2/3's
  * post-attention and post-feed-forward norms, around 2 sqrt(n_embd / (2
- * n_layer)). Gemma scales the (tied) token embeddings by sqrt(n_embd) into
- * the residual stream: with unit-sized layer outputs the input token's own
- * embedding would dominate the final hidden state, and every position would
- * predict its own token with probability ~1 (a golden test of nothing);
- * layer outputs this large keep the distributions spread. */
+ * n_layer)), and Gemma 1's output norm, around 30. Gemma scales the (tied)
+ * token embeddings by sqrt(n_embd) into the residual stream: with
+ * unit-sized layer outputs the input token's own embedding would dominate
+ * the final hidden state, and every position would predict its own token
+ * with probability ~1 (a golden test of nothing). Gemma 2/3: layer outputs
+ * this large keep the distributions spread; Gemma 1 (no post-norms):
+ * embeddings 30x smaller than other fixtures' (std_of), and the output norm
+ * 30x larger to give the logits their usual spread. */
 static float mean_of(const tspec *t, const fixture_params *p) {
   if (t->kind != 1)
     return 0.0f;
-  if (is_gemma(p) && strstr(t->name, ".post_"))
+  if (has_post_norms(p) && strstr(t->name, ".post_"))
     return 2.0f * sqrtf((float)p->n_embd / (2.0f * (float)p->n_layer));
+  if (!strcmp(p->arch, "gemma") && !strcmp(t->name, "output_norm.weight"))
+    return 30.0f;
   return 1.0f;
 }
 

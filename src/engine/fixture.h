@@ -1,6 +1,6 @@
 /* Fixture maker: writes GGUF model files with seeded random weights and
  * valid vocabularies (SentencePiece "llama" or byte-level BPE "gpt2"), in
- * the llama / qwen2 / qwen3 / gemma2 / gemma3 architectures and any
+ * the llama / qwen2 / qwen3 / gemma / gemma2 / gemma3 architectures and any
  * quantizable tensor type,
  * loadable by llama.cpp. Used by tests (small files made on the fly) and
  * benchmarks (real model shapes, streamed to disk in seconds).
@@ -22,7 +22,7 @@ enum {
 };
 
 typedef struct {
-  char arch[16]; /* "llama", "qwen2", "qwen3", "gemma2", "gemma3" */
+  char arch[16]; /* "llama", "qwen2", "qwen3", "gemma", "gemma2", "gemma3" */
   int n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, ctx_length;
   int head_dim; /* 0: n_embd / n_head */
   float rope_theta, norm_eps;
@@ -52,8 +52,8 @@ void fixture_default_params(fixture_params *p);
 
 /* Applies a named preset (architecture, shape, tokenizer): "smollm2-135m",
  * "qwen2.5-0.5b", "gemma2-2b", "gemma3-1b", "tiny-llama", "tiny-qwen2",
- * "tiny-qwen3", "tiny-llama-bpe", "tiny-gemma2", "tiny-gemma3". Gemma
- * presets have a Gemma-style SentencePiece vocabulary (<pad> <eos> <bos>
+ * "tiny-qwen3", "tiny-llama-bpe", "tiny-gemma", "tiny-gemma2", "tiny-gemma3".
+ * Gemma presets have a Gemma-style SentencePiece vocabulary (<pad> <eos> <bos>
  * <unk> <start_of_turn> <end_of_turn>, no space prefix) and a Gemma chat
  * template. Returns 0, or -1 for an unknown name. */
 int fixture_preset(const char *name, fixture_params *p);

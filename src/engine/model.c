@@ -1,10 +1,9 @@
-/* model.c: loads a llama / qwen2 / qwen3 / gemma2 / gemma3 GGUF into an
- * eng_model. Reads the
- * hyper-parameters from `<arch>.*` metadata, finds every weight tensor by
- * its GGUF name, checks its shape and type, and keeps a pointer into the
- * mapping (weights are never copied; only the small 1-D norm vectors and
- * biases are converted to f32). Knows nothing about contexts, the KV cache,
- * the forward pass or the server. */
+/* model.c: loads a llama / qwen2 / qwen3 / gemma / gemma2 / gemma3 GGUF into
+ * an eng_model. Reads the hyper-parameters from `<arch>.*` metadata, finds
+ * every weight tensor by its GGUF name, checks its shape and type, and
+ * keeps a pointer into the mapping (weights are never copied; only the small
+ * 1-D norm vectors and biases are converted to f32). Knows nothing about
+ * contexts, the KV cache, the forward pass or the server. */
 #include "engine/model.h"
 
 #include <math.h>
@@ -170,8 +169,9 @@ static int read_arch(loader *L) {
   if (!a)
     return fail(L->err, L->errlen, ENG_ERR_FORMAT,
                 "missing metadata 'general.architecture'");
-  static const char *names[] = {"llama", "qwen2", "qwen3", "gemma2", "gemma3"};
-  for (int i = 0; i < 5; i++)
+  static const char *names[] = {"llama",  "qwen2",  "qwen3",
+                                "gemma2", "gemma3", "gemma"};
+  for (int i = 0; i < 6; i++)
     if (len == strlen(names[i]) && !memcmp(a, names[i], len)) {
       m->arch = i;
       snprintf(m->arch_name, sizeof m->arch_name, "%s", names[i]);
@@ -179,12 +179,12 @@ static int read_arch(loader *L) {
     }
   return fail(L->err, L->errlen, ENG_ERR_UNSUPPORTED,
               "unknown architecture '%.*s' (supported: llama, qwen2, qwen3, "
-              "gemma2, gemma3)",
+              "gemma, gemma2, gemma3)",
               (int)(len > 64 ? 64 : len), a);
 }
 
-/* Gemma 2 / 3 settings, as llama.cpp reads them: embeddings scaled by
- * sqrt(n_embd); queries scaled by 1/sqrt(key_length) (the 27B models, told
+/* Gemma 1 / 2 / 3 settings, as llama.cpp reads them: embeddings scaled by
+ * sqrt(n_embd); queries scaled by 1/sqrt(key_length) (Gemma 2/3 27B, told
  * apart by their layer count: 1/sqrt(n_embd / n_head)); GELU feed-forward;
  * sliding-window layers (gemma2: every other one from layer 0, window 4096
  * unless given; gemma3: 5 of every 6 (attention.sliding_window_pattern) when
@@ -199,6 +199,10 @@ static int read_gemma(loader *L) {
   const int g2 = m->arch == ARCH_GEMMA2;
   m->embd_scale = sqrtf((float)m->n_embd);
   m->gelu = 1;
+  if (m->arch == ARCH_GEMMA) { /* Gemma 1: no window, no soft caps */
+    m->attn_scale = 1.0f / sqrtf((float)m->head_dim);
+    return ENG_OK;
+  }
   const int big = m->n_layer == (g2 ? 46 : 62); /* the 27B models */
   m->attn_scale = big ? 1.0f / sqrtf((float)(m->n_embd / m->n_head))
                       : 1.0f / sqrtf((float)m->head_dim);
@@ -299,7 +303,7 @@ static int read_hparams(loader *L) {
   m->rope_neox = m->arch != ARCH_LLAMA;
   m->n_vocab = (int)emb->ne[1];
   m->embd_scale = 1.0f;
-  if (m->arch == ARCH_GEMMA2 || m->arch == ARCH_GEMMA3)
+  if (m->arch == ARCH_GEMMA || m->arch == ARCH_GEMMA2 || m->arch == ARCH_GEMMA3)
     return read_gemma(L);
   return ENG_OK;
 }

@@ -19,7 +19,8 @@ enum {
   ARCH_QWEN2 = 1,
   ARCH_QWEN3 = 2,
   ARCH_GEMMA2 = 3,
-  ARCH_GEMMA3 = 4
+  ARCH_GEMMA3 = 4,
+  ARCH_GEMMA = 5
 };
 
 /* A 2-D weight in ggml orientation: rows of `cols` elements (the input

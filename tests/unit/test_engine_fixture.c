@@ -160,9 +160,10 @@ static void check_arch(const char *preset, const char *arch, int tok) {
   CHECK((gguf_find_tensor(f, "blk.0.attn_q_norm.weight") != NULL) ==
         (strcmp(arch, "qwen3") == 0 || strcmp(arch, "gemma3") == 0));
   const int gemma = strncmp(arch, "gemma", 5) == 0;
+  const int post = gemma && strcmp(arch, "gemma") != 0; /* gemma2, gemma3 */
   CHECK((gguf_find_tensor(f, "blk.1.post_attention_norm.weight") != NULL) ==
-        gemma);
-  CHECK((gguf_find_tensor(f, "blk.1.post_ffw_norm.weight") != NULL) == gemma);
+        post);
+  CHECK((gguf_find_tensor(f, "blk.1.post_ffw_norm.weight") != NULL) == post);
   if (tok == FIXTURE_TOK_BPE) {
     /* every merge "a b": a, b and ab are tokens */
     CHECK(gguf_get_arr(f, "tokenizer.ggml.merges", &et, &n) == 0 && n > 100);
@@ -263,6 +264,34 @@ static void check_gemma(const char *preset, int window, double attn_cap,
     }
     CHECK_NEAR(mp / p.n_embd, 2 * sqrt(p.n_embd / (2.0 * p.n_layer)), 0.05);
     CHECK_NEAR(ma / p.n_embd, 1.0, 0.05);
+  }
+  gguf_close(f);
+  unlink(tmp());
+}
+
+/* Gemma 1: Gemma's vocabulary, no window, tiny embeddings and a large
+ * output norm (see the fixture's mean_of). */
+static void test_gemma1(void) {
+  check_arch("tiny-gemma", "gemma", FIXTURE_TOK_SPM);
+  fixture_params p;
+  small(&p, "tiny-gemma");
+  gguf_file *f = write_open(&p);
+  if (!f)
+    return;
+  CHECK(gguf_find_key(f, "gemma.attention.sliding_window") < 0);
+  CHECK(tok_id(f, "<end_of_turn>", 13) > 0);
+  const gguf_tensor *on = gguf_find_tensor(f, "output_norm.weight");
+  const gguf_tensor *e = gguf_find_tensor(f, "token_embd.weight");
+  if (on && e && e->type == QT_Q8_0) {
+    double m = 0, s2 = 0;
+    for (int i = 0; i < p.n_embd; i++)
+      m += ((const float *)on->data)[i];
+    float row[256];
+    q_dequant_row(e->type, e->data, row, 256);
+    for (int i = 0; i < 256; i++)
+      s2 += (double)row[i] * row[i];
+    CHECK_NEAR(m / p.n_embd, 30.0, 0.1);
+    CHECK_NEAR(sqrt(s2 / 256), 0.1 / sqrt(p.n_embd), 0.002);
   }
   gguf_close(f);
   unlink(tmp());
@@ -381,6 +410,7 @@ int main(void) {
   RUN(test_llama_bpe);
   RUN(test_qwen2);
   RUN(test_qwen3);
+  RUN(test_gemma1);
   RUN(test_gemma2);
   RUN(test_gemma3);
   RUN(test_every_type);
