@@ -62,8 +62,8 @@ void eng_model_free(eng_model *model);
 
 /* Hyper-parameters and description. Strings are owned by the model and are
  * NUL-terminated; they live as long as the model. */
-const char *eng_model_arch(const eng_model *m); /* "llama", "qwen2", "qwen3",
-                                                   "gemma", "gemma2", "gemma3" */
+/* "llama", "qwen2", "qwen3", "gemma", "gemma2" or "gemma3" */
+const char *eng_model_arch(const eng_model *m);
 const char *eng_model_name(const eng_model *m); /* general.name or file stem */
 int eng_model_n_vocab(const eng_model *m);
 int eng_model_n_ctx_train(const eng_model *m);
