@@ -337,11 +337,12 @@ static int32_t one_token(const eng_model *m, const char *text) {
   return n == 1 ? ids[0] : -1;
 }
 
-/* A Gemma model through the chat path: its template has no system role,
- * so the system text is folded into the first user turn; assistant turns
- * are the "model" role; the turn markers tokenize as single control
- * tokens, <end_of_turn> ends a generation, and a greedy reply decodes. */
-static void test_gemma_chat(void) {
+/* A Gemma model through the chat path: its template (tpl: the fixture's
+ * own when NULL) has no system role, so the system text is folded into the
+ * first user turn; assistant turns are the "model" role; the turn markers
+ * tokenize as single control tokens, <end_of_turn> ends a generation, and a
+ * greedy reply decodes. */
+static void gemma_chat(const char *tpl) {
   char path[] = "/tmp/hearth_gemma_chat_XXXXXX", err[256] = "";
   int fd = mkstemp(path);
   CHECK(fd >= 0);
@@ -351,6 +352,7 @@ static void test_gemma_chat(void) {
   fixture_params p;
   fixture_default_params(&p);
   fixture_preset("tiny-gemma3", &p);
+  p.chat_template = tpl;
   CHECKF(fixture_write(&p, path, err, sizeof err) == 0, "%s", err);
   eng_model *m = NULL;
   CHECKF(eng_model_load(path, NULL, &m, err, sizeof err) == ENG_OK, "%s", err);
@@ -420,6 +422,31 @@ static void test_gemma_chat(void) {
   json_decref(msgs);
   chat_template_free(t);
   eng_model_free(m);
+}
+
+static void test_gemma_chat(void) {
+  gemma_chat(NULL);
+}
+
+/* The same with Gemma 2's own template (../shared/testdata/templates). */
+static void test_gemma_chat_real_template(void) {
+  const char *sh = t_shared_dir();
+  if (!sh)
+    SKIP("../shared is absent (no Gemma chat template)");
+  char path[512];
+  snprintf(path, sizeof path,
+           "%s/testdata/templates/google-gemma-2-2b-it.jinja", sh);
+  FILE *f = fopen(path, "rb");
+  CHECKF(f != NULL, "%s: cannot open", path);
+  if (!f)
+    return;
+  char *src = calloc(1, 1 << 16);
+  size_t n = src ? fread(src, 1, (1 << 16) - 1, f) : 0;
+  fclose(f);
+  CHECK(n > 100);
+  if (n > 100)
+    gemma_chat(src);
+  free(src);
 }
 
 /* Softmax of the logits of batch entry i into p (n_vocab). */
@@ -539,6 +566,7 @@ static void test_gemma_batched(void) {
 int main(void) {
   RUN(test_repo_goldens);
   RUN(test_gemma_chat);
+  RUN(test_gemma_chat_real_template);
   RUN(test_gemma_batched);
   RUN(test_shared_synthetic);
   RUN(test_shared_stories);
