@@ -610,39 +610,90 @@ static void tile_pp(int np, const void *Wp, size_t wps, int nr, const void *Xp,
 
 /* ---- prepared K-quant super-blocks (see kernels_impl.h) ---------------- */
 
+/* Byte order of a prepared super-block: 4 steps of 64 bytes, step k holding
+ * in its 4-byte lane l the elements 16l + 4k .. 16l + 4k + 3, so that int32
+ * lane l of vpdpbusd over the 4 steps sums exactly the 16 elements of group
+ * l (every K-quant scale covers whole groups of 16). */
 typedef struct {
-  uint8_t u[QK_K];    /* unsigned quants in activation order */
-  int16_t mul[4][32]; /* int16 scale of each byte pair, per 64-byte step */
-  float o[16];        /* offset per 16 weights (its sum(y) multiplier) */
-  float d;            /* super-block scale */
-  float pad[15];
+  uint8_t u[QK_K]; /* unsigned quants, in lane order */
+  float sc[16];    /* scale of group l: d * its integer scale */
+  float o[16];     /* offset of group l (times its sum(y)) */
 } wsb;
 typedef struct {
-  int8_t y[QK_K];
-  float bs[16]; /* dy * sum of y per 16 */
-  float d;      /* dy */
+  int8_t y[QK_K]; /* in lane order */
+  float bs[16];   /* dy * sum of y over group l */
+  float d;        /* dy */
   float pad[15];
 } xsb;
 _Static_assert(sizeof(wsb) == K_WSB, "wsb");
 _Static_assert(sizeof(xsb) == K_XSB, "xsb");
 
-/* Q4_K / Q5_K: q * d * sc - dmin * m per sub-block of 32: mul = sc, and
- * o[g] = dmin * m of group g's sub-block. */
+/* 256 bytes from element order (v[j]: elements 64j .. 64j + 63) to lane
+ * order, stored at out (a 16 x 4 dword transpose). */
+static inline void store_lane_order(const __m512i v[4], void *out) {
+  const __m512i base = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8,
+                                         12, 16, 20, 24, 28);
+  for (int k = 0; k < 4; k++) {
+    __m512i idx = _mm512_add_epi32(base, _mm512_set1_epi32(k));
+    __m512i lo = _mm512_permutex2var_epi32(v[0], idx, v[1]); /* groups 0-7 */
+    __m512i hi = _mm512_permutex2var_epi32(v[2], idx, v[3]); /* 8-15 */
+    _mm512_store_si512((char *)out + 64 * k,
+                       _mm512_mask_blend_epi32(0xff00, lo, hi));
+  }
+}
+
+/* Q4_K / Q5_K (qh != NULL) quants in element order: the 32 bytes of chunk j
+ * hold elements 64j .. 64j + 31 in their low nibbles and the next 32 in
+ * their high nibbles; Q5_K's fifth bits are bits 2j, 2j + 1 of qh[e]. */
+static inline void unpack_q45k_zmm(const uint8_t *qs, const uint8_t *qh,
+                                   __m512i v[4]) {
+  const __m512i m4 = _mm512_set1_epi8(0x0f), b4 = _mm512_set1_epi8(0x10);
+  const __m512i sh =
+      _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+  __m256i hb =
+      qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+  for (int j = 0; j < 4; j++) {
+    __m256i c = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+    __m512i q = _mm512_and_si512(_mm512_srlv_epi16(zpair(c, c), sh), m4);
+    if (qh) {
+      __m512i h = zpair(_mm256_slli_epi16(hb, 4), _mm256_slli_epi16(hb, 3));
+      q = _mm512_or_si512(q, _mm512_and_si512(h, b4));
+      hb = _mm256_srli_epi16(hb, 2);
+    }
+    v[j] = q;
+  }
+}
+
+/* Q4_K / Q5_K: d * sc * q - dmin * m per sub-block of 32 (groups 2j and
+ * 2j + 1). */
 static inline void wprep_q45k(int is5, const void *row, int n, void *out) {
+  const __m512i half =
+      _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
   wsb *o = out;
   for (int i = 0; i < n / QK_K; i++, o++) {
+    const uint8_t *qs, *qh, *scales;
+    q_half d, dmin;
+    if (is5) {
+      const block_q5_K *b = (const block_q5_K *)row + i;
+      qs = b->qs, qh = b->qh, scales = b->scales, d = b->d, dmin = b->dmin;
+    } else {
+      const block_q4_K *b = (const block_q4_K *)row + i;
+      qs = b->qs, qh = NULL, scales = b->scales, d = b->d, dmin = b->dmin;
+    }
+    __m512i v[4];
+    unpack_q45k_zmm(qs, qh, v);
+    store_lane_order(v, o->u);
     uint8_t sc[16];
-    float d, dmin;
-    __m512i mul[4];
-    unpack_q45k(is5, row, i, o->u, sc, &d, &dmin);
-    lane_scales(_mm512_castsi256_si512(
-                    _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)sc))),
-                1, mul);
-    for (int k = 0; k < 4; k++)
-      _mm512_store_si512(o->mul[k], mul[k]);
-    for (int g = 0; g < 16; g++)
-      o->o[g] = dmin * (float)sc[8 + g / 2];
-    o->d = d;
+    unpack_q4k_scales(scales, sc);
+    __m512 f = _mm512_cvtepi32_ps(
+        _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)sc)));
+    _mm512_store_ps(o->sc, _mm512_mul_ps(_mm512_permutexvar_ps(half, f),
+                                         _mm512_set1_ps(f16(d))));
+    _mm512_store_ps(
+        o->o,
+        _mm512_mul_ps(_mm512_permutexvar_ps(
+                          _mm512_add_epi32(half, _mm512_set1_epi32(8)), f),
+                      _mm512_set1_ps(f16(dmin))));
   }
 }
 
@@ -654,42 +705,55 @@ static void wprep_q5_k(const void *row, int n, void *out) {
   wprep_q45k(1, row, n, out);
 }
 
-/* Q6_K: d * sc * (q - 32) per group of 16, q unsigned 0..63: mul = sc and
- * o[g] = 32 * d * sc[g]. */
+/* Q6_K: d * sc[g] * (q - 32) per group of 16, q unsigned 0..63: per half
+ * of 128, ql's 64 bytes give elements 0..63 (low nibbles) and 64..127
+ * (high nibbles), qh's 32 bytes their bit pairs 0-1/2-3 and 4-5/6-7. */
 static void wprep_q6_k(const void *row, int n, void *out) {
   const block_q6_K *b = row;
+  const __m512i m4 = _mm512_set1_epi8(0x0f), h2 = _mm512_set1_epi8(0x30);
   wsb *o = out;
   for (int i = 0; i < n / QK_K; i++, o++, b++) {
-    __m512i mul[4];
-    unpack_q6k_block(b, o->u);
-    lane_scales(_mm512_castsi256_si512(_mm256_cvtepi8_epi16(
-                    _mm_loadu_si128((const __m128i *)b->scales))),
-                0, mul);
-    for (int k = 0; k < 4; k++)
-      _mm512_store_si512(o->mul[k], mul[k]);
-    const float d = f16(b->d);
-    for (int g = 0; g < 16; g++)
-      o->o[g] = 32.0f * d * (float)b->scales[g];
-    o->d = d;
+    __m512i v[4];
+    for (int h = 0; h < 2; h++) {
+      __m512i l = _mm512_loadu_si512(b->ql + 64 * h);
+      __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+      __m512i h01 = zpair(_mm256_slli_epi16(qh, 4), _mm256_slli_epi16(qh, 2));
+      __m512i h23 = zpair(qh, _mm256_srli_epi16(qh, 2));
+      v[2 * h] =
+          _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_and_si512(h01, h2));
+      v[2 * h + 1] =
+          _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                          _mm512_and_si512(h23, h2));
+    }
+    store_lane_order(v, o->u);
+    __m512 sc = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                  _mm_loadu_si128((const __m128i *)b->scales))),
+                              _mm512_set1_ps(f16(b->d)));
+    _mm512_store_ps(o->sc, sc);
+    _mm512_store_ps(o->o, _mm512_mul_ps(sc, _mm512_set1_ps(32.0f)));
   }
 }
 
 static void xprep_q8_k(const void *row, int n, void *out) {
   const block_q8_K *y = row;
+  const __m512i ones = _mm512_set1_epi8(1);
   xsb *o = out;
   for (int i = 0; i < n / QK_K; i++, o++, y++) {
+    __m512i v[4];
     for (int k = 0; k < 4; k++)
-      _mm512_store_si512(o->y + 64 * k, _mm512_loadu_si512(y->qs + 64 * k));
-    __m512 bs = _mm512_cvtepi32_ps(
-        _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)y->bsums)));
-    _mm512_store_ps(o->bs, _mm512_mul_ps(bs, _mm512_set1_ps(y->d)));
+      v[k] = _mm512_loadu_si512(y->qs + 64 * k);
+    store_lane_order(v, o->y);
+    __m512i s = _mm512_setzero_si512();
+    for (int k = 0; k < 4; k++)
+      s = _mm512_dpbusd_epi32(s, ones, _mm512_load_si512(o->y + 64 * k));
+    _mm512_store_ps(o->bs,
+                    _mm512_mul_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(y->d)));
     o->d = y->d;
   }
 }
 
-/* MR rows x NT tokens of prepared super-blocks: per 64 bytes, vpmaddubsw
- * (q . y per byte pair) then vpdpwssd (times the pair's scale, summed into
- * int32 lanes); per super-block one conversion, the scales and the offsets.
+/* MR rows x NT tokens of prepared super-blocks: 4 vpdpbusd give the 16
+ * group dots q . y, then one conversion and the group scales and offsets.
  * Every (row, token) takes the same operations in the same order whatever
  * MR and NT, so a token's result does not depend on its batch. */
 static inline __attribute__((always_inline)) void
@@ -700,22 +764,23 @@ tile_pk_body(int nsb, const void *Wp, size_t wps, const void *Xp, size_t xps,
     for (int t = 0; t < NT; t++)
       acc[r][t] = _mm512_setzero_ps();
   for (int i = 0; i < nsb; i++) {
+#pragma GCC unroll 4
     for (int t = 0; t < NT; t++) {
       const xsb *x = (const xsb *)((const char *)Xp + t * xps) + i;
       __m512i y[4];
+#pragma GCC unroll 4
       for (int k = 0; k < 4; k++)
         y[k] = _mm512_load_si512(x->y + 64 * k);
       const __m512 dy = _mm512_set1_ps(x->d), bs = _mm512_load_ps(x->bs);
+#pragma GCC unroll 4
       for (int r = 0; r < MR; r++) {
         const wsb *w = (const wsb *)((const char *)Wp + r * wps) + i;
         __m512i s = _mm512_setzero_si512();
+#pragma GCC unroll 4
         for (int k = 0; k < 4; k++)
-          s = _mm512_dpwssd_epi32(
-              s, _mm512_maddubs_epi16(_mm512_load_si512(w->u + 64 * k), y[k]),
-              _mm512_load_si512(w->mul[k]));
-        acc[r][t] =
-            _mm512_fmadd_ps(_mm512_cvtepi32_ps(s),
-                            _mm512_mul_ps(_mm512_set1_ps(w->d), dy), acc[r][t]);
+          s = _mm512_dpbusd_epi32(s, _mm512_load_si512(w->u + 64 * k), y[k]);
+        acc[r][t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s), dy),
+                                    _mm512_load_ps(w->sc), acc[r][t]);
         acc[r][t] = _mm512_fnmadd_ps(_mm512_load_ps(w->o), bs, acc[r][t]);
       }
     }

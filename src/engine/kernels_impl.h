@@ -33,13 +33,14 @@ typedef void (*k_tilep_fn)(int npairs, const void *Wp, size_t wps, int nr,
 
 /* The same for the K-quants with Q8_K activations (Q4_K, Q5_K, Q6_K): a
  * weight row is decoded once per matmul into K_WSB-byte super-blocks of 256
- * weights (256 unsigned bytes q; the int16 multiplier of every byte pair,
- * i.e. its group's integer scale; 16 f32 offsets o[g] per 16 weights; the
- * f32 super-block scale d), the activations into K_XSB-byte super-blocks
- * (256 bytes y, 16 f32 dy * bsum[g], f32 dy), and a super-block's dot is
- *   d * dy * sum(mul * q . y) - sum_g o[g] * dy * bsum[g].
+ * weights (256 unsigned bytes q, reordered so that each int32 lane of a
+ * 4-byte dot product sums one group of 16 weights; 16 f32 group scales
+ * sc[g], 16 f32 group offsets o[g]), the activations into K_XSB-byte
+ * super-blocks (256 bytes y in the same order, 16 f32 dy * sum_g(y), f32
+ * dy), and a super-block's dot is
+ *   sum_g sc[g] * dy * (q . y)_g - o[g] * dy * sum_g(y).
  * The tile takes the number of super-blocks where tile_p takes pairs. */
-enum { K_WSB = 640, K_XSB = 384 };
+enum { K_WSB = 384, K_XSB = 384 };
 
 /* Y[t * ldy] = dot(W row x, token t's prepared pairs at Xp + t * xps), for
  * t < nt (any nt >= 1). */
