@@ -428,6 +428,60 @@ static void test_gemma_chat(void) {
   gemma_chat(NULL);
 }
 
+/* Loads a tiny-gemma3 fixture whose file has `from` renamed to `to` (same
+ * length); returns eng_model_load's status, its message in err. */
+static int load_renamed(const char *from, const char *to, char *err,
+                        size_t errlen) {
+  char path[] = "/tmp/hearth_gemma_renamed_XXXXXX";
+  int fd = mkstemp(path), rc = -1;
+  if (fd < 0)
+    return -1;
+  close(fd);
+  fixture_params p;
+  fixture_default_params(&p);
+  fixture_preset("tiny-gemma3", &p);
+  FILE *f = NULL;
+  char *buf = NULL;
+  long n = 0;
+  if (fixture_write(&p, path, err, errlen) == 0 && (f = fopen(path, "r+b")) &&
+      !fseek(f, 0, SEEK_END) && (n = ftell(f)) > 0 &&
+      (buf = malloc((size_t)n)) && !fseek(f, 0, SEEK_SET) &&
+      fread(buf, 1, (size_t)n, f) == (size_t)n) {
+    char *at = memmem(buf, (size_t)n, from, strlen(from));
+    CHECKF(at != NULL, "'%s' not in the fixture", from);
+    if (at && !fseek(f, at - buf, SEEK_SET) &&
+        fwrite(to, 1, strlen(to), f) == strlen(to) && !fclose(f)) {
+      f = NULL;
+      eng_model *m = NULL;
+      rc = eng_model_load(path, NULL, &m, err, errlen);
+      eng_model_free(m);
+    }
+  }
+  if (f)
+    fclose(f);
+  free(buf);
+  remove(path);
+  return rc;
+}
+
+/* Gemma files missing a tensor their architecture needs are refused with
+ * its name; gemma3n (another architecture) is refused by name too. */
+static void test_gemma_refusals(void) {
+  char err[256] = "";
+  CHECK_INT(load_renamed("blk.1.post_ffw_norm.weight",
+                         "blk.1.post_ffw_xxxx.weight", err, sizeof err),
+            ENG_ERR_FORMAT);
+  CHECKF(strstr(err, "blk.1.post_ffw_norm.weight") != NULL, "%s", err);
+  CHECK_INT(load_renamed("blk.0.attn_k_norm.weight", "blk.0.attn_k_xxxx.weight",
+                         err, sizeof err),
+            ENG_ERR_FORMAT);
+  CHECKF(strstr(err, "blk.0.attn_k_norm.weight") != NULL, "%s", err);
+  /* the first "gemma3" is general.architecture's value (written first) */
+  CHECK_INT(load_renamed("gemma3", "gemma9", err, sizeof err),
+            ENG_ERR_UNSUPPORTED);
+  CHECKF(strstr(err, "'gemma9'") != NULL, "%s", err);
+}
+
 /* The same with Gemma 2's own template (../shared/testdata/templates). */
 static void test_gemma_chat_real_template(void) {
   const char *sh = t_shared_dir();
@@ -567,6 +621,7 @@ int main(void) {
   RUN(test_repo_goldens);
   RUN(test_gemma_chat);
   RUN(test_gemma_chat_real_template);
+  RUN(test_gemma_refusals);
   RUN(test_gemma_batched);
   RUN(test_shared_synthetic);
   RUN(test_shared_stories);
