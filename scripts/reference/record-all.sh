@@ -12,7 +12,9 @@ cd "$(dirname "$0")/../.."
 # name | hearth fixture arguments (without --out). The 46- and 62-layer
 # gemmas take the query scale llama.cpp gives Gemma 2 27B / Gemma 3 27B
 # (told apart by their layer count): 1/sqrt(n_embd / n_head). A gemma3
-# without sliding window soft-caps its logits when the file says so.
+# without sliding window soft-caps its logits when the file says so. Gemma2's
+# sliding layers keep the global rope base and scale (gemma3's do not); its
+# soft caps default to 50 and 30 when the file has no keys.
 GOLDENS="
 tiny-llama-f32|--preset tiny-llama --type f32 --seed 11
 tiny-llama-f16|--preset tiny-llama --type f16 --seed 12
@@ -60,6 +62,8 @@ tiny-gemma3-swa3-f32|--preset tiny-gemma3 --type f32 --seed 75 --swa-pattern 3
 tiny-gemma2-46l-f16|--preset tiny-gemma2 --type f16 --seed 65 --n-layer 46
 tiny-gemma3-62l-f16|--preset tiny-gemma3 --type f16 --seed 76 --n-layer 62
 tiny-gemma3-nowin-f32|--preset tiny-gemma3 --type f32 --seed 77 --sliding-window 0 --final-softcap 10
+tiny-gemma2-rope-f32|--preset tiny-gemma2 --type f32 --seed 66 --rope-theta 1000000 --rope-scale 4
+tiny-gemma2-defcaps-f32|--preset tiny-gemma2 --type f32 --seed 67 --attn-softcap 0 --final-softcap 0
 "
 
 filter="${1:-.}"

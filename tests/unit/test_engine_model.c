@@ -264,10 +264,32 @@ static void test_shared_stories(void) {
   CHECK(check_dir(pat, 2) == 1);
 }
 
+/* Sets the numeric fixture option k (a `hearth fixture` flag) from v.
+ * Returns 0, or -1 for a flag it does not know. */
+static int fixture_num_option(fixture_params *p, const char *k, const char *v) {
+  static const char *const ints[] = {"--swa-pattern", "--n-layer",
+                                     "--sliding-window"};
+  static const char *const floats[] = {"--final-softcap", "--attn-softcap",
+                                       "--rope-theta", "--rope-scale"};
+  int *iv[] = {&p->swa_pattern, &p->n_layer, &p->sliding_window};
+  float *fv[] = {&p->final_softcap, &p->attn_softcap, &p->rope_theta,
+                 &p->rope_scale_linear};
+  for (int i = 0; i < 3; i++)
+    if (!strcmp(k, ints[i])) {
+      *iv[i] = atoi(v);
+      return 0;
+    }
+  for (int i = 0; i < 4; i++)
+    if (!strcmp(k, floats[i])) {
+      *fv[i] = strtof(v, NULL);
+      return 0;
+    }
+  return -1;
+}
+
 /* Rebuilds the fixture a repo golden names (fixture_args: --preset P
- * --type T --seed S, and the gemma options --swa-pattern, --n-layer,
- * --sliding-window, --final-softcap) into path, and its weight
- * kind (W_*) into *kind. Returns 0, or -1 on error. */
+ * --type T --seed S, and the numeric options of fixture_num_option) into
+ * path, and its weight kind (W_*) into *kind. Returns 0, or -1 on error. */
 static int make_fixture(json_t *args, const char *path, int *kind) {
   fixture_params p;
   fixture_default_params(&p);
@@ -284,16 +306,8 @@ static int make_fixture(json_t *args, const char *path, int *kind) {
       *kind = kind_of_type(v);
     } else if (!bad && !strcmp(k, "--seed"))
       p.seed = strtoull(v, NULL, 10);
-    else if (!bad && !strcmp(k, "--swa-pattern"))
-      p.swa_pattern = atoi(v);
-    else if (!bad && !strcmp(k, "--n-layer"))
-      p.n_layer = atoi(v);
-    else if (!bad && !strcmp(k, "--sliding-window"))
-      p.sliding_window = atoi(v);
-    else if (!bad && !strcmp(k, "--final-softcap"))
-      p.final_softcap = strtof(v, NULL);
-    else
-      bad = 1;
+    else if (!bad)
+      bad = fixture_num_option(&p, k, v) != 0;
     CHECKF(!bad, "fixture argument %s %s not understood", k ? k : "?",
            v ? v : "?");
     if (bad)
