@@ -183,55 +183,63 @@ static int read_arch(loader *L) {
               (int)(len > 64 ? 64 : len), a);
 }
 
+/* Gemma 2's window and soft caps: every other layer from layer 0 slides
+ * (window 4096 unless given); scores soft-capped at 50 and logits at 30
+ * unless given; the sliding layers keep the global rope. */
+static void read_gemma2(eng_model *m) {
+  int64_t v;
+  double d;
+  m->n_swa = meta_int(m, "attention.sliding_window", &v) ? (int)v : 4096;
+  m->swa_period = 2;
+  m->attn_softcap =
+      meta_float(m, "attn_logit_softcapping", &d) ? (float)d : 50.0f;
+  m->final_softcap =
+      meta_float(m, "final_logit_softcapping", &d) ? (float)d : 30.0f;
+}
+
+/* Gemma 3's window: when attention.sliding_window is set, 5 of every 6
+ * layers slide (attention.sliding_window_pattern: another period), with
+ * rope base rope.freq_base_swa (10000) and no rope scaling; without a
+ * window, logits are soft-capped when final_logit_softcapping says so. */
+static void read_gemma3(eng_model *m) {
+  int64_t v;
+  double d;
+  m->n_swa = meta_int(m, "attention.sliding_window", &v) ? (int)v : 0;
+  if (m->n_swa > 0) {
+    m->swa_period =
+        meta_int(m, "attention.sliding_window_pattern", &v) ? (int)v : 6;
+    m->rope_base_swa =
+        meta_float(m, "rope.freq_base_swa", &d) ? (float)d : 10000.0f;
+    m->rope_scale_swa = 1.0f;
+  } else if (meta_float(m, "final_logit_softcapping", &d) && d > 0)
+    m->final_softcap = (float)d;
+}
+
 /* Gemma 1 / 2 / 3 settings, as llama.cpp reads them: embeddings scaled by
  * sqrt(n_embd); queries scaled by 1/sqrt(key_length) (Gemma 2/3 27B, told
  * apart by their layer count: 1/sqrt(n_embd / n_head)); GELU feed-forward;
- * sliding-window layers (gemma2: every other one from layer 0, window 4096
- * unless given; gemma3: 5 of every 6 (attention.sliding_window_pattern) when
- * attention.sliding_window is set, with rope base rope.freq_base_swa
- * (10000) and no rope scaling); gemma2 soft-caps attention scores (50) and
- * logits (30); gemma3 soft-caps logits only without sliding window, when
- * final_logit_softcapping is given. */
+ * Gemma 2/3's sliding windows and soft caps above. */
 static int read_gemma(loader *L) {
   eng_model *m = L->m;
-  int64_t v;
-  double d;
-  const int g2 = m->arch == ARCH_GEMMA2;
   m->embd_scale = sqrtf((float)m->n_embd);
   m->gelu = 1;
-  if (m->arch == ARCH_GEMMA) { /* Gemma 1: no window, no soft caps */
-    m->attn_scale = 1.0f / sqrtf((float)m->head_dim);
+  m->attn_scale = 1.0f / sqrtf((float)m->head_dim);
+  if (m->arch == ARCH_GEMMA) /* Gemma 1: no window, no soft caps */
     return ENG_OK;
-  }
-  const int big = m->n_layer == (g2 ? 46 : 62); /* the 27B models */
-  m->attn_scale = big ? 1.0f / sqrtf((float)(m->n_embd / m->n_head))
-                      : 1.0f / sqrtf((float)m->head_dim);
-  int period = g2 ? 2 : 6;
-  float base_swa = m->rope_base, scale_swa = m->rope_scale;
-  if (g2) {
-    m->n_swa = meta_int(m, "attention.sliding_window", &v) ? (int)v : 4096;
-    m->attn_softcap =
-        meta_float(m, "attn_logit_softcapping", &d) ? (float)d : 50.0f;
-    m->final_softcap =
-        meta_float(m, "final_logit_softcapping", &d) ? (float)d : 30.0f;
-  } else {
-    m->n_swa = meta_int(m, "attention.sliding_window", &v) ? (int)v : 0;
-    if (m->n_swa > 0) {
-      if (meta_int(m, "attention.sliding_window_pattern", &v))
-        period = (int)v;
-      base_swa = meta_float(m, "rope.freq_base_swa", &d) ? (float)d : 10000.f;
-      scale_swa = 1.0f;
-    } else if (meta_float(m, "final_logit_softcapping", &d) && d > 0)
-      m->final_softcap = (float)d;
-  }
-  if (m->n_swa < 0 || period < 0 || m->attn_softcap < 0 ||
-      m->final_softcap < 0 || base_swa <= 0)
+  const int g2 = m->arch == ARCH_GEMMA2;
+  if (m->n_layer == (g2 ? 46 : 62)) /* the 27B models */
+    m->attn_scale = 1.0f / sqrtf((float)(m->n_embd / m->n_head));
+  m->rope_base_swa = m->rope_base;
+  m->rope_scale_swa = m->rope_scale;
+  if (g2)
+    read_gemma2(m);
+  else
+    read_gemma3(m);
+  if (m->n_swa < 0 || m->swa_period < 0 || m->attn_softcap < 0 ||
+      m->final_softcap < 0 || m->rope_base_swa <= 0)
     return fail(L->err, L->errlen, ENG_ERR_FORMAT,
                 "invalid sliding window %d / pattern %d / soft caps", m->n_swa,
-                period);
-  m->swa_period = period;
-  m->rope_base_swa = base_swa;
-  m->rope_scale_swa = scale_swa;
+                m->swa_period);
   return ENG_OK;
 }
 
@@ -308,17 +316,16 @@ static int read_hparams(loader *L) {
   return ENG_OK;
 }
 
-/* Whether layer il is a sliding-window one: the file's
- * <arch>.attention.sliding_window_pattern when it is one flag per layer,
- * else il % period < period - 1 (period 0: every layer). */
+/* Whether layer il is a sliding-window one: gemma3's
+ * attention.sliding_window_pattern when it is one flag per layer, else
+ * il % period < period - 1 (period 0: every layer). */
 static int layer_slides(const eng_model *m, int il) {
-  char key[128];
+  const char *key = "gemma3.attention.sliding_window_pattern";
   int et;
   uint64_t n;
   int64_t v;
-  snprintf(key, sizeof key, "%s.attention.sliding_window_pattern",
-           m->arch_name);
-  if (gguf_get_arr(m->gguf, key, &et, &n) == GGUF_OK &&
+  if (m->arch == ARCH_GEMMA3 &&
+      gguf_get_arr(m->gguf, key, &et, &n) == GGUF_OK &&
       n == (uint64_t)m->n_layer &&
       gguf_arr_get_int(m->gguf, key, (uint64_t)il, &v) == GGUF_OK)
     return v != 0;
