@@ -704,6 +704,7 @@ static int forward_layer(eng_ctx *c, int il, const eng_batch_tok *tok, int n,
   return 0;
 }
 
+/* The final soft cap over n logits, split over the pool's threads. */
 typedef struct {
   float *x;
   size_t n;
@@ -721,7 +722,7 @@ static void softcap_task(void *arg, int ith, int nth) {
 
 /* x[0..n) = cap * tanh(x / cap) with the model's final soft cap, computed as
  * llama.cpp does (times 1/cap, tanh, times cap): over the pool for a large
- * vocabulary (Gemma 2's 256000: ~1 ms of tanhf), inline for a small one. */
+ * vocabulary (Gemma 2's 256000: ~2 ms of tanhf), inline for a small one. */
 static void softcap_logits(eng_ctx *c, float *x, size_t n) {
   softcap_args a = {x, n, c->m->final_softcap};
   if (n < 65536)
@@ -777,7 +778,7 @@ static int forward_chunk(eng_ctx *c, const eng_batch_tok *tok, int n,
   mm_job lo = {&m->output, logits};
   if (matmul_group(c, c->xb, n_out, E, &lo, 1))
     return -1;
-  /* gemma2: logits = cap * tanh(logits / cap) */
+  /* gemma2 (gemma3 without window): logits = cap * tanh(logits / cap) */
   if (m->final_softcap > 0)
     softcap_logits(c, logits, (size_t)n_out * m->n_vocab);
   return 0;

@@ -69,12 +69,12 @@ struct eng_model {
   int n_rot;    /* rotated dims per head */
   float rms_eps;
   float rope_base, rope_scale; /* theta base; position scale (1/factor) */
-  int rope_neox;               /* 1 for qwen2/qwen3/gemma2/gemma3 */
+  int rope_neox;               /* 1 for all but llama */
   float embd_scale;    /* token embeddings times this (gemma: sqrt(n_embd)) */
   float attn_scale;    /* queries times this before q.k (gemma), or 0:
                           scores times 1/sqrt(head_dim) (llama, qwen) */
   float attn_softcap;  /* > 0: scores soft-capped (gemma2) */
-  float final_softcap; /* > 0: logits soft-capped (gemma2) */
+  float final_softcap; /* > 0: logits soft-capped (gemma2; gemma3 w/o window) */
   int n_swa;           /* sliding window of the swa layers (0: none) */
   int swa_period;      /* layer il slides when il % period < period - 1 */
   float rope_base_swa, rope_scale_swa; /* rope of the sliding layers */
