@@ -68,9 +68,9 @@ static const preset PRESETS[] = {
     {"gemma3-1b", "gemma3", 1152, 26, 4, 1, 6912, 262144, 32768, 256, 1000000.f,
      1e-6f, 1, FIXTURE_TOK_SPM, "", 512, 0, 0, 0},
     /* tiny gemmas: windows, caps and scaling small enough to matter within
-     * a 20-token prompt and random weights; gemma3 needs 6 layers for one
-     * global (non-sliding) layer, and scales the global layers' rope like
-     * Gemma 3 4B */
+     * the goldens' 43-token prompt and random weights; gemma3 needs 6 layers
+     * for one global (non-sliding) layer, and scales the global layers' rope
+     * like Gemma 3 4B */
     {"tiny-gemma2", "gemma2", 256, 2, 4, 2, 512, 1024, 512, 128, 10000.f, 1e-6f,
      1, FIXTURE_TOK_SPM, "", 6, 4.f, 15.f, 0},
     {"tiny-gemma3", "gemma3", 256, 6, 4, 2, 512, 1024, 512, 128, 1000000.f,
@@ -606,7 +606,7 @@ static int build_tensors(const fixture_params *p, tspec *t) {
   const int qwen2 = strcmp(p->arch, "qwen2") == 0,
             qk_norm =
                 strcmp(p->arch, "qwen3") == 0 || strcmp(p->arch, "gemma3") == 0,
-            gemma = has_post_norms(p);
+            post_norms = has_post_norms(p);
   int n = 0;
   char nm[64];
   add_t(t, &n, "token_embd.weight", -1, p->n_embd, p->n_vocab, 3);
@@ -631,14 +631,14 @@ static int build_tensors(const fixture_params *p, tspec *t) {
       L("attn_k_norm.weight", hd, 1, 1);
     }
     L("attn_output.weight", nq, p->n_embd, 0);
-    if (gemma) {
+    if (post_norms) {
       L("post_attention_norm.weight", p->n_embd, 1, 1);
     }
     L("ffn_norm.weight", p->n_embd, 1, 1);
     L("ffn_gate.weight", p->n_embd, p->n_ff, 0);
     L("ffn_up.weight", p->n_embd, p->n_ff, 0);
     L("ffn_down.weight", p->n_ff, p->n_embd, 0);
-    if (gemma) {
+    if (post_norms) {
       L("post_ffw_norm.weight", p->n_embd, 1, 1);
     }
 #undef L
