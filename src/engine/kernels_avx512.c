@@ -734,6 +734,92 @@ static void wprep_q6_k(const void *row, int n, void *out) {
   }
 }
 
+/* Q2_K / Q3_K (hmask != NULL) quants in element order: elements
+ * 128h + 32j + e are bits 2j, 2j + 1 of qs[32h + e], Q3_K's third bit bit
+ * 4h + j of hmask[e] (0..3, Q3_K 0..7). */
+static inline void unpack_q23k_zmm(const uint8_t *qs, const uint8_t *hmask,
+                                   __m512i v[4]) {
+  const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+  __m256i hm = hmask ? _mm256_loadu_si256((const __m256i *)hmask)
+                     : _mm256_setzero_si256();
+  for (int h = 0; h < 2; h++) {
+    __m256i qv = _mm256_loadu_si256((const __m256i *)(qs + 32 * h));
+    __m256i q[4];
+    for (int j = 0; j < 4; j++) {
+      q[j] = _mm256_and_si256(_mm256_srli_epi16(qv, 2 * j), m3);
+      if (hmask) {
+        __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + j), one);
+        q[j] = _mm256_or_si256(q[j], _mm256_slli_epi16(hb, 2));
+      }
+    }
+    v[2 * h] = zpair(q[0], q[1]);
+    v[2 * h + 1] = zpair(q[2], q[3]);
+  }
+}
+
+/* Q2_K: d * sc[g] * q - dmin * m[g] per group of 16 (4-bit sc and m). */
+static void wprep_q2_k(const void *row, int n, void *out) {
+  const block_q2_K *b = row;
+  const __m512i m4 = _mm512_set1_epi32(0xf);
+  wsb *o = out;
+  for (int i = 0; i < n / QK_K; i++, o++, b++) {
+    __m512i v[4];
+    unpack_q23k_zmm(b->qs, NULL, v);
+    store_lane_order(v, o->u);
+    __m512i sm =
+        _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)b->scales));
+    _mm512_store_ps(o->sc,
+                    _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(sm, m4)),
+                                  _mm512_set1_ps(f16(b->d))));
+    _mm512_store_ps(o->o,
+                    _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(sm, 4)),
+                                  _mm512_set1_ps(f16(b->dmin))));
+  }
+}
+
+/* Q3_K: d * sc[g] * (q - 4) per group of 16, q unsigned 0..7. */
+static void wprep_q3_k(const void *row, int n, void *out) {
+  const block_q3_K *b = row;
+  wsb *o = out;
+  for (int i = 0; i < n / QK_K; i++, o++, b++) {
+    __m512i v[4];
+    unpack_q23k_zmm(b->qs, b->hmask, v);
+    store_lane_order(v, o->u);
+    int8_t sc[16];
+    unpack_q3k_scales(b->scales, sc);
+    __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                 _mm_loadu_si128((const __m128i *)sc))),
+                             _mm512_set1_ps(f16(b->d)));
+    _mm512_store_ps(o->sc, f);
+    _mm512_store_ps(o->o, _mm512_mul_ps(f, _mm512_set1_ps(4.0f)));
+  }
+}
+
+/* IQ4_XS: d * (ls - 32) * level per sub-block of 32, the non-linear level
+ * stored biased (level + 128, unsigned). */
+static void wprep_iq4_xs(const void *row, int n, void *out) {
+  const block_iq4_xs *b = row;
+  const __m128i tbl =
+      _mm_xor_si128(_mm_loadu_si128((const __m128i *)q_iq4nl_values),
+                    _mm_set1_epi8((char)0x80));
+  wsb *o = out;
+  for (int i = 0; i < n / QK_K; i++, o++, b++) {
+    __m512i v[4];
+    for (int k = 0; k < 4; k++)
+      v[k] = zpair(iq4_lookup(tbl, b->qs + 32 * k),
+                   iq4_lookup(tbl, b->qs + 32 * k + 16));
+    store_lane_order(v, o->u);
+    const float d = f16(b->d);
+    for (int g = 0; g < 16; g++) {
+      const int ib = g / 2;
+      const int ls = ((b->scales_l[ib / 2] >> 4 * (ib % 2)) & 0xf) |
+                     (((b->scales_h >> 2 * ib) & 3) << 4);
+      o->sc[g] = d * (float)(ls - 32);
+      o->o[g] = 128.0f * o->sc[g];
+    }
+  }
+}
+
 static void xprep_q8_k(const void *row, int n, void *out) {
   const block_q8_K *y = row;
   const __m512i ones = _mm512_set1_epi8(1);
@@ -1001,6 +1087,9 @@ void k_register_avx512(k_ops *o, int has_vnni) {
   o->tile_p = tile_pp;
   o->tile_p_mr = PP_MR;
   o->tile_p_nt = PP_NT;
+  o->wprep_k[QT_Q2_K] = wprep_q2_k;
+  o->wprep_k[QT_Q3_K] = wprep_q3_k;
+  o->wprep_k[QT_IQ4_XS] = wprep_iq4_xs;
   o->wprep_k[QT_Q4_K] = wprep_q4_k;
   o->wprep_k[QT_Q5_K] = wprep_q5_k;
   o->wprep_k[QT_Q6_K] = wprep_q6_k;
