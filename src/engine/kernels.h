@@ -64,8 +64,8 @@ size_t k_act_row_size(int wtype, int64_t n);
  * path has it (k_small_batch_max), every token against each row. Prefill
  * (more tokens) reads each weight row once and sweeps blocks of tokens over
  * it in tiles of several rows x several tokens; with AVX-512 VNNI,
- * Q8_0/Q4_0/Q5_0/IQ4_NL and Q4_K/Q5_K/Q6_K rows and the activations are
- * first decoded into a multiply-ready layout (kernels_impl.h). Temporary memory comes from the
+ * Q8_0/Q4_0/Q5_0/IQ4_NL and Q2_K..Q6_K/IQ4_XS rows and the activations
+ * are first decoded into a multiply-ready layout (kernels_impl.h). Temporary memory comes from the
  * pool's scratch (tpool_scratch: grown when needed, then reused), or malloc
  * when pool is NULL (single thread). One caller per pool at a time. cols must
  * be a multiple of the block size. Returns 0, or -1 for an unsupported type /

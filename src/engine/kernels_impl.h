@@ -31,7 +31,7 @@ typedef void (*k_tilep_fn)(int npairs, const void *Wp, size_t wps, int nr,
                            const void *Xp, size_t xps, int nt, float *Y,
                            size_t ldy);
 
-/* The same for the K-quants with Q8_K activations (Q4_K, Q5_K, Q6_K): a
+/* The same for the types with Q8_K activations (Q2_K..Q6_K, IQ4_XS): a
  * weight row is decoded once per matmul into K_WSB-byte super-blocks of 256
  * weights (256 unsigned bytes q, reordered so that each int32 lane of a
  * 4-byte dot product sums one group of 16 weights; 16 f32 group scales
