@@ -15,9 +15,8 @@
 #include "engine/quant.h"
 
 #define ATTN_TB 16 /* most tokens per work item (fewer for long contexts) */
-#define ATTN_CB                                                                \
-  256 /* cells per block of the portable score and value loops                 \
-       */
+/* cells per block of the portable score and value loops */
+#define ATTN_CB 256
 /* Below this many multiply-adds (~5 us) the attention of a chunk runs on
  * the calling thread: handing it to the pool would cost about as much. */
 #define ATTN_INLINE_WORK 1e5
@@ -369,35 +368,11 @@ static void prefetch_item(const attn_args *x, const attn_item *it) {
       __builtin_prefetch(K + (size_t)d * kv->pitch + 32 * l, 0, 3);
 }
 
-/* One item: scores, masked softmax, weighted sum of values; a chunk's
- * partial results, merged by the last chunk of its unit to finish. next
- * (NULL: none): the item the thread will likely run next, prefetched. */
-static void attn_item_run(const attn_args *x, const attn_item *it, int ith,
-                          const attn_item *next) {
-  attn_state *a = x->a;
-  const kv_cache *kv = x->kv;
-  const eng_batch_tok *tok = x->tok;
-  const attn_group *gr = &a->groups[it->gi];
-  const int hd = a->head_dim, Q = a->n_head * hd, nq = it->nt * it->nh;
-  const int32_t *order = a->order + gr->t0 + it->t0;
-  const size_t C = (size_t)((a->n_ctx + 15) & ~15);
-  uint16_t *q16 = a->q16 + (size_t)ith * a->rows * hd;
-  float *S = a->s + (size_t)ith * a->rows * C;
-  uint16_t *P = a->p16 + (size_t)ith * a->rows * C;
-  float *qf = a->qf + (size_t)ith * a->rows * hd;
-  int32_t *vpos = a->vpos + (size_t)ith * C;
-  /* causal: cells past the last one this block of tokens sees are skipped,
-   * and with a window those before the first one */
-  int32_t minpos = INT32_MAX, maxpos = -1;
-  for (int ti = 0; ti < it->nt; ti++) {
-    int32_t p = tok[order[ti]].pos;
-    maxpos = p > maxpos ? p : maxpos;
-    minpos = p < minpos ? p : minpos;
-  }
-  int lo;
-  const int np = item_cells(x, it, minpos, maxpos, vpos, &lo);
-  /* qf = the queries of the item rounded to f16, as llama.cpp rounds them
-   * for its f16 K.q product (row r = token r / nh, head h0 + r % nh) */
+/* qf = the queries of the item rounded to f16, as llama.cpp rounds them for
+ * its f16 K.q product (row r = token r / nh, head h0 + r % nh). */
+static void item_queries(const attn_args *x, const attn_item *it,
+                         const int32_t *order, uint16_t *q16, float *qf) {
+  const int hd = x->a->head_dim, Q = x->a->n_head * hd;
   for (int ti = 0; ti < it->nt; ti++)
     for (int j = 0; j < it->nh; j++) {
       size_t r = (size_t)(ti * it->nh + j) * hd;
@@ -406,6 +381,76 @@ static void attn_item_run(const attn_args *x, const attn_item *it, int ith,
                    hd);
       k_f16_to_f32(qf + r, q16 + r, hd);
     }
+}
+
+/* Each row's scores (rows of np in S) -> probabilities P; a chunk keeps each
+ * row's max and sum in its slot of part_ml. */
+static void item_probs(const attn_args *x, const attn_item *it,
+                       const int32_t *order, int simd, const int32_t *vpos,
+                       int np, float *S, uint16_t *P) {
+  const attn_layer *lp = x->lp;
+  for (int r = 0; r < it->nt * it->nh; r++) {
+    int32_t pos = x->tok[order[r / it->nh]].pos;
+    int32_t from = lp->window > 0 ? pos - lp->window : INT32_MIN;
+    float *s = S + (size_t)r * np, m, l;
+    uint16_t *p = P + (size_t)r * np;
+    if (simd == 2)
+      l = attn_softmax_avx512(s, vpos, np, pos, from, lp->scale, lp->softcap, p,
+                              &m);
+    else if (simd == 1)
+      l = attn_softmax_avx2(s, vpos, np, pos, from, lp->scale, lp->softcap, p,
+                            &m);
+    else
+      l = softmax_row(s, vpos, np, pos, from, lp, p, &m);
+    if (it->nch > 1) {
+      float *ml = x->a->part_ml +
+                  ((size_t)(it->unit + r) * x->a->max_chunks + it->ci) * 2;
+      ml[0] = m, ml[1] = l;
+    }
+  }
+}
+
+/* The item's output rows, zeroed: its tokens' rows of att, or a chunk's
+ * partial outputs. */
+static void item_outputs(const attn_args *x, const attn_item *it,
+                         const int32_t *order, float **outp) {
+  const attn_state *a = x->a;
+  const int hd = a->head_dim, Q = a->n_head * hd;
+  for (int r = 0; r < it->nt * it->nh; r++) {
+    if (it->nch > 1)
+      outp[r] = a->part_o +
+                ((size_t)(it->unit + r) * a->max_chunks + it->ci) * (size_t)hd;
+    else
+      outp[r] = x->att + (size_t)order[r / it->nh] * Q +
+                (size_t)(it->h0 + r % it->nh) * hd;
+    memset(outp[r], 0, sizeof(float) * (size_t)hd);
+  }
+}
+
+/* One item: scores, masked softmax, weighted sum of values; a chunk's
+ * partial results, merged by the last chunk of its unit to finish. next
+ * (NULL: none): the item the thread will likely run next, prefetched. */
+static void attn_item_run(const attn_args *x, const attn_item *it, int ith,
+                          const attn_item *next) {
+  attn_state *a = x->a;
+  const kv_cache *kv = x->kv;
+  const int hd = a->head_dim, nq = it->nt * it->nh;
+  const int32_t *order = a->order + a->groups[it->gi].t0 + it->t0;
+  const size_t C = (size_t)((a->n_ctx + 15) & ~15), R = (size_t)a->rows;
+  uint16_t *q16 = a->q16 + (size_t)ith * R * hd, *P = a->p16 + ith * R * C;
+  float *S = a->s + ith * R * C, *qf = a->qf + (size_t)ith * R * hd;
+  /* causal: cells past the last one this block of tokens sees are skipped,
+   * and with a window those before the first one */
+  int32_t minpos = INT32_MAX, maxpos = -1;
+  for (int ti = 0; ti < it->nt; ti++) {
+    int32_t p = x->tok[order[ti]].pos;
+    maxpos = p > maxpos ? p : maxpos;
+    minpos = p < minpos ? p : minpos;
+  }
+  int32_t *vpos = a->vpos + (size_t)ith * C;
+  int lo;
+  const int np = item_cells(x, it, minpos, maxpos, vpos, &lo);
+  item_queries(x, it, order, q16, qf);
   /* register-blocked AVX2 (or AVX-512) loops when the range is a multiple
    * of 16 cells */
   const int level = k_simd();
@@ -418,41 +463,14 @@ static void attn_item_run(const attn_args *x, const attn_item *it, int ith,
               kv->v[x->il] + head);
   if (next)
     prefetch_item(x, next);
-  /* probabilities; a chunk keeps each row's max and sum */
-  const int MC = a->max_chunks;
-  float *ml = it->nch > 1 ? a->part_ml : NULL;
-  for (int r = 0; r < nq; r++) {
-    int32_t pos = tok[order[r / it->nh]].pos;
-    int32_t from = x->lp->window > 0 ? pos - x->lp->window : INT32_MIN;
-    float *s = S + (size_t)r * np, m, l;
-    uint16_t *p = P + (size_t)r * np;
-    const attn_layer *lp = x->lp;
-    if (simd == 2)
-      l = attn_softmax_avx512(s, vpos, np, pos, from, lp->scale, lp->softcap, p,
-                              &m);
-    else if (simd == 1)
-      l = attn_softmax_avx2(s, vpos, np, pos, from, lp->scale, lp->softcap, p,
-                            &m);
-    else
-      l = softmax_row(s, vpos, np, pos, from, lp, p, &m);
-    if (ml) {
-      float *slot = ml + ((size_t)(it->unit + r) * MC + it->ci) * 2;
-      slot[0] = m, slot[1] = l;
-    }
-  }
+  item_probs(x, it, order, simd, vpos, np, S, P);
   /* att[t][h][d] (a chunk: its partial output) = sum_j V[d][j] * p[r][j] */
-  float **outp = a->outp + (size_t)ith * a->rows;
-  for (int r = 0; r < nq; r++) {
-    if (ml)
-      outp[r] = a->part_o + ((size_t)(it->unit + r) * MC + it->ci) * hd;
-    else
-      outp[r] = x->att + (size_t)order[r / it->nh] * Q +
-                (size_t)(it->h0 + r % it->nh) * hd;
-    memset(outp[r], 0, sizeof(float) * hd);
-  }
+  float **outp = a->outp + (size_t)ith * R;
+  item_outputs(x, it, order, outp);
   item_values(simd, P, nq, hd, kv->v[x->il] + head, nc, np, outp);
-  if (ml && atomic_fetch_add_explicit(&a->part_done[it->unit], 1,
-                                      memory_order_acq_rel) == it->nch - 1)
+  if (it->nch > 1 &&
+      atomic_fetch_add_explicit(&a->part_done[it->unit], 1,
+                                memory_order_acq_rel) == it->nch - 1)
     merge_unit(x, it);
 }
 
