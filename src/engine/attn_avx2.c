@@ -89,28 +89,48 @@ void attn_qk_avx2(const float *q, int nq, int hd, const uint16_t *K, size_t ldk,
   }
 }
 
-/* R probability rows (R <= 4) x 2 value rows (d, d+1) over nc cells: 2R
- * register accumulators, then out[r][d..d+1] += their sums. */
-INL void pv_block(int R, const uint16_t *p, size_t ldp, const uint16_t *v0,
+/* The 8 horizontal sums of a[0..8) in one vector (element i: the sum of
+ * a[i]): 6 hadds, 2 lane permutes and an add instead of 8 reductions. Each
+ * sum is added up in the same order whatever the other 7 hold. */
+INL __m256 sum8x8(const __m256 *a) {
+  __m256 g0 =
+      _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+  __m256 g1 =
+      _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+  return _mm256_add_ps(_mm256_permute2f128_ps(g0, g1, 0x20),
+                       _mm256_permute2f128_ps(g0, g1, 0x31));
+}
+
+/* R probability rows (R <= 2) x 4 value rows (d .. d+3) over nc cells: 8
+ * register accumulators a[4r + k] (row r, value row d + k; zero for r >=
+ * R), summed by sum8x8: its 128-bit half r holds out[r][d .. d+3]'s
+ * increments. */
+INL void pv_block(int R, const uint16_t *p, size_t ldp, const uint16_t *v,
                   size_t ldv, int nc, float *const *out, int d) {
-  const uint16_t *v1 = v0 + ldv;
-  __m256 a0[4], a1[4];
-  for (int r = 0; r < R; r++)
-    a0[r] = a1[r] = _mm256_setzero_ps();
+  __m256 a[8];
+  for (int i = 0; i < 8; i++)
+    a[i] = _mm256_setzero_ps();
   for (int j = 0; j < nc; j += 8) {
-    __m256 x0 = ld_h8(v0 + j), x1 = ld_h8(v1 + j);
+    __m256 x[4];
+    for (int k = 0; k < 4; k++)
+      x[k] = ld_h8(v + (size_t)k * ldv + j);
     for (int r = 0; r < R; r++) {
       __m256 pr = ld_h8(p + (size_t)r * ldp + j);
-      a0[r] = _mm256_fmadd_ps(pr, x0, a0[r]);
-      a1[r] = _mm256_fmadd_ps(pr, x1, a1[r]);
+      for (int k = 0; k < 4; k++)
+        a[4 * r + k] = _mm256_fmadd_ps(pr, x[k], a[4 * r + k]);
     }
   }
-  for (int r = 0; r < R; r++)
-    out[r][d] += hsum8(a0[r]), out[r][d + 1] += hsum8(a1[r]);
+  const __m256 s = sum8x8(a);
+  _mm_storeu_ps(out[0] + d, _mm_add_ps(_mm_loadu_ps(out[0] + d),
+                                       _mm256_castps256_ps128(s)));
+  if (R > 1)
+    _mm_storeu_ps(out[1] + d, _mm_add_ps(_mm_loadu_ps(out[1] + d),
+                                         _mm256_extractf128_ps(s, 1)));
 }
 
 #define ATTN_PV_NAME attn_pv_avx2
-#define PV_D 2
+#define PV_D 4
+#define PV_R 2
 #include "engine/attn_pv_impl.h"
 
 /* ---- masked softmax of a row ------------------------------------------- */

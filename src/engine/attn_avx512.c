@@ -172,6 +172,7 @@ INL void pv_block(int R, const uint16_t *p, size_t ldp, const uint16_t *v,
 
 #define ATTN_PV_NAME attn_pv_avx512
 #define PV_D 4
+#define PV_R 4
 #include "engine/attn_pv_impl.h"
 
 /* ---- masked softmax of a row ------------------------------------------- */
