@@ -427,7 +427,6 @@ static void mm_part_prep(const mm_job *j, int64_t r0, int64_t r1, int ith) {
   const int mr = k ? o->tile_pk_mr : o->tile_p_mr;
   const int ntm = k ? o->tile_pk_nt : o->tile_p_nt;
   const k_prep_fn prep = k ? o->wprep_k[j->wtype] : o->wprep[j->wtype];
-  const k_tilep_fn tile = k ? o->tile_pk : o->tile_p;
   const size_t wps = pp_wrow(j->wtype, j->cols);
   uint8_t *wbuf = j->wb + (size_t)ith * j->wb_stride; /* r1 - r0 rows */
   const uint8_t *end = j->W + (size_t)r1 * j->wrow;
@@ -438,15 +437,31 @@ static void mm_part_prep(const mm_job *j, int64_t r0, int64_t r1, int ith) {
       prefetch_ahead(&pf, w + j->wrow + o->pf_dist, end);
     prep(w, (int)j->cols, wbuf + (size_t)(r - r0) * wps);
   }
+  /* K-quants: the super-blocks in near-equal slices of at most tile_pk_ksb
+   * (the same for every tile, so results do not depend on the batch) */
+  int ks = np;
+  if (k && o->tile_pk_ksb > 0 && np > o->tile_pk_ksb) {
+    int n_sl = (np + o->tile_pk_ksb - 1) / o->tile_pk_ksb;
+    ks = (np + n_sl - 1) / n_sl;
+  }
   for (int64_t tb = 0; tb < j->n_tok; tb += PP_TOK_BLOCK) {
     int64_t te = tb + PP_TOK_BLOCK < j->n_tok ? tb + PP_TOK_BLOCK : j->n_tok;
-    for (int64_t r = r0; r < r1; r += mr) {
-      int nr = (int)(r1 - r < mr ? r1 - r : mr);
-      for (int64_t t = tb; t < te; t += ntm) {
-        int nt = (int)(te - t < ntm ? te - t : ntm);
-        tile(np, wbuf + (size_t)(r - r0) * wps, wps, nr,
-             j->Xp + (size_t)t * j->xprow, j->xprow, nt,
-             j->Y + (size_t)t * (size_t)j->rows + (size_t)r, (size_t)j->rows);
+    for (int s0 = 0; s0 < np; s0 += ks) {
+      const int ns = np - s0 < ks ? np - s0 : ks;
+      for (int64_t r = r0; r < r1; r += mr) {
+        int nr = (int)(r1 - r < mr ? r1 - r : mr);
+        const uint8_t *wp = wbuf + (size_t)(r - r0) * wps;
+        for (int64_t t = tb; t < te; t += ntm) {
+          int nt = (int)(te - t < ntm ? te - t : ntm);
+          const uint8_t *xp = j->Xp + (size_t)t * j->xprow;
+          float *y = j->Y + (size_t)t * (size_t)j->rows + (size_t)r;
+          if (k)
+            o->tile_pk(ns, wp + (size_t)s0 * K_WSB, wps, nr,
+                       xp + (size_t)s0 * K_XSB, j->xprow, nt, y,
+                       (size_t)j->rows, s0 > 0);
+          else
+            o->tile_p(np, wp, wps, nr, xp, j->xprow, nt, y, (size_t)j->rows);
+        }
       }
     }
   }
@@ -574,23 +589,26 @@ static void mm_dyn_worker(void *arg, int ith, int nth) {
  * a single thread; prefill, as many rows as keep ~128 KiB of (prepared)
  * weights hot, at most 64, at least 4 items per thread. Multiples of 16
  * (tiles stay whole, output cache lines mostly stay with one thread) unless
- * rows are few. */
+ * rows are few, then of the tile's rows (4, the K-quant path's 8). */
 static int64_t mm_chunk(const mm_job *m, int n, int nth) {
-  int64_t total = total_rows(m, n), c;
+  int64_t total = total_rows(m, n), c, q = 4;
   if (m[0].n_tok == 1 || pn_small(m[0].o, m[0].wtype, m[0].n_tok)) {
     int per = nth > 1 ? 32 : 8;
     c = (total + per * nth - 1) / (per * nth);
   } else {
     size_t per_row = m[0].wrow;
-    if (pp_usable(m[0].o, m[0].wtype, m[0].cols, m[0].n_tok))
+    if (pp_usable(m[0].o, m[0].wtype, m[0].cols, m[0].n_tok)) {
       per_row = pp_wrow(m[0].wtype, m[0].cols);
+      if (pp_k(m[0].wtype) && m[0].o->tile_pk_mr > q)
+        q = m[0].o->tile_pk_mr;
+    }
     c = (int64_t)(131072 / per_row);
     c = c < 4 ? 4 : c > 64 ? 64 : c;
     int64_t bal = (total + 4 * nth - 1) / (4 * nth);
     if (bal < c)
       c = bal;
   }
-  c = c >= 16 ? c / 16 * 16 : (c + 3) / 4 * 4;
+  c = c >= 16 ? c / 16 * 16 : (c + q - 1) / q * q;
   return c < 4 ? 4 : c;
 }
 

@@ -41,6 +41,11 @@ typedef void (*k_tilep_fn)(int npairs, const void *Wp, size_t wps, int nr,
  *   sum_g sc[g] * dy * (q . y)_g - o[g] * dy * sum_g(y).
  * The tile takes the number of super-blocks where tile_p takes pairs. */
 enum { K_WSB = 384, K_XSB = 384 };
+/* The K-quant tile over nsb super-blocks (Wp, Xp: the first of them):
+ * Y[t * ldy + r] = (add ? Y[t * ldy + r] : 0) + the dot over them. */
+typedef void (*k_tilepk_fn)(int nsb, const void *Wp, size_t wps, int nr,
+                            const void *Xp, size_t xps, int nt, float *Y,
+                            size_t ldy, int add);
 
 /* Y[t * ldy] = dot(W row x, token t's prepared pairs at Xp + t * xps), for
  * t < nt (any nt >= 1). */
@@ -73,9 +78,11 @@ typedef struct {
   int tile_p_mr, tile_p_nt;
   k_prep_fn wprep_k[QT_COUNT]; /* K-quant row -> super-blocks (K_WSB) */
   k_prep_fn xprep_q8_k;        /* Q8_K activation row -> super-blocks */
-  k_tilep_fn tile_pk;          /* up to tile_pk_mr rows x tile_pk_nt tokens */
+  k_tilepk_fn tile_pk;         /* up to tile_pk_mr rows x tile_pk_nt tokens */
   int tile_pk_mr, tile_pk_nt;
-  int pf_dist; /* decode software prefetch distance in bytes (0: off) */
+  int tile_pk_ksb; /* most super-blocks per tile call (0: all): a slice of
+                      the rows that stays in L1 across the tokens */
+  int pf_dist;     /* decode software prefetch distance in bytes (0: off) */
 
   float (*dot_f32)(const float *x, const float *y, int n);
   float (*sumsq_f32)(const float *x, int n);

@@ -234,21 +234,30 @@ static void test_small_batch_exact(void) {
 }
 
 /* The K-quant prepared prefill path (Q2_K..Q6_K, IQ4_XS rows decoded into
- * super-blocks, 4 x 4 tiles and edge tiles): odd row and token counts, 1 to
- * several super-blocks, 1..3 threads, vs the scalar reference dots; and a
- * token's outputs do not depend on the batch around it (bit for bit). */
+ * super-blocks, 8 x 2 tiles, edge tiles, slices of super-blocks): odd row and
+ * token counts, 1 to several super-blocks, 1..3 threads, vs the scalar
+ * reference dots; and a token's outputs do not depend on the batch around it
+ * (bit for bit). */
 static void test_matmul_kquant(void) {
   tpool *pools[3] = {tpool_create(1), tpool_create(2), tpool_create(3)};
   const int types[6] = {QT_Q4_K, QT_Q5_K, QT_Q6_K, QT_Q3_K, QT_Q2_K, QT_IQ4_XS};
   const int64_t shapes[][3] = {/* rows, super-blocks, tokens */
-                               {1, 1, 2},  {3, 1, 5},   {4, 3, 4},  {7, 2, 9},
-                               {17, 5, 3}, {33, 7, 13}, {66, 1, 37}};
+                               {1, 1, 2},
+                               {3, 1, 5},
+                               {4, 3, 4},
+                               {7, 2, 9},
+                               {17, 5, 3},
+                               {33, 7, 13},
+                               {66, 1, 37},
+                               /* several super-block slices per row */
+                               {9, 23, 7},
+                               {13, 11, 5}};
   for (int ti = 0; ti < 6; ti++)
     for (int s = 0; s < (int)(sizeof shapes / sizeof *shapes); s++)
       check_matmul(types[ti], shapes[s][0], 256 * shapes[s][1], shapes[s][2],
                    s < 3 ? pools[s] : pools[s % 3]);
   for (int ti = 0; ti < 6; ti++) {
-    const int64_t rows = 23, cols = 768, nt = 11;
+    const int64_t rows = 23, cols = 256 * 13, nt = 11; /* 2 slices */
     size_t wr = qtype_row_size(types[ti], cols);
     unsigned char *W = malloc(wr * rows);
     float *tmp = malloc(4 * cols), *X = malloc(4 * cols * nt);
