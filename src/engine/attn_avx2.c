@@ -1,12 +1,14 @@
 /* attn_avx2.c: register-blocked AVX2/F16C inner loops of the attention over
- * the f16 KV cache (engine.c's attention, transposed K and V layout). The
- * portable path of the same products is engine.c's loop over k_axpy_f16 /
- * k_vec_dot; engine.c calls these only when the kernels run at AVX2 or
- * better (k_simd()). Same products as that path (f16 operands widened to
- * f32, f32 sums), summed in another order. Blocks take up to 4 query rows
- * at once (all query heads of one kv head under GQA), so each f16 K/V value
- * is widened once per block, not once per row. Knows nothing about models,
- * sequences or the cache's bookkeeping. */
+ * the f16 KV cache (attn.c's attention, transposed K and V layout): the
+ * scores (with prefetching of the cache's strided rows), the masked softmax
+ * of a row (a polynomial exp) and the weighted values. The portable path of
+ * the same products is attn.c's loop over k_axpy_f16 / k_vec_dot; attn.c
+ * calls these only when the kernels run at AVX2 or better (k_simd()). Same
+ * products as that path (f16 operands widened to f32, f32 sums), summed in
+ * another order. Blocks take several query rows at once (the query heads
+ * of one kv head under GQA), so each f16 K/V value is widened once per
+ * block, not once per row. Knows nothing about models, sequences or the
+ * cache's bookkeeping. */
 #include "engine/attn_simd.h"
 
 #include <immintrin.h>

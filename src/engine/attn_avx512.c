@@ -1,9 +1,9 @@
 /* attn_avx512.c: AVX-512 variants of attn_avx2.c's attention loops over the
  * transposed f16 KV cache (16 f16 values widened per instruction, 512-bit
- * FMAs). engine.c calls these only when the kernels run at AVX-512
- * (k_simd()). Same products as the portable path (f16 operands widened to
- * f32, f32 sums), summed in another order. Knows nothing about models,
- * sequences or the cache's bookkeeping. */
+ * FMAs, masked compares for the softmax's mask). attn.c calls these only
+ * when the kernels run at AVX-512 (k_simd()). Same products as the portable
+ * path (f16 operands widened to f32, f32 sums), summed in another order.
+ * Knows nothing about models, sequences or the cache's bookkeeping. */
 #include "engine/attn_simd.h"
 
 #include <immintrin.h>
