@@ -281,18 +281,17 @@ static void test_matmul_kquant(void) {
     tpool_free(pools[i]);
 }
 
-/* Q4_K and Q6_K matrices in one dispatch (Q4_K_M's attention and FFN
- * share an input) == one k_matmul_q each. */
-static void test_matmul_multi_kquant(void) {
-  const int64_t cols = 512, rows[3] = {21, 9, 40};
-  const int types[3] = {QT_Q4_K, QT_Q6_K, QT_Q5_K};
-  const int nt = 6;
-  tpool *p = tpool_create(2);
-  float *X = malloc(4 * cols * nt), *tmp = malloc(4 * cols);
+/* k_matmul_q_multi of three matrices of types[] (rows[] rows, 512 columns,
+ * sharing one input of nt tokens quantized to act) == one k_matmul_q each,
+ * within float-order tolerance (tiles may cut rows differently). */
+static void check_multi(tpool *p, const int types[3], const int64_t rows[3],
+                        int act, int nt) {
+  const int64_t cols = 512;
+  float *X = malloc(sizeof(float) * cols * nt), *tmp = malloc(4 * cols);
   fill(X, cols * nt, 1.0f);
-  size_t xr = k_act_row_size(QT_Q4_K, cols);
+  size_t xr = k_act_row_size(act, cols);
   unsigned char *Xq = malloc(xr * nt);
-  k_quantize_rows(p, QT_Q4_K, X, nt, cols, Xq);
+  k_quantize_rows(p, act, X, nt, cols, Xq);
   k_mat mats[3];
   float *ref[3];
   for (int m = 0; m < 3; m++) {
@@ -311,45 +310,29 @@ static void test_matmul_multi_kquant(void) {
     CHECK(close_arr(mats[m].Y, ref[m], (int)(rows[m] * nt), 1e-5f));
     free((void *)mats[m].W), free(mats[m].Y), free(ref[m]);
   }
+  /* mixed activation types are refused */
+  k_mat bad[2] = {{QT_Q8_0, NULL, 1, NULL}, {QT_Q4_K, NULL, 1, NULL}};
+  CHECK_INT(k_matmul_q_multi(p, bad, 2, 512, Xq, 1), -1);
   free(X), free(tmp), free(Xq);
+}
+
+/* The same with K-quants (the prepared K-quant prefill path, mixed types
+ * sharing an input). */
+static void test_matmul_multi_kquant(void) {
+  const int64_t rows[3] = {21, 9, 40};
+  const int types[3] = {QT_Q4_K, QT_Q6_K, QT_Q5_K};
+  tpool *p = tpool_create(2);
+  check_multi(p, types, rows, QT_Q4_K, 6);
   tpool_free(p);
 }
 
 /* k_matmul_q_multi == one k_matmul_q per matrix. */
 static void test_matmul_multi(void) {
-  const int64_t cols = 512, rows[3] = {40, 17, 70};
+  const int64_t rows[3] = {40, 17, 70};
   const int types[3] = {QT_Q5_0, QT_Q8_0, QT_Q4_0}; /* all Q8_0 activations */
   tpool *p = tpool_create(3);
-  for (int nt = 1; nt <= 9; nt += nt < 3 ? 2 : 6) { /* 1, 3 and 9 */
-    float *X = malloc(sizeof(float) * cols * nt), *tmp = malloc(4 * cols);
-    fill(X, cols * nt, 1.0f);
-    size_t xr = k_act_row_size(QT_Q8_0, cols);
-    unsigned char *Xq = malloc(xr * nt);
-    k_quantize_rows(p, QT_Q8_0, X, nt, cols, Xq);
-    k_mat mats[3];
-    float *ref[3];
-    for (int m = 0; m < 3; m++) {
-      size_t wr = qtype_row_size(types[m], cols);
-      unsigned char *W = malloc(wr * rows[m]);
-      for (int64_t r = 0; r < rows[m]; r++) {
-        fill(tmp, cols, 1.0f);
-        q_quant_row(types[m], tmp, W + r * wr, cols);
-      }
-      mats[m] = (k_mat){types[m], W, rows[m], malloc(4 * rows[m] * nt)};
-      ref[m] = malloc(4 * rows[m] * nt);
-      CHECK_INT(k_matmul_q(p, types[m], W, rows[m], cols, Xq, nt, ref[m]), 0);
-    }
-    CHECK_INT(k_matmul_q_multi(p, mats, 3, cols, Xq, nt), 0);
-    for (int m = 0; m < 3; m++) {
-      /* same dots; tiles may cut rows differently: float-order tolerance */
-      CHECK(close_arr(mats[m].Y, ref[m], (int)(rows[m] * nt), 1e-5f));
-      free((void *)mats[m].W), free(mats[m].Y), free(ref[m]);
-    }
-    /* mixed activation types are refused */
-    k_mat bad[2] = {{QT_Q8_0, NULL, 1, NULL}, {QT_Q4_K, NULL, 1, NULL}};
-    CHECK_INT(k_matmul_q_multi(p, bad, 2, 512, Xq, 1), -1);
-    free(X), free(tmp), free(Xq);
-  }
+  for (int nt = 1; nt <= 9; nt += nt < 3 ? 2 : 6) /* 1, 3 and 9 */
+    check_multi(p, types, rows, QT_Q8_0, nt);
   tpool_free(p);
 }
 
