@@ -351,26 +351,34 @@ static int32_t one_token(const eng_model *m, const char *text) {
   return n == 1 ? ids[0] : -1;
 }
 
+/* Writes the fixture p to a temporary file and loads it (the file is
+ * removed); NULL (with a failed check) when either step fails. */
+static eng_model *load_fixture(const fixture_params *p) {
+  char path[] = "/tmp/hearth_model_fixture_XXXXXX", err[256] = "";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  if (fd < 0)
+    return NULL;
+  close(fd);
+  eng_model *m = NULL;
+  CHECKF(fixture_write(p, path, err, sizeof err) == 0, "%s", err);
+  CHECKF(eng_model_load(path, NULL, &m, err, sizeof err) == ENG_OK, "%s", err);
+  remove(path);
+  return m;
+}
+
 /* A Gemma model through the chat path: its template (tpl: the fixture's
  * own when NULL) has no system role, so the system text is folded into the
  * first user turn; assistant turns are the "model" role; the turn markers
  * tokenize as single control tokens, <end_of_turn> ends a generation, and a
  * greedy reply decodes. */
 static void gemma_chat(const char *tpl) {
-  char path[] = "/tmp/hearth_gemma_chat_XXXXXX", err[256] = "";
-  int fd = mkstemp(path);
-  CHECK(fd >= 0);
-  if (fd < 0)
-    return;
-  close(fd);
+  char err[256] = "";
   fixture_params p;
   fixture_default_params(&p);
   fixture_preset("tiny-gemma3", &p);
   p.chat_template = tpl;
-  CHECKF(fixture_write(&p, path, err, sizeof err) == 0, "%s", err);
-  eng_model *m = NULL;
-  CHECKF(eng_model_load(path, NULL, &m, err, sizeof err) == ENG_OK, "%s", err);
-  remove(path);
+  eng_model *m = load_fixture(&p);
   if (!m)
     return;
   CHECK_STR(eng_model_arch(m), "gemma3");
@@ -532,21 +540,13 @@ static void probs_of(eng_ctx *c, int i, float *p, int nv) {
  * distributions it gets alone (the window counts each sequence's own
  * positions). */
 static void test_gemma_batched(void) {
-  char path[] = "/tmp/hearth_gemma_batch_XXXXXX", err[256] = "";
-  int fd = mkstemp(path);
-  CHECK(fd >= 0);
-  if (fd < 0)
-    return;
-  close(fd);
   fixture_params p;
   fixture_default_params(&p);
   fixture_preset("tiny-gemma2", &p); /* window 6, soft caps */
   fixture_set_type(&p, "f32");
   p.seed = 7;
-  CHECKF(fixture_write(&p, path, err, sizeof err) == 0, "%s", err);
-  eng_model *m = NULL;
-  CHECKF(eng_model_load(path, NULL, &m, err, sizeof err) == ENG_OK, "%s", err);
-  remove(path);
+  char err[256] = "";
+  eng_model *m = load_fixture(&p);
   if (!m)
     return;
   static const char *const texts[3] = {
