@@ -645,8 +645,9 @@ static int row_decode(sqlite3_stmt *st, row *r, int data_only) {
   const char *data = (const char *)sqlite3_column_text(st, 6);
   const char *internal =
       data_only ? NULL : (const char *)sqlite3_column_text(st, 7);
-  o->data = data ? json_loads(data, 0, NULL) : NULL;
-  o->internal = internal ? json_loads(internal, 0, NULL) : NULL;
+  /* JSON_ALLOW_NUL: stored text may hold U+0000 (a model can emit it) */
+  o->data = data ? json_loads(data, JSON_ALLOW_NUL, NULL) : NULL;
+  o->internal = internal ? json_loads(internal, JSON_ALLOW_NUL, NULL) : NULL;
   if (!o->data) {
     fprintf(stderr, "store: object %s has unreadable data\n", o->id);
     store_obj_clear(o);

@@ -77,6 +77,16 @@ static void test_crud_and_isolation(void) {
   CHECK_INT(store_get(s, A, "thing", "t_1", &g), STORE_OK);
   CHECK_INT(json_integer_value(json_object_get(g.data, "v")), 2);
   store_obj_clear(&g);
+  /* text holding U+0000 (a model's output can) reads back whole */
+  json_object_set_new(o.data, "text", json_stringn("a\0b", 3));
+  json_object_set_new(o.internal, "text", json_stringn("\0", 1));
+  CHECK_INT(store_put(s, A, "thing", &o), STORE_OK);
+  CHECK_INT(store_get(s, A, "thing", "t_1", &g), STORE_OK);
+  CHECK_INT((int)json_string_length(json_object_get(g.data, "text")), 3);
+  CHECK(g.data &&
+        !memcmp(json_string_value(json_object_get(g.data, "text")), "a\0b", 3));
+  CHECK_INT((int)json_string_length(json_object_get(g.internal, "text")), 1);
+  store_obj_clear(&g);
   CHECK_INT(store_delete(s, A, "thing", "t_1"), STORE_OK);
   CHECK_INT(store_delete(s, A, "thing", "t_1"), STORE_NOT_FOUND);
   CHECK_INT(store_get(s, A, "thing", "t_1", &g), STORE_NOT_FOUND);
