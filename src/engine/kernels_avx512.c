@@ -208,61 +208,87 @@ static void tile_q6_k_zmm(int n, const void *W, size_t ws, int nr,
 /* Q4_K (qh NULL) / Q5_K: 16 int32 lanes summing to sum_j sc[j] * q.y over
  * sub-block j. 64 elements per step: the 32 bytes of chunk j hold sub-block
  * 2j in their low nibbles and 2j+1 in their high nibbles, which are exactly
- * the next 64 activations. */
+ * the next 64 activations. The chunk is broadcast to both halves of a zmm
+ * and its high half shifted by 4 (one vpsrlvq); the scale multiply and the
+ * accumulation are one vpdpwssd. */
 static inline __m512i q4k_block_dot_zmm(const uint8_t *qs, const uint8_t *qh,
-                                        const uint8_t *sc, const int8_t *yq) {
+                                        __m128i scm, const int8_t *yq) {
   const __m512i m4 = _mm512_set1_epi8(0x0f), b4 = _mm512_set1_epi8(0x10);
-  __m256i hb =
-      qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+  const __m512i nib = _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0);
+  const __m512i hsh = _mm512_set_epi64(3, 3, 3, 3, 4, 4, 4, 4);
+  __m512i hb =
+      qh ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qh))
+         : _mm512_setzero_si512();
   /* int16 lane l of step j covers elements 64j + 2l, +1: sub-block
    * 2j + l / 16 */
-  const __m512i sc16 = _mm512_castsi128_si512(
-      _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
+  const __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(scm));
   __m512i idx =
       _mm512_set_epi16(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0,
                        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-  __m512i sumi = _mm512_setzero_si512();
+  __m512i sumi[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
   for (int j = 0; j < 4; j++) {
     __m512i mul = _mm512_permutexvar_epi16(idx, sc16);
     idx = _mm512_add_epi16(idx, _mm512_set1_epi16(2));
-    __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
-    __m512i q = _mm512_and_si512(zpair(v, _mm256_srli_epi16(v, 4)), m4);
+    __m512i v = _mm512_broadcast_i64x4(
+        _mm256_loadu_si256((const __m256i *)(qs + 32 * j)));
+    __m512i q = _mm512_and_si512(_mm512_srlv_epi64(v, nib), m4);
     if (qh) {
-      __m512i h = zpair(_mm256_slli_epi16(hb, 4), _mm256_slli_epi16(hb, 3));
-      q = _mm512_or_si512(q, _mm512_and_si512(h, b4));
-      hb = _mm256_srli_epi16(hb, 2);
+      q = _mm512_or_si512(q, _mm512_and_si512(_mm512_sllv_epi64(hb, hsh), b4));
+      hb = _mm512_srli_epi64(hb, 2);
     }
     __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512(yq + 64 * j));
-    sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(p, mul));
+    sumi[j & 1] = _mm512_dpwssd_epi32(sumi[j & 1], p, mul);
   }
-  return sumi;
+  return _mm512_add_epi32(sumi[0], sumi[1]);
+}
+
+/* Q4_K / Q5_K scales (bytes 0..7) and mins (bytes 8..15) of a super-block,
+ * unpacked in registers (no round trip through memory). */
+static inline __m128i q4k_scales_mins(const uint8_t *s) {
+  uint32_t u0, u1, u2;
+  memcpy(&u0, s, 4), memcpy(&u1, s + 4, 4), memcpy(&u2, s + 8, 4);
+  const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
+  return _mm_setr_epi32(
+      (int)(u0 & m6), (int)((u2 & m4) | (((u0 >> 6) & m2) << 4)),
+      (int)(u1 & m6), (int)(((u2 >> 4) & m4) | (((u1 >> 6) & m2) << 4)));
+}
+
+/* The mins term of a super-block as 4 int32 lanes summing to
+ * sum_j mins[j] * (bsums[2j] + bsums[2j+1]). */
+static inline __m128i q4k_mins_dot(__m128i scm, const int16_t *bsums) {
+  __m128i b = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)bsums),
+                             _mm_loadu_si128((const __m128i *)(bsums + 8)));
+  return _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_srli_si128(scm, 8)), b);
 }
 
 static void vd_q45k_zmm(int is5, int n, float *s, const void *vx,
                         const void *vy) {
   const block_q8_K *y = vy;
   __m512 acc = _mm512_setzero_ps();
-  float summ = 0;
+  __m128 accm = _mm_setzero_ps();
   for (int i = 0; i < n / QK_K; i++) {
-    uint8_t sc[16];
+    __m128i scm;
     __m512i sumi;
     float d, dmin;
     if (is5) {
       const block_q5_K *x = (const block_q5_K *)vx + i;
-      unpack_q4k_scales(x->scales, sc);
-      sumi = q4k_block_dot_zmm(x->qs, x->qh, sc, y[i].qs);
+      scm = q4k_scales_mins(x->scales);
+      sumi = q4k_block_dot_zmm(x->qs, x->qh, scm, y[i].qs);
       d = f16(x->d), dmin = f16(x->dmin);
     } else {
       const block_q4_K *x = (const block_q4_K *)vx + i;
-      unpack_q4k_scales(x->scales, sc);
-      sumi = q4k_block_dot_zmm(x->qs, NULL, sc, y[i].qs);
+      scm = q4k_scales_mins(x->scales);
+      sumi = q4k_block_dot_zmm(x->qs, NULL, scm, y[i].qs);
       d = f16(x->d), dmin = f16(x->dmin);
     }
-    summ += y[i].d * dmin * (float)mins_dot(sc + 8, y[i].bsums);
+    accm = _mm_fmadd_ps(_mm_set1_ps(y[i].d * dmin),
+                        _mm_cvtepi32_ps(q4k_mins_dot(scm, y[i].bsums)), accm);
     acc = _mm512_fmadd_ps(_mm512_set1_ps(y[i].d * d), _mm512_cvtepi32_ps(sumi),
                           acc);
   }
-  *s = _mm512_reduce_add_ps(acc) - summ;
+  accm = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
+  accm = _mm_add_ss(accm, _mm_movehdup_ps(accm));
+  *s = _mm512_reduce_add_ps(acc) - _mm_cvtss_f32(accm);
 }
 
 static void vd_q4_k_zmm(int n, float *s, const void *vx, const void *vy) {
@@ -289,7 +315,7 @@ static void vd_q6_k_zmm(int n, float *s, const void *vx, const void *vy) {
   for (int i = 0; i < n / QK_K; i++) {
     __m512i sc16 = _mm512_castsi256_si512(
         _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales)));
-    __m512i sumi = _mm512_setzero_si512();
+    __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
     for (int h = 0; h < 2; h++) {
       __m512i l = _mm512_loadu_si512(x[i].ql + 64 * h);
       __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
@@ -307,9 +333,10 @@ static void vd_q6_k_zmm(int n, float *s, const void *vx, const void *vy) {
       __m512i s23 = _mm512_permutexvar_epi16(_mm512_add_epi16(g4, base), sc16);
       __m512i p01 = _mm512_maddubs_epi16(q01, _mm512_loadu_si512(yq));
       __m512i p23 = _mm512_maddubs_epi16(q23, _mm512_loadu_si512(yq + 64));
-      sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(p01, s01));
-      sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(p23, s23));
+      s0 = _mm512_dpwssd_epi32(s0, p01, s01);
+      s1 = _mm512_dpwssd_epi32(s1, p23, s23);
     }
+    __m512i sumi = _mm512_add_epi32(s0, s1);
     int corr = 32 * scales16_dot(x[i].scales, y[i].bsums);
     sumi = _mm512_sub_epi32(sumi, _mm512_maskz_set1_epi32(1, corr));
     acc = _mm512_fmadd_ps(_mm512_set1_ps(y[i].d * f16(x[i].d)),
