@@ -311,6 +311,10 @@ static void vd_q6_k_zmm(int n, float *s, const void *vx, const void *vy) {
       _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1,
                        1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
   const __m512i g4 = _mm512_add_epi16(g0, _mm512_set1_epi16(4));
+  /* qh broadcast to both halves: bits 0-1 / 2-3 to 4-5 (shift left 4 / 2),
+   * bits 4-5 / 6-7 to 4-5 (shift right 0 / 2) */
+  const __m512i sh01 = _mm512_set_epi64(2, 2, 2, 2, 4, 4, 4, 4);
+  const __m512i sh23 = _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0);
   __m512 acc = _mm512_setzero_ps();
   for (int i = 0; i < n / QK_K; i++) {
     __m512i sc16 = _mm512_castsi256_si512(
@@ -318,9 +322,10 @@ static void vd_q6_k_zmm(int n, float *s, const void *vx, const void *vy) {
     __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
     for (int h = 0; h < 2; h++) {
       __m512i l = _mm512_loadu_si512(x[i].ql + 64 * h);
-      __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
-      __m512i h01 = zpair(_mm256_slli_epi16(qh, 4), _mm256_slli_epi16(qh, 2));
-      __m512i h23 = zpair(qh, _mm256_srli_epi16(qh, 2));
+      __m512i qh = _mm512_broadcast_i64x4(
+          _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h)));
+      __m512i h01 = _mm512_sllv_epi64(qh, sh01);
+      __m512i h23 = _mm512_srlv_epi64(qh, sh23);
       __m512i q01 =
           _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_and_si512(h01, h2));
       __m512i q23 =
