@@ -14,19 +14,9 @@
 #include <immintrin.h>
 #include <math.h>
 
+#include "engine/kernels_avx2_inl.h"
+
 #define INL static inline __attribute__((always_inline))
-
-/* 8 f16 values widened to f32. */
-INL __m256 ld_h8(const uint16_t *p) {
-  return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
-}
-
-INL float hsum8(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 /* R query rows (R <= 4, a constant after inlining) x 16 cells: the 2R
  * accumulators stay in registers over d. */
@@ -36,7 +26,7 @@ INL void qk_block(int R, const float *q, int hd, const uint16_t *K, size_t ldk,
   for (int r = 0; r < R; r++)
     a0[r] = a1[r] = _mm256_setzero_ps();
   for (int d = 0; d < hd; d++) {
-    __m256 k0 = ld_h8(K + d * ldk), k1 = ld_h8(K + d * ldk + 8);
+    __m256 k0 = load_f16x8(K + d * ldk), k1 = load_f16x8(K + d * ldk + 8);
     for (int r = 0; r < R; r++) {
       __m256 qv = _mm256_broadcast_ss(q + (size_t)r * hd + d);
       a0[r] = _mm256_fmadd_ps(qv, k0, a0[r]);
@@ -115,9 +105,9 @@ INL void pv_block(int R, const uint16_t *p, size_t ldp, const uint16_t *v,
   for (int j = 0; j < nc; j += 8) {
     __m256 x[4];
     for (int k = 0; k < 4; k++)
-      x[k] = ld_h8(v + (size_t)k * ldv + j);
+      x[k] = load_f16x8(v + (size_t)k * ldv + j);
     for (int r = 0; r < R; r++) {
-      __m256 pr = ld_h8(p + (size_t)r * ldp + j);
+      __m256 pr = load_f16x8(p + (size_t)r * ldp + j);
       for (int k = 0; k < 4; k++)
         a[4 * r + k] = _mm256_fmadd_ps(pr, x[k], a[4 * r + k]);
     }
@@ -144,28 +134,11 @@ INL float hmax8(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-/* exp(x) for x <= 0 (0 below -87, -inf included): x = n ln2 + r, |r| <=
- * ln2 / 2, a degree-7 Taylor polynomial for exp(r), times 2^n (n >= -126:
- * built in the exponent field). */
+/* exp(x) for x <= 0, exactly 0 below -87 (-inf and masked scores
+ * included): the kernels' vectorized expf, masked. */
 INL __m256 exp_neg8(__m256 x) {
-  const __m256 lim = _mm256_set1_ps(-87.0f);
-  const __m256 keep = _mm256_cmp_ps(x, lim, _CMP_GE_OQ);
-  x = _mm256_max_ps(x, lim);
-  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504089f)),
-                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.0f / 5040);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-  __m256i e = _mm256_slli_epi32(
-      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), keep);
+  const __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_GE_OQ);
+  return _mm256_and_ps(exp_ps(x), keep);
 }
 
 /* cap * tanh(x / cap), with tanh|y| = (1 - e) / (1 + e), e = exp(-2|y|). */
@@ -211,7 +184,7 @@ float attn_softmax_avx2(float *s, const int32_t *vpos, int n, int32_t pos,
     _mm256_storeu_ps(s + j, e);
     vsum = _mm256_add_ps(vsum, e);
   }
-  const float l = hsum8(vsum);
+  const float l = hsum_ps(vsum);
   const __m256 inv = _mm256_set1_ps(1.0f / l);
   for (int j = 0; j < n; j += 8)
     _mm_storeu_si128((__m128i *)(p + j),
