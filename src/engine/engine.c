@@ -1,10 +1,10 @@
 /* engine.c: the public engine API (engine.h) over the internal pieces: model
  * loading (model.c), the f16 KV cache (kvcache.c), kernels and thread pool
- * (kernels.c, threadpool.c), attention (attn.c), tokenizer (tokenizer.c). Holds
- * the forward pass of the decoder-only transformer (llama / qwen2 / qwen3 /
- * gemma / gemma2 / gemma3),
- * batched over several sequences: read forward_chunk() and forward_layer() top
- * to bottom. Knows nothing about HTTP, JSON or the server. */
+ * (kernels.c, threadpool.c), attention (attn.c), tokenizer (tokenizer.c).
+ * Holds the forward pass of the decoder-only transformer (llama / qwen2 /
+ * qwen3 / gemma / gemma2 / gemma3), batched over several sequences: read
+ * forward_chunk() and forward_layer() top to bottom. Knows nothing about
+ * HTTP, JSON or the server. */
 #include "engine/engine.h"
 
 #include <math.h>
